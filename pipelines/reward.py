@@ -1,0 +1,304 @@
+"""Stage 2, the reward model ("the judge"): trained on pairs ("A is better than B"), used pointwise
+(prompt + response -> one score). TRL's RewardTrainer with LoRA on a one-output sequence-classification head.
+
+We tokenize the pairs ourselves so no pair is lost silently: TRL drops pairs longer than `max_length`; we cut the
+prompt from the left to keep both responses whole, and count what was truncated and what still had to be dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import trl
+from datasets import Dataset
+from transformers import PrinterCallback, TrainerCallback
+
+from pipelines.config import RewardConfig
+from pipelines.data import encode_response, fit_to_length, load_checked, load_preferences, read_records
+from pipelines.errors import DataError, GateError
+from pipelines.models import (base_of_run, load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
+                              resolve_model, trainer_precision)
+from pipelines.runs import Run, resolve_run
+from pipelines.tracking import Tracker, TrackerCallback
+
+log = logging.getLogger("pipelines")
+
+
+# ---- pairs -> tokens -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class TokenizedPairs:
+    rows: list[dict] = field(default_factory=list)  # chosen_ids, rejected_ids, line, chosen_len, rejected_len
+    truncated_lines: list[int] = field(default_factory=list)
+    dropped_lines: list[int] = field(default_factory=list)
+
+    def describe(self, name: str, max_length: int) -> str:
+        return (f"{name}: {len(self.rows)} pairs kept; {len(self.truncated_lines)} had their prompt cut from the left "
+                f"to fit max_length={max_length}; {len(self.dropped_lines)} dropped because the responses alone do "
+                "not fit" + (f" (lines {', '.join(map(str, self.dropped_lines[:10]))}"
+                             f"{', ...' if len(self.dropped_lines) > 10 else ''})" if self.dropped_lines else ""))
+
+
+def tokenize_pairs(tokenizer, pairs: list[dict], max_length: int, min_prompt_tokens: int) -> TokenizedPairs:
+    out = TokenizedPairs()
+    for pair in pairs:
+        prompt_ids, chosen_ids = encode_response(tokenizer, pair["prompt"], pair["chosen"])
+        _, rejected_ids = encode_response(tokenizer, pair["prompt"], pair["rejected"])
+        keep = fit_to_length(prompt_ids, [len(chosen_ids), len(rejected_ids)], max_length, min_prompt_tokens)
+        if keep is None:
+            out.dropped_lines.append(pair.get("_line", 0))
+            continue
+        if keep < len(prompt_ids):
+            out.truncated_lines.append(pair.get("_line", 0))
+            prompt_ids = prompt_ids[len(prompt_ids) - keep:]
+        out.rows.append({"chosen_ids": prompt_ids + chosen_ids, "rejected_ids": prompt_ids + rejected_ids,
+                         "line": pair.get("_line", 0), "chosen_len": len(chosen_ids),
+                         "rejected_len": len(rejected_ids)})
+    return out
+
+
+def length_baseline(rows: list[dict]) -> float:
+    """Accuracy of "the longer response is better" (ties count half): what a judge must clearly beat."""
+    if not rows:
+        return float("nan")
+    wins = sum(1.0 if r["chosen_len"] > r["rejected_len"] else 0.5 if r["chosen_len"] == r["rejected_len"] else 0
+               for r in rows)
+    return wins / len(rows)
+
+
+# ---- scoring -------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def score_ids(model, sequences: list[list[int]], pad_id: int, batch_size: int = 16) -> list[float]:
+    """One score per token sequence, from the sequence-classification head at the last real token."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    scores: list[float] = []
+    for start in range(0, len(sequences), batch_size):
+        batch = sequences[start:start + batch_size]
+        width = max(len(s) for s in batch)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, seq in enumerate(batch):
+            ids[i, :len(seq)] = torch.tensor(seq)
+            mask[i, :len(seq)] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        scores.extend(logits[:, 0].float().cpu().tolist())
+    model.train(was_training)
+    return scores
+
+
+def evaluate_pairs(model, pad_id: int, tokenized: TokenizedPairs, batch_size: int = 16) -> dict:
+    rows = tokenized.rows
+    chosen = score_ids(model, [r["chosen_ids"] for r in rows], pad_id, batch_size)
+    rejected = score_ids(model, [r["rejected_ids"] for r in rows], pad_id, batch_size)
+    margins = [c - r for c, r in zip(chosen, rejected)]
+    return {
+        "eval_accuracy": sum(m > 0 for m in margins) / max(len(margins), 1),
+        "eval_margin": sum(margins) / max(len(margins), 1),
+        "eval_pairs": len(rows),
+        "length_baseline_accuracy": length_baseline(rows),
+        "scores": [{"line": r["line"], "chosen": c, "rejected": j} for r, c, j in zip(rows, chosen, rejected)],
+    }
+
+
+class Judge:
+    """A finished reward run, loaded for pointwise scoring: judge.score(prompts, responses) -> scores."""
+
+    def __init__(self, run: Run, device: str | None = None):
+        from peft import PeftModel
+
+        config = RewardConfig.from_dict({k: v for k, v in run.config().items() if k != "stage"})
+        self.run, self.config = run, config
+        self.tokenizer = load_tokenizer(str(run.adapter_dir), config.trust_remote_code)
+        model = load_base(config, resolve_model(config.model, config.trust_remote_code), head="score", device=device)
+        if config.sft_run:
+            model = PeftModel.from_pretrained(model, Run(config.sft_run).adapter_dir).merge_and_unload()
+        model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.model = PeftModel.from_pretrained(model, run.adapter_dir).eval()
+
+    def encode(self, prompt, response: str) -> list[int]:
+        """prompt: a string or messages. The prompt is cut from the left to fit, as in training."""
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+        prompt_ids, response_ids = encode_response(self.tokenizer, messages, response)
+        keep = fit_to_length(prompt_ids, [len(response_ids)], self.config.max_length, 1)
+        if keep is None:  # a response longer than max_length: score its beginning rather than nothing
+            return (prompt_ids[-1:] + response_ids)[: self.config.max_length]
+        return prompt_ids[len(prompt_ids) - keep:] + response_ids
+
+    def score(self, prompts: list, responses: list[str], batch_size: int = 16) -> list[float]:
+        ids = [self.encode(p, r) for p, r in zip(prompts, responses)]
+        return score_ids(self.model, ids, self.tokenizer.pad_token_id, batch_size)
+
+
+def check_gate(run: Run, allow_untrusted: bool = False) -> dict:
+    """PPO refuses a judge below its accuracy gate unless the user overrides deliberately."""
+    summary = run.summary()
+    accuracy, gate = summary.get("eval_accuracy"), summary.get("accuracy_gate", 0.70)
+    if accuracy is None:
+        raise GateError(f"Reward run `{run.path}` has no held-out accuracy (it did not finish). Fix: train a reward "
+                        "model to completion first.")
+    if accuracy < gate:
+        message = (f"The judge `{run.path}` has held-out accuracy {accuracy:.3f}, below its gate {gate:.2f}: its "
+                   "scores are not trustworthy enough to optimise against. Fix: train it longer or on better data; "
+                   "or, to use it deliberately anyway, set `allow_untrusted_judge: true`.")
+        if not allow_untrusted:
+            raise GateError(message)
+        log.warning("Gate overridden (`allow_untrusted_judge: true`). %s", message)
+    else:
+        log.info("Judge %s passes its gate: held-out accuracy %.3f >= %.2f", run.id, accuracy, gate)
+    return summary
+
+
+# ---- the stage -----------------------------------------------------------------------------------------------
+
+
+class HeldOutEval(TrainerCallback):
+    """Every `eval_steps`: held-out accuracy and margin (our pointwise scorer, the way the judge is used)."""
+
+    def __init__(self, tracker: Tracker, pad_id: int, held_out: TokenizedPairs, every: int, batch_size: int):
+        self.tracker, self.pad_id, self.held_out, self.every, self.batch_size = (tracker, pad_id, held_out, every,
+                                                                                 batch_size)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.every and state.global_step % self.every == 0 and state.global_step < state.max_steps:
+            result = evaluate_pairs(model, self.pad_id, self.held_out, self.batch_size)
+            result.pop("scores")
+            self.tracker.log(state.global_step, result)
+
+
+def split_held_out(pairs: list[dict], share: float, seed: int) -> tuple[list[dict], list[dict]]:
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    n_eval = max(1, round(len(pairs) * share))
+    held = set(order[:n_eval])
+    return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
+
+
+def run(cfg: RewardConfig, run: Run) -> dict:
+    from peft import PeftModel
+
+    device = pick_device(cfg.device)
+    model_path = resolve_model(cfg.model, cfg.trust_remote_code)
+    tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
+
+    pairs = load_checked("reward", cfg.train_file, log)
+    if cfg.eval_file:
+        eval_pairs = load_checked("reward", cfg.eval_file, log)
+    else:
+        pairs, eval_pairs = split_held_out(pairs, cfg.eval_split, cfg.seed)
+        log.info("Held out %d of the training pairs for evaluation (`eval_split: %s`).", len(eval_pairs),
+                 cfg.eval_split)
+    train = tokenize_pairs(tokenizer, pairs, cfg.max_length, cfg.min_prompt_tokens)
+    held_out = tokenize_pairs(tokenizer, eval_pairs, cfg.max_length, cfg.min_prompt_tokens)
+    log.info(train.describe("training pairs", cfg.max_length))
+    log.info(held_out.describe("held-out pairs", cfg.max_length))
+    if not train.rows:
+        raise DataError(f"No training pair of `{cfg.train_file}` fits `max_length={cfg.max_length}`, even with the "
+                        "prompt cut. Fix: raise `max_length`.")
+    if not held_out.rows:
+        raise DataError("No held-out pair fits `max_length`. Fix: raise `max_length` or check `eval_file`.")
+    tracker = Tracker(run, cfg.max_steps)
+    accounting = {"train_pairs": len(train.rows), "truncated_pairs": len(train.truncated_lines) +
+                  len(held_out.truncated_lines), "dropped_pairs": len(train.dropped_lines) +
+                  len(held_out.dropped_lines), "eval_pairs": len(held_out.rows),
+                  "length_baseline_accuracy": length_baseline(held_out.rows)}
+    tracker.log(0, accounting)
+
+    model = load_base(cfg, model_path, head="score", device=device)
+    if cfg.sft_run:
+        log.info("Starting from SFT run %s (its adapter is merged into the base).", cfg.sft_run)
+        model = PeftModel.from_pretrained(model, Run(cfg.sft_run).adapter_dir).merge_and_unload()
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model = prepare_for_kbit(model, cfg)
+
+    args = trl.RewardConfig(
+        output_dir=str(run.path / "trainer"),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        logging_steps=cfg.logging_steps,
+        max_length=None,  # already fitted above; TRL's own filter would drop pairs silently
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        seed=cfg.seed,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        **trainer_precision(device),
+    )
+    columns = ("chosen_ids", "rejected_ids")
+    trainer = trl.RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list([{k: r[k] for k in columns} for r in train.rows]),
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg, "SEQ_CLS"),
+        callbacks=[TrackerCallback(tracker),
+                   HeldOutEval(tracker, tokenizer.pad_token_id, held_out, cfg.eval_steps, cfg.batch_size * 2)],
+    )
+    trainer.remove_callback(PrinterCallback)  # our Tracker prints the progress line
+    with tracker:
+        trainer.train()
+    stopped = tracker.should_stop()
+
+    result = evaluate_pairs(trainer.model, tokenizer.pad_token_id, held_out, cfg.batch_size * 2)
+    scores = result.pop("scores")
+    tracker.log(trainer.state.global_step, result)
+    trainer.model.save_pretrained(run.adapter_dir)
+    tokenizer.save_pretrained(run.adapter_dir)
+    with open(run.path / "eval_scores.jsonl", "w", encoding="utf-8") as fh:  # lets anyone re-check a reload
+        fh.writelines(json.dumps(row) + "\n" for row in scores)
+    ready = result["eval_accuracy"] >= cfg.accuracy_gate
+    log.info("Held-out accuracy %.3f (pick-the-longer baseline %.3f) on %d pairs; gate %.2f: %s",
+             result["eval_accuracy"], result["length_baseline_accuracy"], result["eval_pairs"], cfg.accuracy_gate,
+             "ready for PPO" if ready else "NOT ready for PPO")
+    return {"steps": trainer.state.global_step, **accounting, **result, "accuracy_gate": cfg.accuracy_gate,
+            "ready_for_ppo": ready, "stopped": stopped}
+
+
+# ---- `python -m pipelines score` -----------------------------------------------------------------------------
+
+
+def score_command(reward: str, file: str, runs_dir: str | None, out: str | None) -> int:
+    judge = Judge(resolve_run(reward, "reward", runs_dir, field="--reward"))
+    records = read_records(file)
+    first = records[0][1]
+    if isinstance(first, dict) and "chosen" in first and "rejected" in first:
+        pairs, report = load_preferences(file)
+        report.raise_if_errors()
+        tokenized = tokenize_pairs(judge.tokenizer, pairs, judge.config.max_length, judge.config.min_prompt_tokens)
+        result = evaluate_pairs(judge.model, judge.tokenizer.pad_token_id, tokenized)
+        if out:
+            Path(out).write_text("".join(json.dumps(r) + "\n" for r in result["scores"]), encoding="utf-8")
+        print(f"pairs scored: {result['eval_pairs']}")
+        print(f"truncated: {len(tokenized.truncated_lines)}")
+        print(f"dropped: {len(tokenized.dropped_lines) + len(report.skipped)}")
+        print(f"margin: {result['eval_margin']:.4f}")
+        print(f"length baseline: {result['length_baseline_accuracy']:.4f}")
+        print(f"accuracy: {result['eval_accuracy']:.4f}")
+        return 0
+    rows = []
+    for line, record in records:
+        if not isinstance(record, dict) or "prompt" not in record or not ({"response", "completion"} & set(record)):
+            raise DataError(f"`{file}` line {line}: expected `prompt` with `response` (or `completion`), or a "
+                            "preference pair with `chosen`/`rejected`. Fix that record.")
+        rows.append(record)
+    responses = [r.get("response", r.get("completion")) for r in rows]
+    scores = judge.score([r["prompt"] for r in rows], responses)
+    lines = [json.dumps({**r, "score": s}, ensure_ascii=False) for r, s in zip(rows, scores)]
+    if out:
+        Path(out).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
+        print("\n".join(lines))
+    print(f"responses scored: {len(scores)}")
+    return 0

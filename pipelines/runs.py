@@ -1,0 +1,242 @@
+"""The run directory: the single source of truth for a run, on disk.
+
+    runs/<run_id>/
+        config.yaml     the full resolved config
+        status.json     state (running / completed / failed / stopped), progress, error, pid
+        metrics.jsonl   one JSON object per logged step, with `step` and the trainer's metric names
+        samples.jsonl   PPO only: (prompt, response, score) samples for the live view
+        run.log         the log
+        summary.json    final figures
+        adapter/        the trained LoRA adapter + tokenizer
+        STOP            written by anyone who wants the run to end cleanly
+
+The UI never keeps a run's state in memory: it re-reads these files, so a refresh, a second tab or a restarted
+app re-attaches to a live run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pipelines.errors import ConfigError
+
+RUNS_DIR_ENV = "RLHF_WORKBENCH_RUNS"
+STATES = ("running", "completed", "failed", "stopped")
+log = logging.getLogger("pipelines")
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get(RUNS_DIR_ENV) or "runs")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Readers polling the file never see half of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every complete line; a line being written right now is skipped rather than failing the reader."""
+    rows = []
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return rows
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) still answers kill(0).
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class Run:
+    """One run directory. Created by the pipelines; read by the CLI, the UI and the tests."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # ---- creation -------------------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, stage: str, config_yaml: str, runs_dir: str | Path | None = None, run_name: str = "",
+               run_id: str | None = None) -> "Run":
+        """A new run directory. `run_id` lets a launcher choose the folder (it may already hold the console log)."""
+        runs_dir = Path(runs_dir) if runs_dir else default_runs_dir()
+        if run_id:
+            path = runs_dir / run_id
+            if (path / "status.json").exists():
+                raise ConfigError(f"Run `{run_id}` already exists in `{runs_dir}`. Fix: choose another run id.")
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            path = reserve_run_dir(stage, runs_dir, run_name)
+        run = cls(path)
+        (path / "config.yaml").write_text(config_yaml, encoding="utf-8")
+        run.set_status("running", stage=stage, started_at=time.time(), pid=os.getpid())
+        return run
+
+    # ---- files ---------------------------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / "adapter"
+
+    @property
+    def log_file(self) -> Path:
+        return self.path / "run.log"
+
+    def status(self) -> dict[str, Any]:
+        """The status, with a run whose process died without saying so reported as failed."""
+        status = read_json(self.path / "status.json", {}) or {}
+        if status.get("state") == "running" and not pid_alive(status.get("pid")):
+            status["state"] = "failed"
+            status["error"] = status.get("error") or (
+                "The training process ended without reporting (killed, out of memory, or crashed). "
+                "See the end of the log."
+            )
+        return status
+
+    def set_status(self, state: str | None = None, **fields: Any) -> None:
+        status = read_json(self.path / "status.json", {}) or {}
+        if state:
+            assert state in STATES, state
+            status["state"] = state
+            if state != "running":
+                status["ended_at"] = time.time()
+        status.update(fields, updated_at=time.time())
+        write_json_atomic(self.path / "status.json", status)
+
+    def config(self) -> dict[str, Any]:
+        import yaml
+
+        try:
+            return yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8")) or {}
+        except OSError:
+            return {}
+
+    @property
+    def stage(self) -> str:
+        return self.status().get("stage") or self.config().get("stage", "")
+
+    def log_metrics(self, row: dict[str, Any]) -> None:
+        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, default=float) + "\n")
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / "metrics.jsonl")
+
+    def append_samples(self, rows: list[dict[str, Any]]) -> None:
+        with open(self.path / "samples.jsonl", "a", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False, default=float) + "\n")
+
+    def samples(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.path / "samples.jsonl")
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json_atomic(self.path / "summary.json", summary)
+
+    def summary(self) -> dict[str, Any]:
+        return read_json(self.path / "summary.json", {}) or {}
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.log_file.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # ---- stopping ------------------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        (self.path / "STOP").write_text("stop requested\n", encoding="utf-8")
+
+    def stop_requested(self) -> bool:
+        return (self.path / "STOP").exists()
+
+
+def reserve_run_dir(stage: str, runs_dir: str | Path | None = None, run_name: str = "") -> Path:
+    """Make a fresh `<date>-<time>-<stage>[-label]` folder (suffixed when two start in the same second)."""
+    runs_dir = Path(runs_dir) if runs_dir else default_runs_dir()
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    label = "".join(c if c.isalnum() or c in "-_" else "-" for c in run_name)[:40]
+    base = f"{stamp}-{stage}" + (f"-{label}" if label else "")
+    for n in range(1000):
+        path = runs_dir / (base if n == 0 else f"{base}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"Could not create a run folder in `{runs_dir}`. Fix: clean up old runs there.")
+
+
+def list_runs(runs_dir: str | Path | None = None, stage: str | None = None) -> list[Run]:
+    """Newest first."""
+    runs_dir = Path(runs_dir) if runs_dir else default_runs_dir()
+    if not runs_dir.is_dir():
+        return []
+    runs = [Run(p) for p in runs_dir.iterdir() if (p / "status.json").exists()]
+    if stage:
+        runs = [r for r in runs if r.stage == stage]
+    return sorted(runs, key=lambda r: r.status().get("started_at", 0), reverse=True)
+
+
+def resolve_run(value: str, stage: str, runs_dir: str | Path | None = None, field: str = "") -> Run:
+    """A run folder, or `latest`: the newest completed run of that stage."""
+    field = field or f"{stage}_run"
+    if value == "latest":
+        done = [r for r in list_runs(runs_dir, stage) if r.status().get("state") == "completed"]
+        if not done:
+            where = runs_dir or default_runs_dir()
+            raise ConfigError(f"`{field}: latest` found no completed `{stage}` run in `{where}`. Fix: run the "
+                              f"`{stage}` stage first, or set `{field}` to a run folder.")
+        return done[0]
+    path = Path(value)
+    if not path.is_dir() and runs_dir and (Path(runs_dir) / value).is_dir():
+        path = Path(runs_dir) / value
+    run = Run(path)
+    if not (path / "status.json").exists():
+        raise ConfigError(f"`{field}` is `{value}`, which is not a run folder (no status.json there). Fix: pass a "
+                          f"folder printed by a `{stage}` run, or `latest`.")
+    if run.stage != stage:
+        raise ConfigError(f"`{field}` is `{value}`, a `{run.stage}` run, but a `{stage}` run is needed.")
+    if run.status().get("state") not in ("completed", "stopped") or not run.adapter_dir.is_dir():
+        raise ConfigError(f"`{field}` is `{value}`, which did not finish with a saved adapter (state: "
+                          f"{run.status().get('state')}). Fix: pick a completed run.")
+    return run

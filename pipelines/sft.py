@@ -1,0 +1,100 @@
+"""Stage 1, supervised fine-tuning: teach the base model to answer like the examples (TRL's SFTTrainer + LoRA)."""
+
+from __future__ import annotations
+
+import logging
+
+import trl
+from datasets import Dataset
+from transformers import PrinterCallback
+
+from pipelines.config import SFTConfig
+from pipelines.data import load_checked
+from pipelines.models import (load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model,
+                              trainer_precision)
+from pipelines.tracking import Tracker, TrackerCallback
+
+log = logging.getLogger("pipelines")
+
+
+def count_too_long(tokenizer, rows: list[dict], max_length: int) -> list[int]:
+    """Lines of the examples that will be truncated to max_length, so the user hears about it up front."""
+    long_lines = []
+    for row in rows:
+        if "text" in row:
+            n = len(tokenizer(row["text"])["input_ids"])
+        else:
+            n = len(tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True,
+                                                  return_dict=True)["input_ids"])
+        if n > max_length:
+            long_lines.append(row["_line"])
+    return long_lines
+
+
+def to_dataset(rows: list[dict]) -> Dataset:
+    return Dataset.from_list([{k: v for k, v in row.items() if k != "_line"} for row in rows])
+
+
+def run(cfg: SFTConfig, run) -> dict:
+    device = pick_device(cfg.device)
+    model_path = resolve_model(cfg.model, cfg.trust_remote_code)
+    tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
+
+    train_rows = load_checked("sft", cfg.train_file, log)
+    eval_rows = load_checked("sft", cfg.eval_file, log) if cfg.eval_file else []
+    too_long = count_too_long(tokenizer, train_rows, cfg.max_length)
+    if too_long:
+        log.warning("%d of %d training examples are longer than max_length=%d tokens and will be truncated "
+                    "(lines %s). Raise `max_length` to keep them whole.", len(too_long), len(train_rows),
+                    cfg.max_length, ", ".join(map(str, too_long[:10])) + (", ..." if len(too_long) > 10 else ""))
+    is_text = "text" in train_rows[0]
+
+    model = prepare_for_kbit(load_base(cfg, model_path, device=device), cfg)
+    args = trl.SFTConfig(
+        output_dir=str(run.path / "trainer"),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if eval_rows and cfg.eval_steps else "no",
+        eval_steps=cfg.eval_steps or None,
+        max_length=cfg.max_length,
+        completion_only_loss=None if is_text else cfg.completion_only_loss,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        seed=cfg.seed,
+        save_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        **trainer_precision(device),
+    )
+    tracker = Tracker(run, cfg.max_steps)
+    trainer = trl.SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=to_dataset(train_rows),
+        eval_dataset=to_dataset(eval_rows) if eval_rows else None,
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg, "CAUSAL_LM"),
+        callbacks=[TrackerCallback(tracker)],
+    )
+    trainer.remove_callback(PrinterCallback)  # our Tracker prints the progress line
+    with tracker:
+        result = trainer.train()
+    stopped = tracker.should_stop()
+    summary = {"steps": trainer.state.global_step, "train_examples": len(train_rows),
+               "truncated_examples": len(too_long), "train_runtime_s": round(result.metrics["train_runtime"], 2)}
+    losses = [row["loss"] for row in run.metrics() if "loss" in row]
+    if losses:
+        summary.update(first_loss=losses[0], final_loss=losses[-1])
+    if eval_rows and not stopped:
+        metrics = trainer.evaluate()
+        tracker.log(trainer.state.global_step, metrics)
+        summary["eval_loss"] = metrics.get("eval_loss")
+
+    trainer.model.save_pretrained(run.adapter_dir)
+    tokenizer.save_pretrained(run.adapter_dir)
+    log.info("Adapter saved to %s", run.adapter_dir)
+    return {**summary, "stopped": stopped}

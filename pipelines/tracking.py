@@ -1,0 +1,107 @@
+"""Progress, metrics and stop requests for a running stage.
+
+`Tracker` is what every stage reports to: it appends metrics to the run directory, keeps `status.json`'s progress
+and ETA current, prints a progress line, and answers "should we stop?" (Ctrl-C or a STOP file).
+`TrackerCallback` plugs it into a transformers Trainer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import time
+
+from transformers import TrainerCallback
+
+log = logging.getLogger("pipelines")
+
+
+class Tracker:
+    def __init__(self, run, max_steps: int):
+        self.run = run
+        self.max_steps = max_steps
+        self.started = time.time()
+        self.first_step_at: float | None = None
+        self.first_step = 0
+        self.interrupted = False
+        self.step = 0
+        self._previous_sigint = signal.getsignal(signal.SIGINT)
+
+    def __enter__(self):
+        try:
+            signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:  # not the main thread (e.g. under a test runner's thread): the STOP file still works
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            signal.signal(signal.SIGINT, self._previous_sigint)
+        except ValueError:
+            pass
+
+    def _on_sigint(self, signum, frame):
+        if self.interrupted:  # a second Ctrl-C means "now"
+            raise KeyboardInterrupt
+        self.interrupted = True
+        log.warning("Stop requested (Ctrl-C): finishing the current step and saving. Press Ctrl-C again to abort.")
+
+    def should_stop(self) -> bool:
+        return self.interrupted or self.run.stop_requested()
+
+    def eta_seconds(self, step: int) -> float | None:
+        # Time from the end of the first step, so model loading and warm-up do not distort the rate.
+        if self.first_step_at is None or step <= self.first_step:
+            return None
+        rate = (time.time() - self.first_step_at) / (step - self.first_step)
+        return rate * (self.max_steps - step)
+
+    def log(self, step: int, metrics: dict) -> None:
+        """One metrics row, the status' progress, and a progress line on stderr."""
+        if self.first_step_at is None:
+            self.first_step_at, self.first_step = time.time(), step
+        self.step = step
+        clean = {k: _number(v) for k, v in metrics.items() if _number(v) is not None}
+        row = {"step": step, "time": round(time.time() - self.started, 2), **clean}
+        self.run.log_metrics(row)
+        eta = self.eta_seconds(step)
+        self.run.set_status(step=step, max_steps=self.max_steps, eta_s=eta)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in list(clean.items())[:6])
+        log.info("step %d/%d (%d%%) ETA %s | %s", step, self.max_steps, 100 * step // max(self.max_steps, 1),
+                 format_seconds(eta), shown)
+
+
+def _number(value):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value if math.isfinite(value) else float(value)
+    if hasattr(value, "item"):
+        return _number(value.item())
+    return None
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "--"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class TrackerCallback(TrainerCallback):
+    """Trainer logs -> Tracker; a stop request ends training at the next step boundary."""
+
+    def __init__(self, tracker: Tracker, rename: dict[str, str] | None = None):
+        self.tracker = tracker
+        self.rename = rename or {}
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs:
+            metrics = {self.rename.get(k, k): v for k, v in logs.items()}
+            self.tracker.log(state.global_step, metrics)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.tracker.should_stop():
+            control.should_training_stop = True

@@ -189,7 +189,11 @@ def prepare_for_kbit(model, cfg):
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
 
 
-def base_of_run(run) -> str:
-    """The base model path an SFT or reward run was trained on."""
-    config = run.config()
-    return resolve_model(config.get("model", "default"), config.get("trust_remote_code", False))
+def merge_adapter(model, adapter_dir):
+    """Fold a LoRA adapter into the weights of `model`, whatever head either was trained with (an SFT adapter
+    trained on a causal LM merges into a sequence-classification model of the same base)."""
+    from peft import PeftConfig, PeftModel
+
+    config = PeftConfig.from_pretrained(adapter_dir)
+    config.task_type = None  # the task-specific wrappers expect the head they were trained with
+    return PeftModel.from_pretrained(model, adapter_dir, config=config).merge_and_unload()

@@ -21,7 +21,7 @@ from transformers import PrinterCallback, TrainerCallback
 from pipelines.config import RewardConfig
 from pipelines.data import encode_response, fit_to_length, load_checked, load_preferences, read_records
 from pipelines.errors import DataError, GateError
-from pipelines.models import (base_of_run, load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
+from pipelines.models import (load_base, merge_adapter, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
                               resolve_model, trainer_precision)
 from pipelines.runs import Run, resolve_run
 from pipelines.tracking import Tracker, TrackerCallback
@@ -110,6 +110,16 @@ def evaluate_pairs(model, pad_id: int, tokenized: TokenizedPairs, batch_size: in
     }
 
 
+def encode_for_judge(tokenizer, prompt, response: str, max_length: int) -> list[int]:
+    """prompt (a string or messages) + response, as in training: the prompt is cut from the left to fit."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    prompt_ids, response_ids = encode_response(tokenizer, messages, response)
+    keep = fit_to_length(prompt_ids, [len(response_ids)], max_length, 1)
+    if keep is None:  # a response longer than max_length: score its beginning rather than nothing
+        return (prompt_ids[-1:] + response_ids)[:max_length]
+    return prompt_ids[len(prompt_ids) - keep:] + response_ids
+
+
 class Judge:
     """A finished reward run, loaded for pointwise scoring: judge.score(prompts, responses) -> scores."""
 
@@ -121,21 +131,12 @@ class Judge:
         self.tokenizer = load_tokenizer(str(run.adapter_dir), config.trust_remote_code)
         model = load_base(config, resolve_model(config.model, config.trust_remote_code), head="score", device=device)
         if config.sft_run:
-            model = PeftModel.from_pretrained(model, Run(config.sft_run).adapter_dir).merge_and_unload()
+            model = merge_adapter(model, Run(config.sft_run).adapter_dir)
         model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model = PeftModel.from_pretrained(model, run.adapter_dir).eval()
 
-    def encode(self, prompt, response: str) -> list[int]:
-        """prompt: a string or messages. The prompt is cut from the left to fit, as in training."""
-        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-        prompt_ids, response_ids = encode_response(self.tokenizer, messages, response)
-        keep = fit_to_length(prompt_ids, [len(response_ids)], self.config.max_length, 1)
-        if keep is None:  # a response longer than max_length: score its beginning rather than nothing
-            return (prompt_ids[-1:] + response_ids)[: self.config.max_length]
-        return prompt_ids[len(prompt_ids) - keep:] + response_ids
-
     def score(self, prompts: list, responses: list[str], batch_size: int = 16) -> list[float]:
-        ids = [self.encode(p, r) for p, r in zip(prompts, responses)]
+        ids = [encode_for_judge(self.tokenizer, p, r, self.config.max_length) for p, r in zip(prompts, responses)]
         return score_ids(self.model, ids, self.tokenizer.pad_token_id, batch_size)
 
 
@@ -184,8 +185,6 @@ def split_held_out(pairs: list[dict], share: float, seed: int) -> tuple[list[dic
 
 
 def run(cfg: RewardConfig, run: Run) -> dict:
-    from peft import PeftModel
-
     device = pick_device(cfg.device)
     model_path = resolve_model(cfg.model, cfg.trust_remote_code)
     tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
@@ -216,7 +215,7 @@ def run(cfg: RewardConfig, run: Run) -> dict:
     model = load_base(cfg, model_path, head="score", device=device)
     if cfg.sft_run:
         log.info("Starting from SFT run %s (its adapter is merged into the base).", cfg.sft_run)
-        model = PeftModel.from_pretrained(model, Run(cfg.sft_run).adapter_dir).merge_and_unload()
+        model = merge_adapter(model, Run(cfg.sft_run).adapter_dir)
     model.config.pad_token_id = tokenizer.pad_token_id
     model = prepare_for_kbit(model, cfg)
 

@@ -61,3 +61,30 @@ def only_run(runs_dir: Path) -> Path:
     runs = [p for p in Path(runs_dir).iterdir() if p.is_dir()]
     assert len(runs) == 1, runs
     return runs[0]
+
+
+SAMPLE = REPO / "sample_data"
+
+
+@pytest.fixture(scope="session")
+def chain_runs(tmp_path_factory):
+    return tmp_path_factory.mktemp("chain-runs")
+
+
+@pytest.fixture(scope="session")
+def tiny_sft_run(tiny_model_dir, chain_runs):
+    assert cli("sft", "--set", f"model={tiny_model_dir}", "--set", f"train_file={SAMPLE / 'sft_train.jsonl'}",
+               "--set", "max_steps=3", "--set", "learning_rate=0.01", "--set", "max_length=96",
+               "--runs-dir", chain_runs) == 0
+    return max(chain_runs.glob("*-sft"))
+
+
+@pytest.fixture(scope="session")
+def tiny_reward_run(tiny_model_dir, tiny_sft_run, chain_runs):
+    """A judge trained from the tiny SFT run; the politeness preference is learnable even by a random model."""
+    assert cli("reward", "--set", f"model={tiny_model_dir}", "--set", f"sft_run={tiny_sft_run}",
+               "--set", f"train_file={SAMPLE / 'prefs_train.jsonl'}", "--set",
+               f"eval_file={SAMPLE / 'prefs_eval.jsonl'}", "--set", "max_steps=12", "--set", "learning_rate=0.003",
+               "--set", "batch_size=8", "--set", "eval_steps=5", "--set", "max_length=96", "--set",
+               "accuracy_gate=0.6", "--runs-dir", chain_runs) == 0
+    return max(chain_runs.glob("*-reward"))

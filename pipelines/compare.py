@@ -1,0 +1,114 @@
+"""Side by side: the base, SFT and PPO models answer the same held-out prompts with the same sampling seed; the
+judge scores every answer. Writes compare.jsonl (one prompt per line) and compare_summary.json (means, win rates).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import torch
+
+from pipelines.config import CompareConfig
+from pipelines.data import encode_prompt, load_checked
+from pipelines.models import load_base, load_tokenizer, pick_device, resolve_model
+from pipelines.ppo import decode_responses, end_of_turn_ids, generate, left_pad, response_mask
+from pipelines.reward import Judge
+from pipelines.runs import Run
+from pipelines.tracking import Tracker
+
+log = logging.getLogger("pipelines")
+
+
+class Contestants:
+    """One base with the SFT and PPO adapters loaded by name; `base` is the bare model. Quacks like SharedRoles
+    for `generate`."""
+
+    def __init__(self, cfg: CompareConfig, base_path: str, device: str, adapters: dict[str, Run]):
+        from peft import PeftModel
+
+        self.model = load_base(cfg, base_path, device=device)
+        names = list(adapters)
+        if names:
+            self.model = PeftModel.from_pretrained(self.model, adapters[names[0]].adapter_dir, adapter_name=names[0])
+            for name in names[1:]:
+                self.model.load_adapter(adapters[name].adapter_dir, adapter_name=name)
+        self.model.eval()
+
+    def use(self, adapters: list[str], trainable: bool = False):
+        if adapters:
+            self.model.set_adapter(adapters[0])
+            return torch.no_grad()
+        return self.model.disable_adapter() if hasattr(self.model, "disable_adapter") else torch.no_grad()
+
+
+def win_rate(a: list[float], b: list[float]) -> float:
+    """Share of prompts where a scored above b; ties count half."""
+    return sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(a, b)) / max(len(a), 1)
+
+
+def run(cfg: CompareConfig, run: Run) -> dict:
+    device = pick_device(cfg.device)
+    adapters = {name: Run(path) for name, path in (("sft", cfg.sft_run), ("ppo", cfg.ppo_run)) if path}
+    base_name = next((r.config().get("model") for r in adapters.values()), cfg.model) or "default"
+    base_path = resolve_model(base_name, cfg.trust_remote_code)
+    tokenizer = load_tokenizer(base_path, cfg.trust_remote_code)
+    tokenizer.padding_side = "left"
+    prompts = load_checked("compare", cfg.prompts_file, log)[: cfg.num_prompts]
+
+    contestants = Contestants(cfg, base_path, device, adapters)
+    judge = Judge(Run(cfg.reward_run), device)
+    eos_ids = end_of_turn_ids(tokenizer)
+    models = ["base", *adapters]
+    tracker = Tracker(run, len(models))
+    responses: dict[str, list[str]] = {}
+    scores: dict[str, list[float]] = {}
+    batch = max(1, cfg.batch_size)
+    with tracker:
+        for step, name in enumerate(models, start=1):
+            texts: list[str] = []
+            for start in range(0, len(prompts), batch):
+                chunk = prompts[start:start + batch]
+                ids, mask = left_pad([encode_prompt(tokenizer, p["prompt"]) for p in chunk], tokenizer.pad_token_id,
+                                     device)
+                torch.manual_seed(cfg.seed + start)  # the same random stream for every model
+                out = generate(contestants, [] if name == "base" else [name], ids, mask, tokenizer,
+                               max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                               eos_ids=eos_ids)
+                texts += decode_responses(tokenizer, out, response_mask(out, eos_ids)[0])
+            responses[name] = texts
+            scores[name] = judge.score([p["prompt"] for p in prompts], texts)
+            tracker.log(step, {f"mean_score/{name}": sum(scores[name]) / len(texts)})
+            if tracker.should_stop():
+                break
+
+    done = [m for m in models if m in scores]
+    with open(run.path / "compare.jsonl", "w", encoding="utf-8") as fh:
+        for i, prompt in enumerate(prompts):
+            row = {"prompt": prompt["prompt"][-1]["content"],
+                   **{m: {"response": responses[m][i], "score": scores[m][i]} for m in done}}
+            row["winner"] = max(done, key=lambda m: scores[m][i])
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    summary = {"prompts": len(prompts), "models": done, "judge_run": Run(cfg.reward_run).id,
+               "mean_score": {m: sum(scores[m]) / len(prompts) for m in done}}
+    for a, b in (("ppo", "sft"), ("ppo", "base"), ("sft", "base")):
+        if a in scores and b in scores:
+            summary[f"win_rate_{a}_vs_{b}"] = win_rate(scores[a], scores[b])
+    if "ppo" in adapters:
+        ppo_summary = adapters["ppo"].summary()
+        summary["mean_kl"] = ppo_summary.get("mean_kl")
+        summary["ppo_run"] = adapters["ppo"].id
+    (run.path / "compare_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    for line in format_summary(summary):
+        log.info(line)
+    return {**summary, "stopped": len(done) < len(models)}
+
+
+def format_summary(summary: dict) -> list[str]:
+    lines = [f"Compared on {summary['prompts']} held-out prompts, scored by judge {summary['judge_run']}:"]
+    lines += [f"  mean score {m:<5} {s:+.3f}" for m, s in summary["mean_score"].items()]
+    lines += [f"  {k.replace('win_rate_', 'win rate ').replace('_vs_', ' vs ')}: {v:.2f}"
+              for k, v in summary.items() if k.startswith("win_rate_")]
+    if summary.get("mean_kl") is not None:
+        lines.append(f"  PPO mean KL to the SFT model: {summary['mean_kl']:.2f}")
+    return lines

@@ -1,0 +1,58 @@
+"""`python -m pipelines demo`: the whole pipeline on sample_data, each stage in its own run directory.
+
+SFT -> reward model -> the gate -> PPO -> comparison. The recipes are the same YAML files a user runs by hand;
+the demo only wires each stage to the run directory the previous one produced.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from pipelines.compare import format_summary
+from pipelines.config import STAGES
+from pipelines.errors import WorkbenchError
+from pipelines.reward import check_gate
+
+log = logging.getLogger("pipelines")
+RECIPES = Path(__file__).resolve().parents[1] / "sample_data" / "recipes"
+
+
+def demo_configs(preset: str):
+    """The stage configs of the demo, in order; `latest` links are replaced by the runs just made."""
+    return [(stage, STAGES[stage].load(RECIPES / f"{stage}_{preset}.yaml")) for stage in
+            ("sft", "reward", "ppo", "compare")]
+
+
+def run_demo(runs_dir: str | None, preset: str = "quick", debug: bool = False) -> int:
+    from pipelines.cli import run_stage, setup_logging
+
+    started = time.time()
+    made: dict[str, str] = {}
+    for stage, config in demo_configs(preset):
+        for name, source in (("sft_run", "sft"), ("reward_run", "reward"), ("ppo_run", "ppo")):
+            if hasattr(config, name) and source in made:
+                setattr(config, name, made[source])
+        if stage == "ppo":
+            from pipelines.runs import Run
+
+            try:
+                check_gate(Run(made["reward"]), config.allow_untrusted_judge)
+            except WorkbenchError as exc:
+                log.error("%s", exc)
+                return 1
+        log.info("=== demo: %s ===", stage)
+        run, summary = run_stage(stage, config, runs_dir, debug=debug)
+        setup_logging()  # back to the console only, between stages
+        state = run.status()["state"]
+        print(run.path, flush=True)
+        if state != "completed":
+            log.error("The demo stopped: the %s stage ended as %s. See %s", stage, state, run.log_file)
+            return 1
+        made[stage] = str(run.path.resolve())
+    minutes = (time.time() - started) / 60
+    for line in format_summary(summary):
+        print(line)
+    print(f"Demo finished in {minutes:.1f} min; comparison in {made['compare']}/compare_summary.json")
+    return 0

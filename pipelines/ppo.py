@@ -1,0 +1,397 @@
+"""Stage 3, PPO against the judge: our own implementation, on ONE base model shared by every role.
+
+    policy     trainable LoRA adapter, initialised from the SFT adapter
+    reference  the frozen SFT adapter (or the bare base): the KL penalty keeps the policy near it
+    value      its own LoRA adapter + a linear value head
+    judge      the reward run's adapter + its score head, when it was trained on the same base
+
+Only the small adapters differ between roles, so memory holds one base instead of four models (TRL's former
+PPOTrainer kept policy, reference, reward and value models apart). One step:
+    1. rollout: sample responses to a batch of prompts with the policy;
+    2. score: the judge's score on each finished response, minus a penalty for ones that never finished;
+    3. per token: log-probs of policy and reference, values; reward = score at the end - kl_coef * KL;
+    4. GAE advantages (whitened) and returns;
+    5. several PPO epochs over minibatches: clipped policy loss + clipped value loss, gradient clipping.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pipelines.config import PPOConfig
+from pipelines.data import encode_prompt, load_checked
+from pipelines.errors import WorkbenchError
+from pipelines.models import load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model
+from pipelines.ppo_core import (KLController, entropy_of, gae, kl_k1, kl_k3, logprobs_of, masked_mean, policy_loss,
+                                token_rewards, value_loss, whiten)
+from pipelines.reward import Judge, check_gate, encode_for_judge
+from pipelines.runs import Run
+from pipelines.tracking import Tracker
+
+log = logging.getLogger("pipelines")
+
+
+class TrainingDiverged(WorkbenchError):
+    """KL beyond its bound, or a NaN loss: the run stops with its last adapter saved."""
+
+
+# ---- one base, many roles --------------------------------------------------------------------------------------
+
+
+class SharedRoles:
+    """The PEFT model with adapters `policy`, `reference` (optional), `value` and `judge` (optional)."""
+
+    def __init__(self, cfg: PPOConfig, base_path: str, device: str, sft_run: Run | None, judge_run: Run | None):
+        from peft import PeftModel, get_peft_model
+
+        self.device = device
+        base = prepare_for_kbit(load_base(cfg, base_path, device=device), cfg)
+        # Dropout off everywhere: with it, the same tokens get different log-probs on each pass and the PPO ratio
+        # is noisy even before any update.
+        if sft_run:
+            self.model = PeftModel.from_pretrained(base, sft_run.adapter_dir, adapter_name="policy", is_trainable=True)
+            self.model.load_adapter(sft_run.adapter_dir, adapter_name="reference", is_trainable=False)
+            self.reference = ["reference"]
+        else:
+            self.model = get_peft_model(base, lora_config(cfg, "CAUSAL_LM", dropout=0.0), adapter_name="policy")
+            self.reference = []  # the bare base
+        self.model.add_adapter("value", lora_config(cfg, "CAUSAL_LM", dropout=0.0))
+        causal = self.model.get_base_model()
+        self.decoder, self.lm_head = causal.get_decoder(), causal.get_output_embeddings()
+        hidden = causal.config.get_text_config().hidden_size
+        self.value_head = nn.Linear(hidden, 1).to(device)
+        nn.init.zeros_(self.value_head.weight), nn.init.zeros_(self.value_head.bias)
+        self.judge_adapters: list[str] | None = None
+        self.score_head: nn.Linear | None = None
+        if judge_run and shares_base(judge_run, base_path, sft_run):
+            self._attach_judge(judge_run, hidden)
+        self.model.eval()
+
+    def _attach_judge(self, judge_run: Run, hidden: int) -> None:
+        """The reward adapter on our base. A judge trained from the SFT model had the SFT adapter merged in;
+        running both adapters at once computes exactly that sum (W + dW_sft + dW_reward)."""
+        from peft import PeftConfig, set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        config = PeftConfig.from_pretrained(judge_run.adapter_dir)
+        config.task_type, config.modules_to_save = "CAUSAL_LM", None
+        self.model.add_adapter("judge", config)
+        weights = load_file(judge_run.adapter_dir / "adapter_model.safetensors")
+        score = weights.pop(next(k for k in weights if k.endswith("score.weight")))
+        set_peft_model_state_dict(self.model, weights, adapter_name="judge")
+        self.score_head = nn.Linear(hidden, 1, bias=False).to(self.device)
+        self.score_head.weight.data.copy_(score.float())
+        self.judge_adapters = self.reference + ["judge"]
+
+    def use(self, adapters: list[str], trainable: bool = False):
+        """Activate adapters; an empty list means the bare base."""
+        if adapters:
+            self.model.base_model.set_adapter(adapters, inference_mode=not trainable)
+            return _nullcontext()
+        return self.model.disable_adapter()
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        params = [p for n, p in self.model.named_parameters() if ".policy." in n or ".value." in n]
+        for p in params:
+            p.requires_grad_(True)
+        return params + list(self.value_head.parameters())
+
+    def hidden(self, ids, mask):
+        positions = (mask.cumsum(1) - 1).clamp(min=0)  # left padding: positions as generate() saw them
+        return self.decoder(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
+
+    def response_logits(self, ids, mask, prompt_width: int, temperature: float):
+        """Logits that predicted each response token (the last prompt position predicts the first)."""
+        hidden = self.hidden(ids, mask)[:, prompt_width - 1:-1]
+        return self.lm_head(hidden).float() / temperature
+
+    def values(self, ids, mask, prompt_width: int):
+        return self.value_head(self.hidden(ids, mask)[:, prompt_width - 1:-1].float()).squeeze(-1)
+
+    @torch.no_grad()
+    def judge_scores(self, sequences: list[list[int]], pad_id: int) -> list[float]:
+        width = max(map(len, sequences))
+        ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, seq in enumerate(sequences):
+            ids[i, :len(seq)], mask[i, :len(seq)] = torch.tensor(seq), 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        with self.use(self.judge_adapters):
+            hidden = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        last = mask.sum(1) - 1
+        return self.score_head(hidden[torch.arange(len(sequences)), last].float()).squeeze(-1).cpu().tolist()
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def shares_base(judge_run: Run, base_path: str, sft_run: Run | None) -> bool:
+    """The judge can ride on our base when it was trained on the same base and the same SFT starting point."""
+    config = judge_run.config()
+    same_base = resolve_model(config.get("model", "default"), config.get("trust_remote_code", False)) == base_path
+    judge_sft = config.get("sft_run") or ""
+    ours = str(sft_run.path.resolve()) if sft_run else ""
+    return same_base and (not judge_sft or Path(judge_sft).resolve() == Path(ours or "/nonexistent").resolve())
+
+
+# ---- rollouts ----------------------------------------------------------------------------------------------------
+
+
+def left_pad(sequences: list[list[int]], pad_id: int, device: str):
+    width = max(map(len, sequences))
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, seq in enumerate(sequences):
+        ids[i, width - len(seq):], mask[i, width - len(seq):] = torch.tensor(seq), 1
+    return ids.to(device), mask.to(device)
+
+
+def response_mask(responses: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """1 up to and including the first end-of-turn token; and whether each response finished at all."""
+    is_eos = torch.isin(responses, torch.tensor(eos_ids, device=responses.device))
+    finished = is_eos.any(1)
+    first = torch.where(finished, is_eos.float().argmax(1), torch.full_like(finished, responses.shape[1] - 1,
+                                                                            dtype=torch.long))
+    positions = torch.arange(responses.shape[1], device=responses.device)
+    return (positions[None, :] <= first[:, None]).long(), finished
+
+
+@torch.no_grad()
+def generate(roles: SharedRoles, adapters: list[str], prompt_ids, prompt_mask, tokenizer, *, max_new_tokens: int,
+             temperature: float, top_p: float, eos_ids: list[int]) -> torch.Tensor:
+    """Sampled (or greedy, temperature 0) responses, padded to max_new_tokens."""
+    with roles.use(adapters):
+        out = roles.model.generate(
+            input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=max_new_tokens,
+            do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
+            top_p=top_p if temperature > 0 else None, top_k=0 if temperature > 0 else None,
+            eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id,
+        )
+    responses = out[:, prompt_ids.shape[1]:]
+    if responses.shape[1] < max_new_tokens:  # every sequence stopped early
+        pad = torch.full((len(responses), max_new_tokens - responses.shape[1]), tokenizer.pad_token_id,
+                         dtype=responses.dtype, device=responses.device)
+        responses = torch.cat([responses, pad], 1)
+    return responses
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
+            ids.add(token_id)
+    return sorted(i for i in ids if i is not None)
+
+
+def decode_responses(tokenizer, responses, mask) -> list[str]:
+    return [tokenizer.decode(r[m.bool()], skip_special_tokens=True).strip() for r, m in zip(responses, mask)]
+
+
+# ---- the stage ---------------------------------------------------------------------------------------------------
+
+
+def run(cfg: PPOConfig, run: Run) -> dict:
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    sft_run = Run(cfg.sft_run) if cfg.sft_run else None
+    judge_run = Run(cfg.reward_run)
+    gate = check_gate(judge_run, cfg.allow_untrusted_judge)
+    base_name = sft_run.config().get("model", "default") if sft_run else cfg.model
+    if sft_run and cfg.model not in ("", "default", base_name):
+        log.warning("`model` is %s but the SFT run was trained on %s; using the SFT run's base.", cfg.model, base_name)
+    base_path = resolve_model(base_name, cfg.trust_remote_code)
+    tokenizer = load_tokenizer(str(sft_run.adapter_dir) if sft_run else base_path, cfg.trust_remote_code)
+    tokenizer.padding_side = "left"
+    prompts = load_checked("ppo", cfg.prompts_file, log)
+
+    roles = SharedRoles(cfg, base_path, device, sft_run, judge_run)
+    log.info("Memory layout: one %s base serves policy (trainable LoRA), reference (%s), value (LoRA + head)%s.",
+             Path(base_path).name, "frozen SFT adapter" if sft_run else "bare base",
+             " and judge (reward LoRA + score head)" if roles.judge_adapters is not None else
+             "; the judge was trained on another base or SFT start, so it is loaded separately")
+    log.info("Judge %s: held-out accuracy %.3f.", judge_run.id, gate.get("eval_accuracy", float("nan")))
+
+    if roles.judge_adapters is not None:
+        judge_max_length = int(judge_run.config().get("max_length", 256))
+
+        def score(batch, texts):
+            ids = [encode_for_judge(tokenizer, p["prompt"], t, judge_max_length) for p, t in zip(batch, texts)]
+            return roles.judge_scores(ids, tokenizer.pad_token_id)
+    else:
+        judge = Judge(judge_run, device)
+
+        def score(batch, texts):
+            return judge.score([p["prompt"] for p in batch], texts)
+
+    summary = train(cfg, run, roles, tokenizer, prompts, score)
+    return {**summary, "judge_run": judge_run.id, "shared_judge": roles.judge_adapters is not None}
+
+
+def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list[dict], score) -> dict:
+    """The PPO loop. `score(batch_of_prompt_records, response_texts) -> list[float]` is the reward signal:
+    the judge in the product, a rule in the tests."""
+    device = roles.device
+    params = roles.trainable_parameters()
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=1e-5)
+    kl_ctl = KLController(cfg.kl_coef, cfg.adaptive_kl, cfg.target_kl, cfg.kl_horizon)
+    eos_ids = end_of_turn_ids(tokenizer)
+    tracker = Tracker(run, cfg.max_steps)
+    order: list[int] = []
+    history: list[dict] = []
+    warned_negative = False
+    stopped = False
+
+    with tracker:
+        for step in range(1, cfg.max_steps + 1):
+            started = time.time()
+            # 1. rollout
+            while len(order) < cfg.batch_size:  # fewer prompts than a batch: cycle through them again
+                order += random.sample(range(len(prompts)), len(prompts))
+            batch = [prompts[order.pop()] for _ in range(cfg.batch_size)]
+            prompt_ids, prompt_mask = left_pad([encode_prompt(tokenizer, p["prompt"]) for p in batch],
+                                               tokenizer.pad_token_id, device)
+            responses = generate(roles, ["policy"], prompt_ids, prompt_mask, tokenizer,
+                                 max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                                 eos_ids=eos_ids)
+            mask, finished = response_mask(responses, eos_ids)
+            ids = torch.cat([prompt_ids, responses], 1)
+            attn = torch.cat([prompt_mask, mask], 1)
+            width = prompt_ids.shape[1]
+            texts = decode_responses(tokenizer, responses, mask)
+
+            # 2. score
+            scores = torch.tensor(score(batch, texts), dtype=torch.float, device=device)
+            scores = scores + cfg.unfinished_penalty * (~finished).float()
+
+            # 3. per-token log-probs, KL, values, rewards
+            with torch.no_grad():
+                with roles.use(["policy"]):
+                    logits = roles.response_logits(ids, attn, width, cfg.temperature)
+                old_logprobs = logprobs_of(logits, responses)
+                entropy = masked_mean(entropy_of(logits), mask).item()
+                del logits
+                with roles.use(roles.reference):
+                    ref_logprobs = logprobs_of(roles.response_logits(ids, attn, width, cfg.temperature), responses)
+                with roles.use(["value"]):
+                    old_values = roles.values(ids, attn, width)
+                kl = kl_k1(old_logprobs, ref_logprobs) * mask
+                rewards = token_rewards(scores, kl, mask.float(), kl_ctl.value)
+                # 4. advantages
+                advantages, returns = gae(rewards, old_values, mask.float(), cfg.gamma, cfg.lam)
+                if cfg.whiten_advantages:
+                    advantages = whiten(advantages, mask.float())
+
+            # 5. PPO epochs
+            stats: dict[str, list[float]] = {}
+            size = cfg.batch_size // cfg.num_minibatches
+            for _ in range(cfg.ppo_epochs):
+                for start in range(0, cfg.batch_size, size):
+                    mb = torch.randperm(cfg.batch_size)[:size] if cfg.num_minibatches > 1 else \
+                        torch.arange(cfg.batch_size)
+                    mb_mask = mask[mb].float()
+                    with roles.use(["policy"], trainable=True):
+                        new_logprobs = logprobs_of(roles.response_logits(ids[mb], attn[mb], width, cfg.temperature),
+                                                   responses[mb])
+                        pg_loss, pg_stats = policy_loss(new_logprobs, old_logprobs[mb], advantages[mb], mb_mask,
+                                                        cfg.cliprange)
+                        pg_loss.backward()
+                    with roles.use(["value"], trainable=True):
+                        vf_loss, vf_stats = value_loss(roles.values(ids[mb], attn[mb], width), old_values[mb],
+                                                       returns[mb], mb_mask, cfg.cliprange_value)
+                        (cfg.vf_coef * vf_loss).backward()
+                    if cfg.max_grad_norm > 0:
+                        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    for key, value in {"loss/policy": pg_loss.item(), "loss/value": vf_loss.item(), **pg_stats,
+                                       **vf_stats}.items():
+                        stats.setdefault(key, []).append(value)
+
+            # report
+            mean_kl = kl.sum(1).mean().item()
+            non_score = (-kl_ctl.value * kl).sum(1).mean().item()
+            metrics = {
+                "objective/scores": scores.mean().item(),
+                "objective/kl": mean_kl,
+                "objective/kl_k3": (kl_k3(old_logprobs, ref_logprobs) * mask).sum(1).mean().item(),
+                "objective/non_score_reward": non_score,
+                "objective/rlhf_reward": scores.mean().item() + non_score,
+                "objective/entropy": entropy,
+                "objective/kl_coef": kl_ctl.value,
+                **{k: sum(v) / len(v) for k, v in stats.items()},
+                "val/unfinished": (~finished).float().mean().item(),
+                "response_length": mask.sum(1).float().mean().item(),
+                "tokens_per_second": mask.sum().item() / max(time.time() - started, 1e-6),
+            }
+            tracker.log(step, metrics)
+            history.append(metrics)
+            kl_ctl.update(mean_kl, cfg.batch_size)
+            if step % cfg.sample_every == 0 or step == 1:
+                run.append_samples([{"step": step, "prompt": p["prompt"][-1]["content"], "response": t,
+                                     "score": s, "kl": k}
+                                    for p, t, s, k in list(zip(batch, texts, scores.tolist(),
+                                                               kl.sum(1).tolist()))[:4]])
+            if mean_kl < -1.0 and not warned_negative:
+                warned_negative = True
+                log.warning("The KL estimate is negative (%.2f): the policy's log-probs disagree with how responses "
+                            "were sampled. Check that temperature / top_p are the same for sampling and scoring.",
+                            mean_kl)
+            problem = diverged(metrics, cfg.max_kl)
+            if problem:
+                save_policy(roles, tokenizer, run)
+                raise TrainingDiverged(f"Stopped at step {step}: {problem} The last policy adapter is saved in "
+                                       f"{run.adapter_dir}.")
+            if tracker.should_stop():
+                stopped = True
+                break
+
+    save_policy(roles, tokenizer, run)
+    first, last = history[0], history[-1]
+    window = history[-max(1, len(history) // 4):]
+    return {
+        "steps": len(history),
+        "initial_score": first["objective/scores"],
+        "final_score": sum(m["objective/scores"] for m in window) / len(window),
+        "mean_kl": sum(m["objective/kl"] for m in history) / len(history),
+        "final_kl": last["objective/kl"],
+        "final_kl_coef": kl_ctl.value,
+        "stopped": stopped,
+    }
+
+
+def diverged(metrics: dict, max_kl: float) -> str | None:
+    for key in ("loss/policy", "loss/value", "objective/kl"):
+        if not math.isfinite(metrics.get(key, 0.0)):
+            return (f"`{key}` became {metrics[key]} (numerical blow-up). Fix: lower `learning_rate`, or use fp32 / "
+                    "bf16 rather than fp16.")
+    if max_kl and metrics["objective/kl"] > max_kl:
+        return (f"the KL to the reference reached {metrics['objective/kl']:.1f}, beyond `max_kl: {max_kl}`: the "
+                "policy drifted too far from the SFT model (reward hacking territory). Fix: lower `learning_rate`, "
+                "raise `kl_coef`, or turn on `adaptive_kl`.")
+    return None
+
+
+def save_policy(roles: SharedRoles, tokenizer, run: Run) -> None:
+    """The policy adapter alone, as a normal PEFT adapter folder (it replaces the SFT adapter, not stacks on it)."""
+    import shutil
+
+    roles.model.save_pretrained(run.path / "_save", selected_adapters=["policy"])
+    shutil.rmtree(run.adapter_dir, ignore_errors=True)
+    (run.path / "_save" / "policy").rename(run.adapter_dir)
+    shutil.rmtree(run.path / "_save", ignore_errors=True)
+    tokenizer.save_pretrained(run.adapter_dir)
+    log.info("Policy adapter saved to %s", run.adapter_dir)

@@ -1,0 +1,151 @@
+"""Stage 3 on tiny models: it learns a rule-based reward, does nothing at lr 0, shares one base, compares."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from pipelines.config import PPOConfig
+from pipelines.data import encode_response
+from pipelines.ppo import SharedRoles, response_mask, train
+from pipelines.reward import Judge, encode_for_judge
+from pipelines.runs import Run
+from tests.conftest import SAMPLE, cli, only_run, read_json, write_jsonl
+
+
+@pytest.fixture(scope="module")
+def yes_no_model(tiny_model_dir, tmp_path_factory):
+    """The tiny model fully fine-tuned to answer with a random mix of "yes" and "no": a policy that starts at
+    a yes-rate near one half, so a reward for saying "yes" has something to work with."""
+    from transformers import AutoModelForCausalLM
+
+    from pipelines.models import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    rng = random.Random(0)
+    rows = []
+    for _ in range(64):
+        prompt_ids, response_ids = encode_response(tok, [{"role": "user", "content": "Answer."}],
+                                                   " ".join(rng.choice(["yes", "no"]) for _ in range(6)))
+        rows.append(prompt_ids + response_ids)
+    ids = torch.tensor(rows)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    for _ in range(150):
+        batch = ids[torch.randint(0, len(ids), (16,))]
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    path = tmp_path_factory.mktemp("yes-no")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def yes_rate(texts):
+    words = [w.strip(".,!") for t in texts for w in t.lower().split()]
+    return sum(w == "yes" for w in words) / max(len(words), 1)
+
+
+def test_ppo_raises_a_rule_based_reward_with_bounded_kl(yes_no_model, tmp_path):
+    cfg = PPOConfig(prompts_file="unused", reward_run="unused", batch_size=16, max_steps=40, learning_rate=3e-3,
+                    lora_r=8, max_new_tokens=8, temperature=1.0, kl_coef=0.02, ppo_epochs=4, sample_every=5,
+                    unfinished_penalty=0.0)
+    random.seed(0)
+    torch.manual_seed(0)
+    roles = SharedRoles(cfg, str(yes_no_model), "cpu", None, None)
+    from pipelines.models import load_tokenizer
+
+    tok = load_tokenizer(str(yes_no_model))
+    tok.padding_side = "left"
+    run = Run.create("ppo", cfg.to_yaml(), tmp_path)
+    prompts = [{"prompt": [{"role": "user", "content": "Answer."}]}]
+    summary = train(cfg, run, roles, tok, prompts, lambda batch, texts: [yes_rate([t]) for t in texts])
+    metrics = run.metrics()
+    scores = [m["objective/scores"] for m in metrics]
+    first, last = scores[0], sum(scores[-5:]) / 5  # step 1's rollouts come from the untouched policy
+    assert 0.35 < first < 0.65  # the start really is mixed
+    assert last > first + 0.15, (first, last)
+    assert max(m["objective/kl"] for m in metrics) < 25  # bounded: well inside the default `max_kl` of 50
+    assert summary["steps"] == 40 and (run.path / "samples.jsonl").exists()
+    for key in ("objective/rlhf_reward", "objective/entropy", "policy/approxkl", "policy/clipfrac", "loss/policy",
+                "loss/value", "val/ratio", "objective/kl_coef", "response_length", "tokens_per_second"):
+        assert key in metrics[-1]
+
+
+def ppo_args(sft, reward, runs, *extra):
+    return ["ppo", "--set", f"sft_run={sft}", "--set", f"reward_run={reward}", "--set",
+            f"prompts_file={SAMPLE / 'prompts_train.jsonl'}", "--set", "max_new_tokens=8", "--set", "batch_size=4",
+            "--set", "max_steps=3", "--runs-dir", runs, *extra]
+
+
+def test_zero_learning_rate_keeps_kl_zero_and_ratio_one(tiny_sft_run, tiny_reward_run, tmp_path):
+    runs = tmp_path / "runs"
+    assert cli(*ppo_args(tiny_sft_run, tiny_reward_run, runs, "--set", "learning_rate=0")) == 0
+    run = only_run(runs)
+    metrics = [m for m in Run(run).metrics() if "objective/kl" in m]
+    assert len(metrics) == 3
+    for m in metrics:
+        assert m["objective/kl"] == 0.0 and m["objective/kl_k3"] == 0.0
+        assert m["val/ratio"] == pytest.approx(1.0, abs=1e-6) and m["policy/clipfrac"] == 0.0
+    log = (run / "run.log").read_text()
+    assert "one tiny-llama0 base serves policy" in log and "and judge (reward LoRA + score head)" in log
+    summary = read_json(run / "summary.json")
+    assert summary["shared_judge"] is True and summary["mean_kl"] == 0.0
+    assert (run / "adapter" / "adapter_model.safetensors").exists()
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert {"step", "prompt", "response", "score", "kl"} <= set(samples[0])
+
+
+def test_shared_base_judge_scores_like_the_standalone_judge(tiny_model_dir, tiny_sft_run, tiny_reward_run):
+    """Riding on the policy's base (SFT adapter + reward adapter active together) must equal the judge that was
+    trained on the merged SFT model."""
+    from pipelines.models import load_tokenizer
+
+    cfg = PPOConfig(prompts_file="unused", reward_run=str(tiny_reward_run))
+    roles = SharedRoles(cfg, str(tiny_model_dir), "cpu", Run(tiny_sft_run), Run(tiny_reward_run))
+    assert roles.judge_adapters == ["reference", "judge"]
+    judge = Judge(Run(tiny_reward_run), "cpu")
+    tok = load_tokenizer(str(tiny_model_dir))
+    prompts = ["What is 2 + 2?", "Name a colour."]
+    responses = ["Happy to help! It is 4. Have a lovely day!", "Whatever. Blue."]
+    shared = roles.judge_scores([encode_for_judge(tok, p, r, 96) for p, r in zip(prompts, responses)],
+                                tok.pad_token_id)
+    assert shared == pytest.approx(judge.score(prompts, responses), abs=1e-4)
+
+
+def test_response_mask():
+    mask, finished = response_mask(torch.tensor([[5, 9, 7, 7], [5, 6, 6, 6]]), eos_ids=[9])
+    assert mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]] and finished.tolist() == [True, False]
+
+
+def test_kl_bound_stops_the_run_with_a_clear_status(tiny_sft_run, tiny_reward_run, tmp_path):
+    runs = tmp_path / "runs"
+    assert cli(*ppo_args(tiny_sft_run, tiny_reward_run, runs, "--set", "learning_rate=0.5", "--set",
+                         "max_kl=0.000001", "--set", "max_steps=6")) == 1
+    status = read_json(only_run(runs) / "status.json")
+    assert status["state"] == "failed" and "max_kl" in status["error"] and "kl_coef" in status["error"]
+    assert (only_run(runs) / "adapter" / "adapter_model.safetensors").exists()  # nothing lost
+
+
+def test_compare_writes_side_by_side_and_win_rates(tiny_sft_run, tiny_reward_run, tmp_path):
+    runs = tmp_path / "runs"
+    assert cli(*ppo_args(tiny_sft_run, tiny_reward_run, runs, "--set", "max_steps=2")) == 0
+    ppo = only_run(runs)
+    assert cli("compare", "--set", f"sft_run={tiny_sft_run}", "--set", f"ppo_run={ppo}", "--set",
+               f"reward_run={tiny_reward_run}", "--set", f"prompts_file={SAMPLE / 'prompts_eval.jsonl'}", "--set",
+               "num_prompts=6", "--set", "max_new_tokens=6", "--runs-dir", runs) == 0
+    compare = max(runs.glob("*-compare"))
+    rows = [json.loads(line) for line in (compare / "compare.jsonl").read_text().splitlines()]
+    assert len(rows) == 6
+    for row in rows:
+        assert {"prompt", "base", "sft", "ppo", "winner"} <= set(row)
+        assert row["winner"] == max(("base", "sft", "ppo"), key=lambda m: row[m]["score"])
+    summary = read_json(compare / "compare_summary.json")
+    assert set(summary["mean_score"]) == {"base", "sft", "ppo"}
+    for key in ("win_rate_ppo_vs_sft", "win_rate_ppo_vs_base", "win_rate_sft_vs_base"):
+        assert 0.0 <= summary[key] <= 1.0
+    assert summary["mean_kl"] == read_json(ppo / "summary.json")["mean_kl"]

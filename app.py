@@ -2,6 +2,40 @@
 
 import streamlit as st
 
+from workbench import jobs
+
 st.set_page_config(page_title="RLHF Workbench", page_icon="🧭", layout="wide")
-st.title("RLHF Workbench")
-st.write("The pipeline is available from the command line: `python -m pipelines --help`.")
+
+PAGES = {
+    "Workbench": [st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+                  st.Page("pages/data.py", title="Data", icon="📄")],
+    "Stages": [st.Page("pages/sft.py", title="1 · SFT", icon="📝"),
+               st.Page("pages/reward.py", title="2 · Reward model", icon="⚖️"),
+               st.Page("pages/ppo.py", title="3 · PPO", icon="🎯")],
+    "Results": [st.Page("pages/compare.py", title="Compare", icon="🆚"),
+                st.Page("pages/runs.py", title="Runs", icon="🗂️")],
+}
+
+
+@st.fragment(run_every=3)
+def active_run_badge():
+    job = jobs.active_job()
+    if job is None:
+        st.caption("No job running.")
+        return
+    from pipelines.runs import Run
+
+    name = job.kind.upper()
+    if job.run_dir:
+        status = Run(job.run_dir).status()
+        step, total = status.get("step", 0), status.get("max_steps")
+        st.markdown(f"🔵 **{name}** running" + (f" · step {step}/{total}" if total else ""))
+    else:
+        running = [r for r in jobs.demo_runs(job) if r.status().get("state") == "running"]
+        st.markdown(f"🔵 **Demo** running" + (f" · {running[-1].stage.upper()}" if running else ""))
+
+
+with st.sidebar:
+    active_run_badge()
+
+st.navigation(PAGES).run()

@@ -123,11 +123,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir")
     p.add_argument("--out", help="write scored records here (JSONL)")
     p.add_argument("--debug", action="store_true")
+    p = sub.add_parser("inspect", help="validate a data file and print a JSON report (format, problems, lengths)")
+    p.add_argument("--stage", required=True, choices=["sft", "reward", "ppo"])
+    p.add_argument("--file", required=True)
+    p.add_argument("--model", default="default", help="tokenizer for the length statistics")
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--debug", action="store_true")
+    p = sub.add_parser("export", help="copy a run's adapter, or save the base with the adapter merged in")
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--merged", action="store_true", help="merge the adapter into the base weights")
+    p.add_argument("--debug", action="store_true")
     p = sub.add_parser("demo", help="the whole pipeline on sample_data, one stage after another")
     p.add_argument("--runs-dir")
     p.add_argument("--preset", choices=["quick", "gpu"], default="quick")
     p.add_argument("--debug", action="store_true")
     return parser
+
+
+def inspect_command(stage: str, file: str, model: str, max_length: int) -> int:
+    from pipelines.data import inspect_file
+    from pipelines.models import load_tokenizer, resolve_model
+
+    tokenizer = load_tokenizer(resolve_model(model))
+    print(json.dumps(inspect_file(stage, file, tokenizer, max_length), ensure_ascii=False))
+    return 0
 
 
 def fail(message: str) -> int:
@@ -144,14 +164,24 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines.reward import score_command
 
             return score_command(args.reward, args.file, args.runs_dir, args.out)
+        if args.command == "inspect":
+            return inspect_command(args.stage, args.file, args.model, args.max_length)
+        if args.command == "export":
+            from pipelines.models import export_run
+
+            print(export_run(Run(args.run), Path(args.out), args.merged))
+            return 0
         if args.command == "demo":
             from pipelines.demo import run_demo
 
             return run_demo(args.runs_dir, args.preset, args.debug)
         config = STAGES[args.command].load(args.config, args.set)
+        resolve_run_fields(config, args.runs_dir)
     except WorkbenchError as exc:
         if args.debug:
             raise
+        if getattr(args, "run_id", None):  # a launcher is watching that folder: leave it a failed status
+            Run.create(args.command, "", args.runs_dir, run_id=args.run_id).set_status("failed", error=str(exc))
         return fail(str(exc))
     run, _ = run_stage(args.command, config, args.runs_dir, args.run_id, args.debug)
     print(run.path)

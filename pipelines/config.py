@@ -93,6 +93,9 @@ class StageConfig:
             if "max" in meta and value > meta["max"]:
                 raise ConfigError(f"`{f.name}` is {value}, above its maximum {meta['max']}. Fix: use a value <= "
                                   f"{meta['max']}.")
+        if not self.lora_target_modules:
+            raise ConfigError("`lora_target_modules` is empty. Fix: name the modules to adapt, e.g. "
+                              "`q_proj, k_proj, v_proj, o_proj`, or `all-linear`.")
         self.validate()
 
     def validate(self):

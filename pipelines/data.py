@@ -344,3 +344,34 @@ def fit_to_length(prompt_ids: list[int], response_lens: list[int], max_length: i
     if room >= max(min_prompt_tokens, 1):
         return room
     return None
+
+
+def inspect_file(kind: str, path: str, tokenizer=None, max_length: int = 256, preview: int = 5) -> dict:
+    """Everything the Data page shows: format, counts, every problem with its line, a preview, and token-length
+    statistics against max_length (when a tokenizer is given). Never raises for a bad file: it reports."""
+    try:
+        rows, report = LOADERS[kind](path)
+    except DataError as exc:
+        return {"path": str(path), "kind": kind, "fatal": str(exc)}
+    result = {"path": str(path), "kind": kind, "format": report.format, "total": report.total, "kept": report.kept,
+              "errors": report.errors, "skipped": report.skipped, "notes": report.notes,
+              "preview": [{k: v for k, v in r.items() if k != "_line"} for r in rows[:preview]]}
+    if tokenizer is not None and rows:
+        lengths = []
+        for row in rows:
+            if "text" in row:
+                lengths.append(len(tokenizer(row["text"])["input_ids"]))
+                continue
+            responses = [row[k] for k in ("chosen", "rejected") if k in row]
+            if "completion" in row:
+                responses = [row["completion"][-1]["content"]]
+            if not responses:  # prompts only
+                lengths.append(len(encode_prompt(tokenizer, row["prompt"])))
+                continue
+            lengths.append(max(sum(map(len, encode_response(tokenizer, row["prompt"], r))) for r in responses))
+        ordered = sorted(lengths)
+        result["tokens"] = {"min": ordered[0], "median": ordered[len(ordered) // 2],
+                            "p95": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], "max": ordered[-1],
+                            "max_length": max_length, "over_max_length": sum(n > max_length for n in lengths),
+                            "lengths": lengths}
+    return result

@@ -197,3 +197,29 @@ def merge_adapter(model, adapter_dir):
     config = PeftConfig.from_pretrained(adapter_dir)
     config.task_type = None  # the task-specific wrappers expect the head they were trained with
     return PeftModel.from_pretrained(model, adapter_dir, config=config).merge_and_unload()
+
+
+def export_run(run, out: Path, merged: bool = False) -> Path:
+    """A run's adapter as a standalone folder, or (merged) a full model folder anyone can load without PEFT."""
+    from pipelines.errors import ConfigError
+
+    if not run.adapter_dir.is_dir():
+        raise ConfigError(f"`{run.path}` has no adapter to export (state: {run.status().get('state')}).")
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"`{out}` already exists and is not empty. Fix: choose a new folder.")
+    if not merged:
+        shutil.copytree(run.adapter_dir, out, dirs_exist_ok=True)
+        return out
+    config = run.config()
+    base = config.get("model", "default")
+    if config.get("sft_run"):  # a PPO policy replaces the SFT adapter; a reward model sits on top of it
+        base = run.__class__(config["sft_run"]).config().get("model", base)
+    if config.get("stage") == "reward":
+        raise ConfigError("Merged export is for generating models (SFT, PPO); export a reward run's adapter.")
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(base, config.get("trust_remote_code", False)),
+                                                 dtype=torch.float32)
+    merge_adapter(model, run.adapter_dir).save_pretrained(out)
+    load_tokenizer(str(run.adapter_dir)).save_pretrained(out)
+    return out

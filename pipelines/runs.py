@@ -80,6 +80,14 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "--"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
+
+
 class Run:
     """One run directory. Created by the pipelines; read by the CLI, the UI and the tests."""
 

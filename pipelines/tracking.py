@@ -14,6 +14,8 @@ import time
 
 from transformers import TrainerCallback
 
+from pipelines.runs import format_seconds
+
 log = logging.getLogger("pipelines")
 
 
@@ -80,14 +82,6 @@ def _number(value):
     if hasattr(value, "item"):
         return _number(value.item())
     return None
-
-
-def format_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "--"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"
 
 
 class TrackerCallback(TrainerCallback):

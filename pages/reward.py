@@ -1,0 +1,49 @@
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from pipelines.runs import list_runs
+from workbench import jobs, texts
+from workbench.panels import stage_page
+
+stage_page("reward", "Stage 2 · The judge (reward model)", texts.REWARD_INTRO)
+
+st.divider()
+st.subheader("Playground: ask the judge")
+st.caption("Type a prompt and two responses. The judge scores each; under its training objective (Bradley-Terry), "
+           "the difference of scores says how sure it is that one is better.")
+judges = [r for r in list_runs(stage="reward") if r.status().get("state") == "completed"]
+if not judges:
+    st.info("Train a reward model first; the playground uses a finished reward run.")
+    st.stop()
+judge = st.selectbox("Judge", judges, format_func=lambda r: f"{r.id} (held-out accuracy "
+                     f"{r.summary().get('eval_accuracy', float('nan')):.2f})")
+with st.form("playground"):
+    prompt = st.text_area("Prompt", "What is the capital of France?")
+    left, right = st.columns(2)
+    response_a = left.text_area("Response A", "Happy to help! The capital of France is Paris. Have a lovely day!")
+    response_b = right.text_area("Response B", "Obviously. The capital of France is Paris. Look it up next time.")
+    asked = st.form_submit_button("Score both", type="primary")
+if asked:
+    if not prompt.strip() or not response_a.strip() or not response_b.strip():
+        st.error("Fill in the prompt and both responses.")
+        st.stop()
+    with tempfile.TemporaryDirectory() as tmp:
+        request, out = Path(tmp) / "in.jsonl", Path(tmp) / "out.jsonl"
+        request.write_text("".join(json.dumps({"prompt": prompt, "response": r}) + "\n"
+                                   for r in (response_a, response_b)), encoding="utf-8")
+        with st.spinner("The judge is reading both responses (loading the model takes a few seconds)..."):
+            done = jobs.run_cli(["score", "--reward", str(judge.path), "--file", str(request), "--out", str(out)])
+        if done.returncode != 0:
+            st.error(f"Scoring failed: {jobs.last_error_line(done.stderr)}")
+            st.stop()
+        score_a, score_b = (json.loads(line)["score"] for line in out.read_text(encoding="utf-8").splitlines())
+    left, right, verdict = st.columns(3)
+    left.metric("Score A", f"{score_a:+.3f}")
+    right.metric("Score B", f"{score_b:+.3f}")
+    p_a = 1 / (1 + math.exp(-(score_a - score_b)))
+    better, p = ("A", p_a) if score_a >= score_b else ("B", 1 - p_a)
+    verdict.metric("The judge prefers", better, f"{p:.0%} sure (margin {abs(score_a - score_b):.2f})")

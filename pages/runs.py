@@ -1,0 +1,86 @@
+import shutil
+import time
+from datetime import datetime
+
+import streamlit as st
+
+from pipelines.runs import format_seconds, list_runs
+from workbench import charts, jobs
+from workbench.panels import badge, live_run_panel
+
+st.title("Runs")
+runs = list_runs()
+if not runs:
+    st.info("No runs yet. Start one from a stage page, or the whole demo from Home.")
+    st.stop()
+
+KEY_FIGURES = {"sft": ("final_loss", "loss"), "reward": ("eval_accuracy", "held-out accuracy"),
+               "ppo": ("final_score", "score"), "compare": ("win_rate_ppo_vs_sft", "PPO vs SFT win rate")}
+
+
+def key_figure(run) -> str:
+    key, label = KEY_FIGURES.get(run.stage, ("", ""))
+    value = run.summary().get(key)
+    return f"{label} {value:.3f}" if isinstance(value, (int, float)) else ""
+
+
+table = []
+for run in runs:
+    status = run.status()
+    started = status.get("started_at")
+    ended = status.get("ended_at") or (time.time() if status.get("state") == "running" else None)
+    table.append({"run": run.id, "stage": run.stage, "status": badge(status.get("state")),
+                  "key figure": key_figure(run),
+                  "started": datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M") if started else "",
+                  "duration": format_seconds(ended - started) if started and ended else ""})
+st.dataframe(table, hide_index=True, width="stretch")
+
+st.subheader("Overlay curves")
+by_id = {r.id: r for r in runs}
+chosen = st.multiselect("Runs", list(by_id), default=[r.id for r in runs[:2] if r.stage == runs[0].stage])
+if chosen:
+    metrics = {rid: by_id[rid].metrics() for rid in chosen}
+    keys = sorted({k for rows in metrics.values() for row in rows for k in row if k not in ("step", "time")})
+    if keys:
+        default = "loss" if "loss" in keys else keys[0]
+        key = st.selectbox("Metric", keys, index=keys.index(default))
+        st.plotly_chart(charts.overlay(metrics, key), width="stretch")
+
+st.subheader("Open a run")
+run = by_id[st.selectbox("Run", list(by_id))]
+tabs = st.tabs(["Charts and log", "Config", "Export", "Delete"])
+with tabs[0]:
+    live_run_panel(str(run.path), key=f"runs.{run.id}", every=3)
+with tabs[1]:
+    st.code((run.path / "config.yaml").read_text(encoding="utf-8") if (run.path / "config.yaml").exists() else "",
+            language="yaml")
+with tabs[2]:
+    if not run.adapter_dir.is_dir():
+        st.caption("This run has no adapter to export.")
+    else:
+        if st.button("Prepare the adapter as a .zip"):  # zipped on request, not on every page render
+            st.session_state[f"zip.{run.id}"] = shutil.make_archive(str(jobs.jobs_dir() / f"{run.id}-adapter"),
+                                                                    "zip", run.adapter_dir)
+        if zipped := st.session_state.get(f"zip.{run.id}"):
+            with open(zipped, "rb") as fh:
+                st.download_button("Download the adapter (.zip)", fh.read(), file_name=f"{run.id}-adapter.zip")
+        if run.stage in ("sft", "ppo"):
+            out = run.path / "merged"
+            if out.exists():
+                st.success(f"Merged model saved in `{out}`.")
+            elif st.button("Save a merged model (base + adapter) next to the run"):
+                with st.spinner("Merging the adapter into the base weights..."):
+                    done = jobs.run_cli(["export", "--run", str(run.path), "--out", str(out), "--merged"])
+                if done.returncode == 0:
+                    st.success(f"Merged model saved in `{out}`: load it with `from_pretrained` (no PEFT needed).")
+                else:
+                    st.error(f"Export failed: {jobs.last_error_line(done.stderr)}")
+with tabs[3]:
+    active = jobs.active_job()
+    if active and active.run_dir and active.run_dir.endswith(run.id):
+        st.caption("This run is live: stop it before deleting it.")
+    elif st.checkbox(f"Yes, delete {run.id} and its adapter"):
+        if st.button("Delete run", type="primary"):
+            shutil.rmtree(run.path)
+            st.toast(f"Deleted {run.id}")
+            st.rerun()

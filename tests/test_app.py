@@ -1,0 +1,154 @@
+"""Every page under streamlit.testing.v1.AppTest, and the UI flow that launches a tiny run and watches it."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pipelines.runs import Run
+from tests.conftest import REPO, SAMPLE, cli
+from workbench import jobs
+
+PAGES = ["pages/home.py", "pages/data.py", "pages/sft.py", "pages/reward.py", "pages/ppo.py", "pages/compare.py",
+         "pages/runs.py"]
+
+
+def app_at(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture
+def empty_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLHF_WORKBENCH_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+@pytest.fixture(scope="module")
+def full_runs(tiny_sft_run, tiny_reward_run, chain_runs):
+    """A runs folder holding every stage: SFT, reward, PPO and a comparison, all on the tiny model."""
+    if not list(chain_runs.glob("*-compare")):
+        assert cli("ppo", "--set", f"sft_run={tiny_sft_run}", "--set", f"reward_run={tiny_reward_run}", "--set",
+                   f"prompts_file={SAMPLE / 'prompts_train.jsonl'}", "--set", "max_new_tokens=6", "--set",
+                   "batch_size=4", "--set", "max_steps=2", "--runs-dir", chain_runs) == 0
+        assert cli("compare", "--set", f"prompts_file={SAMPLE / 'prompts_eval.jsonl'}", "--set", "num_prompts=3",
+                   "--set", "max_new_tokens=6", "--runs-dir", chain_runs) == 0
+    return chain_runs
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_empty(empty_runs, page):
+    at = app_at(page)
+    assert at.title
+
+
+def test_pages_with_runs_show_their_controls(full_runs, monkeypatch):
+    monkeypatch.setenv("RLHF_WORKBENCH_RUNS", str(full_runs))
+    home = app_at()
+    assert any(b.label.startswith("▶ Run the whole demo") for b in home.button)
+    assert any("held-out accuracy" in m.value for m in home.markdown)
+    sft = app_at("pages/sft.py")
+    assert sft.button(key="start.sft").label == "Start SFT run"
+    assert sft.text_input(key="form.sft.model").value == "default"
+    assert any("python -m pipelines sft --config sample_data/recipes/sft_quick.yaml" in c.value for c in sft.code)
+    assert any("accelerate launch -m pipelines sft" in c.value for c in sft.code)
+    assert sft.get("plotly_chart")  # the latest run's charts
+    ppo = app_at("pages/ppo.py")
+    assert ppo.get("plotly_chart") and any("Newest samples" in m.value for m in ppo.markdown)
+    compare = app_at("pages/compare.py")
+    assert any("beats" in m.label for m in compare.metric)
+    assert any("🏆" in m.value for m in compare.markdown)
+    runs = app_at("pages/runs.py")
+    assert runs.dataframe and runs.multiselect and runs.tabs
+
+
+def test_a_bad_setting_is_shown_and_blocks_start(empty_runs):
+    at = app_at("pages/sft.py")
+    at.text_input(key="form.sft.lora_target_modules").set_value("")
+    at.run()
+    assert any("`lora_target_modules`" in e.value and "Fix" in e.value for e in at.error)
+    assert at.button(key="start.sft").disabled
+
+
+def test_reward_playground_scores_two_responses(full_runs, monkeypatch):
+    monkeypatch.setenv("RLHF_WORKBENCH_RUNS", str(full_runs))
+    at = app_at("pages/reward.py")
+    at.button(key="FormSubmitter:playground-Score both").click()
+    at.run(timeout=180)
+    assert not at.exception, [e.value for e in at.exception]
+    labels = {m.label: m.value for m in at.metric}
+    assert "Score A" in labels and "Score B" in labels and labels["The judge prefers"] in ("A", "B")
+
+
+def test_data_page_reports_problems_with_lines(empty_runs, tmp_path):
+    uploads = REPO / "runs" / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    bad = uploads / "test-broken.jsonl"
+    bad.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "chosen": "a"}\n'
+                   '{"prompt": "q", "chosen": "same", "rejected": "same"}\n')
+    try:
+        at = app_at("pages/data.py")
+        at.radio[0].set_value("reward")
+        at.run()
+        at.selectbox[0].set_value("runs/uploads/test-broken.jsonl")
+        at.run(timeout=120)
+        assert not at.exception
+        shown = str([d.value for d in at.dataframe])
+        assert "missing field" in shown and "chosen == rejected" in shown
+        assert {m.label: m.value for m in at.metric}["Records"] == "3"
+    finally:
+        bad.unlink()
+
+
+def test_ui_launches_a_tiny_run_and_sees_its_metrics(empty_runs, tiny_model_dir):
+    at = app_at("pages/sft.py")
+    at.text_input(key="form.sft.model").set_value(str(tiny_model_dir))
+    at.number_input(key="form.sft.max_steps").set_value(3)
+    at.run()
+    at.button(key="start.sft").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    job = jobs.active_job(empty_runs) or jobs.all_jobs(empty_runs)[0]
+    assert job.command[:3] == [sys.executable, "-m", "pipelines"] and "--run-id" in job.command
+    # A second start while it runs (the job needs seconds just to import torch) is refused, naming the run.
+    assert job.alive
+    with pytest.raises(jobs.Busy, match=f"already running: run `{job.run_dir.split('/')[-1]}`"):
+        jobs.start_stage("sft", {"train_file": "x"}, empty_runs)
+    deadline = time.time() + 180
+    while job.alive and time.time() < deadline:
+        time.sleep(0.5)
+    run = Run(job.run_dir)
+    assert run.status()["state"] == "completed", run.log_tail()
+    at = app_at("pages/sft.py")  # a fresh session (a refresh) re-attaches from the run directory
+    assert at.get("plotly_chart")
+    assert any(run.id in m.value for m in at.markdown)
+    assert len(run.metrics()) >= 3
+
+
+def test_a_crashed_job_shows_as_failed(empty_runs):
+    path = empty_runs / "crashed-sft"
+    path.mkdir(parents=True)
+    run = Run.create("sft", "stage: sft\n", empty_runs, run_id="crashed-sft")
+    run.set_status(pid=999999999)  # a process that no longer exists, and never said goodbye
+    assert run.status()["state"] == "failed" and "ended without reporting" in run.status()["error"]
+    at = app_at("pages/runs.py")
+    assert "failed" in str(at.dataframe[0].value)
+
+
+def test_the_app_process_never_imports_torch(empty_runs):
+    """Pages start jobs; only the jobs load torch (GPU memory is freed when a job exits)."""
+    script = ("import sys; from streamlit.testing.v1 import AppTest\n"
+              f"for page in {PAGES!r}:\n"
+              f"    at = AppTest.from_file({str(REPO / 'app.py')!r}, default_timeout=120); at.run()\n"
+              "    at.switch_page(page); at.run(); assert not at.exception, page\n"
+              "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False False"

@@ -1,0 +1,132 @@
+"""Settings forms built from the stage config dataclasses: labels, help, bounds and choices all come from the
+fields' metadata, so the form, `--help` and the YAML recipes can never disagree."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import streamlit as st
+import yaml
+
+from pipelines.config import STAGES, StageConfig, describe_fields
+from pipelines.errors import ConfigError
+from pipelines.runs import list_runs
+from workbench.jobs import REPO
+
+RECIPES = REPO / "sample_data" / "recipes"
+PRESETS = {"quick": "Quick CPU demo", "gpu": "Consumer GPU (QLoRA)"}
+GROUP_TITLES = {"model": "Model", "data": "Data", "training": "Training", "lora": "LoRA adapter",
+                "generation": "Sampling", "ppo": "PPO", "run": "Run"}
+RUN_FIELDS = {"sft_run": "sft", "reward_run": "reward", "ppo_run": "ppo"}
+FILE_FIELDS = {"train_file", "eval_file", "prompts_file"}
+
+
+def preset_values(stage: str, preset: str) -> dict:
+    path = RECIPES / f"{stage}_{preset}.yaml"
+    values = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
+    values.pop("stage", None)
+    return values
+
+
+def data_files() -> list[str]:
+    """Sample data and anything uploaded on the Data page, as paths relative to the repository."""
+    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "sample_data").glob("*.jsonl"))
+    uploads = REPO / "runs" / "uploads"
+    if uploads.is_dir():
+        files += sorted(str(p.relative_to(REPO)) for p in uploads.iterdir() if p.is_file())
+    return files
+
+
+def _key(stage: str, name: str) -> str:
+    return f"form.{stage}.{name}"
+
+
+def apply_preset(stage: str, preset: str) -> None:
+    """Reset every widget of the form to the preset's value (or the dataclass default)."""
+    values = preset_values(stage, preset)
+    for row in describe_fields(STAGES[stage]):
+        value = values.get(row["name"], row["default"])
+        st.session_state[_key(stage, row["name"])] = ", ".join(value) if isinstance(value, list) else value
+
+
+def settings_form(stage: str) -> dict:
+    """Draw the form; return the values the user set, as a dict keyed by field name."""
+    if _key(stage, "model") not in st.session_state:
+        apply_preset(stage, "quick")
+    rows = describe_fields(STAGES[stage])
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row.get("group", "training"), []).append(row)
+    values = {}
+    for group, fields in groups.items():
+        with st.expander(GROUP_TITLES.get(group, group.title()), expanded=group in ("model", "data", "training")):
+            columns = st.columns(2)
+            for i, row in enumerate(fields):
+                with columns[i % 2]:
+                    values[row["name"]] = _widget(stage, row)
+    return values
+
+
+def _widget(stage: str, row: dict):
+    name, key, help_text = row["name"], _key(stage, row["name"]), row["help"]
+    label = name.replace("_", " ")
+    default = row["default"]
+    if name in RUN_FIELDS:
+        runs = [str(r.path) for r in list_runs(stage=RUN_FIELDS[name]) if r.status().get("state") == "completed"]
+        options = ["latest", *runs] + ([""] if name != "reward_run" else [])
+        current = st.session_state.get(key, default)
+        if current not in options:
+            options.append(current)
+        return st.selectbox(label, options, key=key, help=help_text,
+                            format_func=lambda v: "(none)" if v == "" else Path(v).name if "/" in v else v)
+    if name in FILE_FIELDS:
+        options = ([""] if name == "eval_file" else []) + data_files()
+        current = st.session_state.get(key, default)
+        if current not in options:
+            options.append(current)
+        return st.selectbox(label, options, key=key, help=help_text + " Upload more on the Data page.",
+                            format_func=lambda v: v or "(none)")
+    if "choices" in row:
+        return st.selectbox(label, row["choices"], key=key, help=help_text)
+    if isinstance(default, bool):
+        return st.checkbox(label, key=key, help=help_text)
+    if isinstance(default, int):
+        return st.number_input(label, key=key, help=help_text, step=1, min_value=row.get("min"),
+                               max_value=row.get("max"))
+    if isinstance(default, float):
+        return st.number_input(label, key=key, help=help_text, min_value=float(row["min"]) if "min" in row else None,
+                               max_value=float(row["max"]) if "max" in row else None, format="%g",
+                               step=_float_step(default))
+    if isinstance(default, list):
+        text = st.text_input(label, key=key, help=help_text + " Comma-separated.")
+        return [v.strip() for v in str(text).split(",") if v.strip()]
+    return st.text_input(label, key=key, help=help_text)
+
+
+def _float_step(default: float) -> float:
+    """A tenth of the default: fine enough for learning rates, coarse enough for temperatures."""
+    return abs(default) / 10 if default else 0.01
+
+
+def build_config(stage: str, values: dict) -> tuple[StageConfig | None, str | None]:
+    """The validated config, or the message of the first problem (named field and fix)."""
+    try:
+        return STAGES[stage].from_dict(values, "the form"), None
+    except ConfigError as exc:
+        return None, str(exc)
+
+
+def command_line(stage: str, values: dict, preset: str) -> tuple[str, str]:
+    """The CLI line that does what the form says: the preset recipe plus `--set` for every change."""
+    base = preset_values(stage, preset)
+    defaults = {row["name"]: row["default"] for row in describe_fields(STAGES[stage])}
+    changes = []
+    for name, value in values.items():
+        if value != base.get(name, defaults[name]):
+            shown = ",".join(value) if isinstance(value, list) else value
+            changes += ["--set", f"{name}={shown}"]
+    recipe = RECIPES / f"{stage}_{preset}.yaml"
+    args = [stage, "--config", str(recipe.relative_to(REPO)), *changes]
+    return (shlex.join(["python", "-m", "pipelines", *args]),
+            shlex.join(["accelerate", "launch", "-m", "pipelines", *args]))

@@ -1,0 +1,150 @@
+"""Start, watch and stop pipeline jobs. A job is a subprocess running `python -m pipelines ...`.
+
+Nothing about a job lives in Streamlit's memory: a job writes `runs/.jobs/<job_id>.json` (its command, pid and
+the run folder it owns), and every run writes its own `status.json`. A refresh, a second tab or a restarted app
+re-reads them and re-attaches. Only one job runs at a time on a machine (training saturates it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pipelines.runs import Run, default_runs_dir, list_runs, pid_alive, read_json, reserve_run_dir, \
+    write_json_atomic
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str  # a stage, or "demo"
+    pid: int
+    command: list[str]
+    started_at: float
+    run_dir: str = ""  # the run it owns (stages); a demo owns several, found by start time
+    console: str = ""
+
+    @property
+    def alive(self) -> bool:
+        return pid_alive(self.pid)
+
+
+def jobs_dir(runs_dir: Path | None = None) -> Path:
+    path = (runs_dir or default_runs_dir()) / ".jobs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def all_jobs(runs_dir: Path | None = None) -> list[Job]:
+    jobs = []
+    for path in sorted(jobs_dir(runs_dir).glob("*.json"), reverse=True):
+        data = read_json(path)
+        if data:
+            jobs.append(Job(**data))
+    return jobs
+
+
+def active_job(runs_dir: Path | None = None) -> Job | None:
+    """The job that is running now, if any (a dead process is never 'active')."""
+    return next((job for job in all_jobs(runs_dir) if job.alive), None)
+
+
+def busy_message(job: Job) -> str:
+    what = f"run `{Path(job.run_dir).name}`" if job.run_dir else f"the {job.kind}"
+    return (f"A job is already running: {what} (started {time.strftime('%H:%M:%S', time.localtime(job.started_at))})."
+            " One training job runs at a time on this machine; stop it first or wait for it to finish.")
+
+
+class Busy(RuntimeError):
+    pass
+
+
+def _launch(kind: str, args: list[str], runs_dir: Path, run_dir: Path | None, console: Path) -> Job:
+    if (job := active_job(runs_dir)) is not None:
+        raise Busy(busy_message(job))
+    command = [sys.executable, "-m", "pipelines", *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(console, "ab") as out:
+        # A new session: the job survives the app's restart, and a stop signal reaches only the job.
+        proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+    job = Job(id=f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{proc.pid}", kind=kind, pid=proc.pid, command=command,
+              started_at=time.time(), run_dir=str(run_dir or ""), console=str(console))
+    write_json_atomic(jobs_dir(runs_dir) / f"{job.id}.json", job.__dict__)
+    return job
+
+
+def start_stage(stage: str, config: dict, runs_dir: Path | None = None) -> Job:
+    """Write the config next to the run, then start the CLI on it. Returns at once."""
+    runs_dir = runs_dir or default_runs_dir()
+    if (job := active_job(runs_dir)) is not None:
+        raise Busy(busy_message(job))
+    run_dir = reserve_run_dir(stage, runs_dir, config.get("run_name", ""))
+    request = run_dir / "request.yaml"
+    request.write_text(yaml.safe_dump({"stage": stage, **config}, sort_keys=False), encoding="utf-8")
+    return _launch(stage, [stage, "--config", str(request), "--runs-dir", str(runs_dir), "--run-id", run_dir.name],
+                   runs_dir, run_dir, run_dir / "console.log")
+
+
+def start_demo(runs_dir: Path | None = None, preset: str = "quick") -> Job:
+    runs_dir = runs_dir or default_runs_dir()
+    console = jobs_dir(runs_dir) / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    return _launch("demo", ["demo", "--runs-dir", str(runs_dir), "--preset", preset], runs_dir, None, console)
+
+
+def start_command(kind: str, args: list[str], runs_dir: Path | None = None) -> Job:
+    """Any other pipelines command (compare on typed prompts, export) as a job."""
+    runs_dir = runs_dir or default_runs_dir()
+    console = jobs_dir(runs_dir) / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    return _launch(kind, args, runs_dir, None, console)
+
+
+def stop(job: Job, grace_s: float = 0.0) -> None:
+    """Ask nicely (a STOP file: the run saves its adapter at the end of the step), and interrupt a demo."""
+    if job.run_dir:
+        Run(job.run_dir).request_stop()
+    else:
+        for run in demo_runs(job):
+            run.request_stop()
+        try:
+            os.killpg(job.pid, signal.SIGINT)
+        except (ProcessLookupError, PermissionError):
+            pass
+    if grace_s:
+        deadline = time.time() + grace_s
+        while job.alive and time.time() < deadline:
+            time.sleep(0.2)
+
+
+def demo_runs(job: Job, runs_dir: Path | None = None) -> list[Run]:
+    """The runs a demo job made (oldest first): those started after the job."""
+    runs = [r for r in list_runs(runs_dir) if r.status().get("started_at", 0) >= job.started_at - 1]
+    return sorted(runs, key=lambda r: r.status().get("started_at", 0))
+
+
+def job_console_tail(job: Job, lines: int = 30) -> str:
+    try:
+        return "\n".join(Path(job.console).read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_cli(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """A short pipelines command whose answer the page waits for (inspect, score). Never shell=True."""
+    return subprocess.run([sys.executable, "-m", "pipelines", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def last_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:") or " ERROR " in line]
+    return (errors or lines or ["no output"])[-1]

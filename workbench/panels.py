@@ -1,0 +1,133 @@
+"""Reusable page parts: the live panel of a run, the stage page (form -> command -> start/stop -> live panel).
+
+The live panel is an `st.fragment(run_every=...)`: it re-reads the run directory every couple of seconds, so a
+refresh or a second tab shows the same run, and a crashed job shows as failed with its log tail.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from pipelines.runs import Run, format_seconds, list_runs
+from workbench import charts, forms, jobs
+
+STATE_BADGES = {"running": "🔵 running", "completed": "🟢 completed", "failed": "🔴 failed", "stopped": "🟠 stopped"}
+
+
+def badge(state: str | None) -> str:
+    return STATE_BADGES.get(state or "", state or "starting")
+
+
+def show_text(text: str) -> None:
+    """Model output is shown as escaped text in a box, never interpreted as Markdown or HTML."""
+    st.code(text or "(empty)", language=None, wrap_lines=True)
+
+
+def run_panel(run: Run, *, key: str) -> None:
+    """Status, progress, charts, samples and log of one run, as they are on disk now."""
+    status = run.status()
+    state = status.get("state")
+    step, max_steps = status.get("step", 0), status.get("max_steps") or 0
+    cols = st.columns([3, 2, 2])
+    cols[0].markdown(f"**{html.escape(run.id)}** · {badge(state)}")
+    if max_steps:
+        cols[1].progress(min(step / max_steps, 1.0), text=f"step {step}/{max_steps}")
+    if state == "running":
+        cols[2].markdown(f"ETA **{format_seconds(status.get('eta_s'))}**")
+    elif status.get("ended_at") and status.get("started_at"):
+        cols[2].markdown(f"took {format_seconds(status['ended_at'] - status['started_at'])}")
+    if state == "failed":
+        st.error(status.get("error") or "The run failed.")
+    stage = status.get("stage") or run.config().get("stage", "")
+    metrics = run.metrics()
+    gate = run.config().get("accuracy_gate") if stage == "reward" else None
+    figures = charts.stage_figures(stage, metrics, gate)
+    if figures:
+        columns = st.columns(2)
+        for i, fig in enumerate(figures):
+            columns[i % 2].plotly_chart(fig, width="stretch", key=f"{key}.fig{i}")
+    elif state == "running":
+        st.info("Loading the model and data; the first points appear after the first step.")
+    summary = run.summary()
+    if summary:
+        figures_row = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        with st.expander("Summary", expanded=state != "running"):
+            st.json(figures_row | {k: v for k, v in summary.items() if isinstance(v, bool)})
+    if stage == "ppo":
+        samples = run.samples()[-4:]
+        if samples:
+            st.markdown(f"**Newest samples** (step {samples[-1]['step']})")
+            for sample in reversed(samples):
+                st.caption(f"score {sample['score']:+.2f} · KL {sample['kl']:.2f} · prompt: "
+                           f"{html.escape(sample['prompt'])[:200]}")
+                show_text(sample["response"])
+    with st.expander("Log", expanded=state == "failed"):
+        st.code(run.log_tail(40) or _console_tail(run), language=None)
+
+
+def _console_tail(run: Run) -> str:
+    console = run.path / "console.log"
+    try:
+        return "\n".join(console.read_text(encoding="utf-8", errors="replace").splitlines()[-40:])
+    except OSError:
+        return "(no log yet)"
+
+
+def live_run_panel(run_path: str, *, key: str, every: float = 2.0) -> None:
+    """The run panel, refreshed every `every` seconds while the run is live."""
+
+    @st.fragment(run_every=every)
+    def panel():
+        run = Run(run_path)
+        run_panel(run, key=key)
+        if run.status().get("state") == "running":
+            if st.button("Stop", key=f"{key}.stop", help="Ends the run after the current step; the adapter is saved."):
+                run.request_stop()
+                st.toast("Stop requested: the run saves its adapter at the end of this step.")
+
+    panel()
+
+
+def stage_page(stage: str, title: str, intro: str) -> None:
+    """Settings form from the config dataclass, the exact command, Start, and the live panel of the newest run."""
+    st.title(title)
+    st.markdown(intro)
+    preset = st.radio("Preset", list(forms.PRESETS), format_func=forms.PRESETS.get, horizontal=True,
+                      key=f"preset.{stage}")
+    if st.session_state.get(f"preset.applied.{stage}") != preset:
+        forms.apply_preset(stage, preset)
+        st.session_state[f"preset.applied.{stage}"] = preset
+    values = forms.settings_form(stage)
+    config, problem = forms.build_config(stage, values)
+    cli_line, accelerate_line = forms.command_line(stage, values, preset)
+    with st.expander("Show command"):
+        st.caption("The same run from a terminal (the workbench starts exactly this CLI):")
+        st.code(cli_line, language="bash")
+        st.caption("On several GPUs:")
+        st.code(accelerate_line, language="bash")
+    if problem:
+        st.error(problem)
+    active = jobs.active_job()
+    if st.button(f"Start {stage.upper()} run", type="primary", disabled=config is None, key=f"start.{stage}"):
+        try:
+            job = jobs.start_stage(stage, {k: v for k, v in config.to_dict().items() if k != "stage"})
+            st.session_state[f"watch.{stage}"] = job.run_dir
+            st.toast(f"Started {Path(job.run_dir).name}")
+            time.sleep(0.5)
+            st.rerun()
+        except jobs.Busy as exc:
+            st.warning(str(exc))
+    if active and not st.session_state.get(f"watch.{stage}"):
+        st.caption(jobs.busy_message(active))
+    st.divider()
+    runs = list_runs(stage=stage)
+    if not runs:
+        st.info(f"No {stage.upper()} run yet. Pick a preset and press Start.")
+        return
+    watched = st.session_state.get(f"watch.{stage}") or str(runs[0].path)
+    st.subheader("Live run" if Run(watched).status().get("state") == "running" else "Latest run")
+    live_run_panel(watched, key=f"panel.{stage}")

@@ -1,0 +1,39 @@
+"""Plain-language texts for people who have never trained a model. One place, so the tour and the pages agree."""
+
+PIPELINE = """
+**Reinforcement learning from human feedback (RLHF)** turns a model that merely *continues text* into one that
+answers the way people prefer. It takes three stages; each one's output is the next one's input.
+"""
+
+STAGES = {
+    "sft": ("1 · Teach by example (SFT)",
+            "The base model reads a few hundred example conversations and learns to answer in that style. "
+            "**In:** instruction → response examples. **Out:** a model that answers like the examples, "
+            "good habits and bad ones alike."),
+    "reward": ("2 · Train a judge (reward model)",
+               "People find it much easier to say *which of two answers is better* than to write the perfect "
+               "answer or give a score out of ten. So the judge is trained on comparisons (A is better than B) and "
+               "learns to give any answer a score. **In:** pairs of answers with the preferred one marked. "
+               "**Out:** a judge, checked on comparisons it never saw; below about 70% agreement it is not trusted."),
+    "ppo": ("3 · Practise against the judge (PPO)",
+            "The model from stage 1 answers many questions; the judge scores every answer; the model shifts toward "
+            "what scored well. A leash (the *KL penalty*) keeps it close to the stage-1 model so it cannot win by "
+            "writing nonsense the judge happens to like. **In:** the stage-1 model, the judge, questions. "
+            "**Out:** the aligned model."),
+}
+
+DEMO = """
+**The demo's preference: politeness.** The sample data answers every question with the same facts, half the time
+warmly and half the time rudely. Stage 1 copies both tones. The judge learns, from comparisons, that people prefer
+the polite one. Stage 3 makes the model polite. On the Compare page you can read base, stage-1 and aligned answers
+side by side.
+"""
+
+SFT_INTRO = ("Supervised fine-tuning: the model learns to continue each instruction with its example response. "
+             "Only a small LoRA adapter is trained; the base model stays frozen.")
+REWARD_INTRO = ("The judge is a copy of the model with a one-number output. It sees (prompt, preferred answer) and "
+                "(prompt, other answer) and learns to score the preferred one higher. The chart's dashed line is "
+                "the gate: the accuracy it needs before PPO may use it.")
+PPO_INTRO = ("Proximal Policy Optimisation: sample answers, score them with the judge, nudge the model toward the "
+             "better-scored ones, and pay a penalty (KL) for drifting from the SFT model. One base model in memory "
+             "serves the policy, the reference, the value function and the judge as separate LoRA adapters.")

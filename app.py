@@ -4,16 +4,16 @@ import streamlit as st
 
 from workbench import jobs
 
-st.set_page_config(page_title="RLHF Workbench", page_icon="🧭", layout="wide")
+st.set_page_config(page_title="RLHF Workbench", page_icon=":material/explore:", layout="wide")
 
 PAGES = {
-    "Workbench": [st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-                  st.Page("pages/data.py", title="Data", icon="📄")],
-    "Stages": [st.Page("pages/sft.py", title="1 · SFT", icon="📝"),
-               st.Page("pages/reward.py", title="2 · Reward model", icon="⚖️"),
-               st.Page("pages/ppo.py", title="3 · PPO", icon="🎯")],
-    "Results": [st.Page("pages/compare.py", title="Compare", icon="🆚"),
-                st.Page("pages/runs.py", title="Runs", icon="🗂️")],
+    "Workbench": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+                  st.Page("pages/data.py", title="Data", icon=":material/description:")],
+    "Stages": [st.Page("pages/sft.py", title="1 · SFT", icon=":material/school:"),
+               st.Page("pages/reward.py", title="2 · Reward model", icon=":material/balance:"),
+               st.Page("pages/ppo.py", title="3 · PPO", icon=":material/trending_up:")],
+    "Results": [st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+                st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:")],
 }
 
 

@@ -125,9 +125,9 @@ def stage_page(stage: str, title: str, intro: str) -> None:
         st.caption(jobs.busy_message(active))
     st.divider()
     runs = list_runs(stage=stage)
-    if not runs:
+    watched = st.session_state.get(f"watch.{stage}") or (str(runs[0].path) if runs else None)
+    if watched is None:
         st.info(f"No {stage.upper()} run yet. Pick a preset and press Start.")
         return
-    watched = st.session_state.get(f"watch.{stage}") or str(runs[0].path)
     st.subheader("Live run" if Run(watched).status().get("state") == "running" else "Latest run")
     live_run_panel(watched, key=f"panel.{stage}")

@@ -1,0 +1,86 @@
+"""A real browser: Debian's Chromium driven by Playwright against the app started with the README's command.
+Home -> SFT stage -> start a tiny run -> the live chart shows points. Screenshots go to tests/screenshots/."""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import REPO
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SHOTS = REPO / "tests" / "screenshots"
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Chromium is not installed (.ci/run installs "
+                                                                       "it: apt-get install chromium)")]
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app_url(tmp_path):
+    port = free_port()
+    env = {**os.environ, "RLHF_WORKBENCH_RUNS": str(tmp_path / "runs"), "STREAMLIT_SERVER_PORT": str(port)}
+    # The README's run command, unchanged; only the port differs so a developer's own app is left alone.
+    proc = subprocess.Popen(["make", "app"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://localhost:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        os.killpg(proc.pid, 9)
+        pytest.fail(f"the app did not start: {proc.stdout.read().decode()[-2000:]}")
+    yield url
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait(timeout=15)
+
+
+def test_click_from_home_to_a_live_run(app_url, tiny_model_dir):
+    from playwright.sync_api import expect, sync_playwright
+
+    SHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app_url)
+        expect(page.get_by_role("heading", name="RLHF Workbench")).to_be_visible(timeout=60_000)
+        page.screenshot(path=str(SHOTS / "1-home.png"), full_page=True)
+
+        page.get_by_role("link", name="1 · SFT").click()
+        expect(page.get_by_role("heading", name="Stage 1 · Supervised fine-tuning")).to_be_visible(timeout=30_000)
+        model = page.get_by_label("model", exact=True)
+        model.fill(str(tiny_model_dir))
+        model.press("Enter")
+        steps = page.get_by_label("max steps", exact=True)
+        steps.fill("4")
+        steps.press("Enter")
+        time.sleep(1.5)  # let the form's rerun settle before pressing Start
+        page.get_by_role("button", name="Start SFT run").click()
+
+        # The live chart appears and fills with points as the subprocess logs steps.
+        chart = page.locator(".js-plotly-plot").first
+        expect(chart).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("🟢 completed").first).to_be_visible(timeout=120_000)
+        points = page.locator(".js-plotly-plot .scatterlayer .trace .points path")
+        assert points.count() >= 3
+        page.screenshot(path=str(SHOTS / "2-sft-live.png"), full_page=True)
+        browser.close()

@@ -3,7 +3,7 @@
     shared    pipelines.ppo.SharedRoles: ONE base; policy, reference, value and judge are LoRA adapters on it
     separate  the classic layout (TRL's former PPOTrainer): policy (base + SFT adapter, trainable), reference
               (another base + SFT adapter, frozen), value (a third base, sequence-classification head + its own
-              LoRA) and reward model (a fourth base, pipelines.reward.Judge) each loaded with transformers/peft
+              LoRA) and reward model (a fourth base, loaded as pipelines.reward.Judge does) each with transformers/peft
 
 Each layout does the same work on the same batch: one rollout of `--batch-size` prompts with exactly
 `--max-new-tokens` sampled tokens each (min_new_tokens = max_new_tokens, so both layouts generate the same number
@@ -50,7 +50,7 @@ def proc_status_mb(field: str) -> float | None:
 class Shared:
     """Every role on one base, exactly as `python -m pipelines ppo` builds it."""
 
-    def __init__(self, cfg, base_path, device, sft_run, reward_run):
+    def __init__(self, cfg, base_path, device, sft_run, reward_run, pad_id):
         from pipelines.ppo import SharedRoles
 
         self.roles = SharedRoles(cfg, base_path, device, sft_run, reward_run)
@@ -92,11 +92,11 @@ def response_logits(causal, ids, mask, width, temperature):
 class Separate:
     """Policy, reference, value and reward model, each a whole model of its own."""
 
-    def __init__(self, cfg, base_path, device, sft_run, reward_run):
+    def __init__(self, cfg, base_path, device, sft_run, reward_run, pad_id):
         from peft import PeftModel, get_peft_model
 
-        from pipelines.models import load_base, lora_config, prepare_for_kbit
-        from pipelines.reward import Judge
+        from pipelines.models import load_base, lora_config, merge_adapter, prepare_for_kbit
+        from pipelines.runs import Run
 
         self.device = device
         self.policy = PeftModel.from_pretrained(prepare_for_kbit(load_base(cfg, base_path, device=device), cfg),
@@ -107,7 +107,13 @@ class Separate:
             p.requires_grad_(False)
         value_base = prepare_for_kbit(load_base(cfg, base_path, head="score", device=device), cfg)
         self.value = get_peft_model(value_base, lora_config(cfg, "SEQ_CLS", dropout=0.0)).eval()
-        self.judge_model = Judge(reward_run, device).model
+        # The reward model as pipelines.reward.Judge loads it (score head, the SFT adapter merged in, the reward
+        # adapter on top), but with this benchmark's quantization, as the shared layout's judge has.
+        judge = load_base(cfg, base_path, head="score", device=device)
+        if reward_run.config().get("sft_run"):
+            judge = merge_adapter(judge, Run(reward_run.config()["sft_run"]).adapter_dir)
+        judge.config.pad_token_id = pad_id
+        self.judge_model = PeftModel.from_pretrained(judge, reward_run.adapter_dir).eval()
         self.models = [self.policy, self.reference, self.value, self.judge_model]
         self.extra = []
 
@@ -179,7 +185,8 @@ def main() -> None:
     rss_before = proc_status_mb("VmRSS")
 
     started = time.perf_counter()
-    layout = (Shared if args.layout == "shared" else Separate)(cfg, base_path, device, sft_run, reward_run)
+    kind = Shared if args.layout == "shared" else Separate
+    layout = kind(cfg, base_path, device, sft_run, reward_run, tokenizer.pad_token_id)
     load_s = time.perf_counter() - started
     if cuda:
         torch.cuda.synchronize()
@@ -233,8 +240,8 @@ def main() -> None:
         "parameters_m": round(sum(params.values()) / 1e6, 1),
         "trainable_parameters_m": round(sum(p.numel() for p in params_trainable) / 1e6, 2),
         "rss_before_load_mb": rss_before, "rss_after_load_mb": after_load["rss_mb"],
-        "peak_rss_mb": max(proc_status_mb("VmHWM") or 0, round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                                                                1)),
+        "peak_rss_mb": max(proc_status_mb("VmHWM") or 0,
+                           round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)),
         "vram_after_load_mb": after_load["vram_allocated_mb"],
         "peak_vram_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if cuda else None,
         "load_s": round(load_s, 2), "step_s": round(step_s, 2),

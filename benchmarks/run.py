@@ -57,7 +57,7 @@ MODES = {
     "full": dict(stage_steps={"sft": 12, "reward": 10, "ppo": 6}, overhead_steps=20, repeats=5,
                  grid_lengths=[64, 128, 256], grid_batches=[2, 4, 8], grid_steps=5, ppo_mem_batch=8,
                  ppo_mem_tokens=40, import_repeats=3, demo=True, sets={}, ppo_sets={}, small_eval=False),
-    "quick": dict(stage_steps={"sft": 4, "reward": 4, "ppo": 3}, overhead_steps=8, repeats=3,
+    "quick": dict(stage_steps={"sft": 6, "reward": 6, "ppo": 4}, overhead_steps=8, repeats=3,
                   grid_lengths=[64, 128], grid_batches=[2, 4], grid_steps=3, ppo_mem_batch=8, ppo_mem_tokens=40,
                   import_repeats=1, demo=False, sets={}, ppo_sets={}, small_eval=True),
     # Hidden: checks that every section runs end to end, in a few minutes; its figures mean little.
@@ -93,6 +93,8 @@ class Proc:
     spawned_at: float = 0.0
     first_row_s: float | None = None  # process start -> first training row in metrics.jsonl (polled every 0.2 s)
     timed_out: bool = False
+    cpu_s: float = 0.0  # the child's own user + system CPU seconds
+    other_cpu_s: float | None = None  # CPU seconds every other process used meanwhile: a busy machine shows here
     stdout: str = ""
     stderr: str = ""
 
@@ -115,6 +117,15 @@ def read_hwm(pid: int) -> float | None:
     except (OSError, ValueError):
         pass
     return None
+
+
+def busy_cpu_s() -> float | None:
+    """Machine-wide non-idle CPU seconds so far (/proc/stat: user, nice, system, irq, softirq, steal)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(fields[:3]) + sum(fields[5:8])) / os.sysconf("SC_CLK_TCK")
 
 
 def has_training_row(runs_dir: Path, key: str) -> bool:
@@ -142,6 +153,7 @@ class Runner:
         proc = Proc(argv=argv)
         timeout = timeout or self.timeout
         with open(f"{base}.out", "w") as out, open(f"{base}.err", "w") as err:
+            busy_before = busy_cpu_s()
             proc.spawned_at = time.time()
             child = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=err, env=self.env)
             polled = 0.0
@@ -160,6 +172,10 @@ class Runner:
         proc.wall_s = time.time() - proc.spawned_at
         proc.returncode = child.returncode = os.waitstatus_to_exitcode(status)
         proc.peak_rss_mb = round(max(usage.ru_maxrss / 1024, polled), 1)  # ru_maxrss is in KiB on Linux
+        proc.cpu_s = round(usage.ru_utime + usage.ru_stime, 2)
+        busy_after = busy_cpu_s()
+        if busy_before is not None and busy_after is not None:
+            proc.other_cpu_s = round(max(0.0, busy_after - busy_before - proc.cpu_s), 1)
         proc.stdout = Path(f"{base}.out").read_text(errors="replace")
         proc.stderr = Path(f"{base}.err").read_text(errors="replace")
         return proc
@@ -288,8 +304,8 @@ class Bench:
             "stage": stage, "sets": sets, **figures,
             "startup_s": rnd(started_at - proc.spawned_at) if started_at else None,
             "first_row_wall_s": rnd(proc.first_row_s),
-            "wall_s": rnd(proc.wall_s), "peak_rss_mb": proc.peak_rss_mb,
-            "summary_train_runtime_s": summary.get("train_runtime_s"),
+            "wall_s": rnd(proc.wall_s), "peak_rss_mb": proc.peak_rss_mb, "cpu_s": proc.cpu_s,
+            "other_cpu_s": proc.other_cpu_s, "summary_train_runtime_s": summary.get("train_runtime_s"),
         }
         cuda = proc.tagged("BENCH_CUDA")
         if cuda:
@@ -432,6 +448,7 @@ class Bench:
                         "workbench_wall_s": wb["wall_s"], "plain_wall_s": rnd(proc.wall_s),
                         "workbench_peak_rss_mb": wb["peak_rss_mb"], "plain_peak_rss_mb": proc.peak_rss_mb,
                         "plain_train_wall_s": report["train_wall_s"],
+                        "workbench_other_cpu_s": wb["other_cpu_s"], "plain_other_cpu_s": proc.other_cpu_s,
                         "workbench_num_tokens": wb["num_tokens_total"], "plain_num_tokens": report.get("num_tokens")}
                 if stage == "reward":
                     pair["plain_pairs_kept"] = report.get("pairs_kept")
@@ -473,7 +490,8 @@ class Bench:
                     out["runs"].append({"layout": layout, "quantization": quant,
                                         **self.error(f"ppo-memory-{layout}-{quant}", proc)})
                     continue
-                report.update(process_peak_rss_mb=proc.peak_rss_mb, wall_s=rnd(proc.wall_s))
+                report.update(process_peak_rss_mb=proc.peak_rss_mb, wall_s=rnd(proc.wall_s),
+                              other_cpu_s=proc.other_cpu_s)
                 out["runs"].append(report)
                 progress(f"ppo-memory {layout} {quant}: peak RSS {proc.peak_rss_mb} MiB, peak VRAM "
                          f"{report.get('peak_vram_mb')} MiB, step {report['step_s']} s")
@@ -493,7 +511,8 @@ class Bench:
                         "batch_size": batch, "eval_file": ""}
                 result, _ = self.stage("sft", f"scaling-sft-L{length}-B{batch}", sets)
                 cell = {"max_length": length, "batch_size": batch}
-                for key in ("s_per_step", "tokens_per_s", "tokens_per_step", "peak_rss_mb", "peak_vram_mb", "error"):
+                for key in ("s_per_step", "tokens_per_s", "tokens_per_step", "peak_rss_mb", "peak_vram_mb",
+                            "other_cpu_s", "error"):
                     if key in result:
                         cell[key] = result[key]
                 out["cells"].append(cell)
@@ -511,7 +530,8 @@ class Bench:
             status = read_json(path / "status.json", {})
             if status.get("started_at") and status.get("ended_at"):
                 stages[status.get("stage", path.name)] = rnd(status["ended_at"] - status["started_at"])
-        return {"wall_s": rnd(proc.wall_s), "peak_rss_mb": proc.peak_rss_mb, "stage_wall_s": stages}
+        return {"wall_s": rnd(proc.wall_s), "peak_rss_mb": proc.peak_rss_mb, "other_cpu_s": proc.other_cpu_s,
+                "stage_wall_s": stages}
 
 
 # ---- the report ---------------------------------------------------------------------------------------------------
@@ -553,32 +573,35 @@ def render(r: dict) -> str:
         for quant, results in stages.items():
             for stage, x in results.items():
                 if "error" in x:
-                    rows.append([stage, quant, f"ERROR: {x['error'][:60]}"] + [None] * 8)
+                    rows.append([stage, quant, f"ERROR: {x['error'][:60]}"] + [None] * 9)
                     continue
                 rows.append([stage, quant, x["steps"], x["s_per_step"], x["tokens_per_s"], x["first_step_s"],
                              x["startup_s"], x["first_row_wall_s"], x["peak_rss_mb"], x.get("peak_vram_mb"),
-                             x["wall_s"]])
+                             x["wall_s"], x.get("other_cpu_s")])
         out += ["## Stages (sample_data quick recipes, fewer steps)", "",
                 table(["stage", "quant", "steps", "s/step (median, after step 1)", "tokens/s", "first step s*",
                        "start-up s", "process start -> first step s", "peak RSS MiB", "peak VRAM MiB",
-                       "process wall s"], rows),
-                "", "*from the stage's tracker start: trainer set-up, data preparation and the first step.", ""]
+                       "process wall s", "others' CPU s**"], rows),
+                "", "*from the stage's tracker start: trainer set-up, data preparation and the first step.  ",
+                "**CPU seconds other processes used while it ran: well above 0, the machine was busy and the "
+                "figures are slower than they should be.", ""]
     o = r.get("overhead")
     if o and "pairs" in o:
         rows = []
         for stage in ("sft", "reward"):
             for i, p in enumerate(o["pairs"].get(stage, []), 1):
                 if "error" in p:
-                    rows.append([stage, i, f"ERROR: {p['error'][:60]}", None, None, None, None])
+                    rows.append([stage, i, f"ERROR: {p['error'][:60]}"] + [None] * 6)
                     continue
                 rows.append([stage, i, p["workbench_train_s"], p["plain_train_s"], p["ratio"],
-                             p["workbench_peak_rss_mb"], p["plain_peak_rss_mb"]])
+                             p["workbench_peak_rss_mb"], p["plain_peak_rss_mb"],
+                             f"{p.get('workbench_other_cpu_s')} / {p.get('plain_other_cpu_s')}"])
         summary = [[stage, x["min"], x["median"], x["max"], "yes" if x["meets_target"] else "NO"]
                    for stage in ("sft", "reward") if (x := o.get(f"{stage}_ratio"))]
         out += [f"## Overhead: workbench vs plain TRL ({o['steps']} steps, {o['repeats']} alternating pairs; "
                 "trainer.train() seconds)", "",
                 table(["stage", "pair", "workbench s", "plain TRL s", "ratio plain/workbench", "workbench RSS MiB",
-                       "plain RSS MiB"], rows), "",
+                       "plain RSS MiB", "others' CPU s (wb / plain)"], rows), "",
                 table(["stage", "ratio min", "median", "max", f"median >= {o['target_ratio']}"], summary), ""]
     p = r.get("ppo_memory")
     if p and "runs" in p:
@@ -596,11 +619,11 @@ def render(r: dict) -> str:
     g = r.get("scaling")
     if g and "cells" in g:
         rows = [[c["max_length"], c["batch_size"], c.get("s_per_step"), c.get("tokens_per_step"),
-                 c.get("tokens_per_s"), c.get("peak_rss_mb"), c.get("peak_vram_mb"), c.get("error")]
-                for c in g["cells"]]
+                 c.get("tokens_per_s"), c.get("peak_rss_mb"), c.get("peak_vram_mb"), c.get("other_cpu_s"),
+                 c.get("error")] for c in g["cells"]]
         out += [f"## SFT scaling ({g['steps']} steps per cell)", "",
                 table(["max_length", "batch", "s/step", "tokens/step", "tokens/s", "peak RSS MiB", "peak VRAM MiB",
-                       "error"], rows), ""]
+                       "others' CPU s", "error"], rows), ""]
     d = r.get("demo")
     if d:
         if "error" in d:
@@ -609,9 +632,26 @@ def render(r: dict) -> str:
             out += ["## Demo (`python -m pipelines demo`, quick preset)", "", table(
                 ["what", "seconds"], [["end to end", d["wall_s"]], *[[f"  {k}", v] for k, v in
                                                                      d["stage_wall_s"].items()]]), ""]
+    busy = [x for x in _measurements(r) if x.get("other_cpu_s") and x.get("wall_s")
+            and x["other_cpu_s"] > 0.1 * x["wall_s"]]
+    if busy:
+        out += [f"WARNING: other processes used more than 10% of a core during {len(busy)} measurement(s) (the "
+                "`others' CPU s` columns): those figures are pessimistic. Re-run on an idle machine.", ""]
     for e in r.get("errors", []):
         out += [f"ERROR in {e['where']}: {e['error']}"]
     return "\n".join(out) + "\n"
+
+
+def _measurements(r: dict) -> list[dict]:
+    """Every child measurement as {wall_s, other_cpu_s}, for the busy-machine warning."""
+    out = [x for results in (r.get("stages") or {}).values() if isinstance(results, dict)
+           for x in results.values() if isinstance(x, dict)]
+    for pairs in ((r.get("overhead") or {}).get("pairs") or {}).values():
+        for p in pairs:
+            out += [{"wall_s": p.get("workbench_wall_s"), "other_cpu_s": p.get("workbench_other_cpu_s")},
+                    {"wall_s": p.get("plain_wall_s"), "other_cpu_s": p.get("plain_other_cpu_s")}]
+    out += (r.get("ppo_memory") or {}).get("runs") or []
+    return out
 
 
 def machine_slug(info: dict) -> str:
@@ -625,7 +665,8 @@ def machine_slug(info: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--quick", action="store_true", help="the short set: under 20 minutes on a 2-core CPU")
     p.add_argument("--smoke", action="store_true", help=argparse.SUPPRESS)  # every section, tiny; figures mean little
     p.add_argument("--out", help="JSON file to write (default benchmarks/results/<machine>-<date>.json; a .md beside)")
@@ -656,15 +697,20 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args, mode, Runner(work, args.timeout), work)
     started = time.time()
     bench.results = {"benchmark": "rlhf-workbench", "mode": mode_name, "sections": sections,
-                     "command": [Path(PY).name, *sys.argv], "started_at": dt.datetime.now().isoformat(timespec="seconds"),
+                     "command": [Path(PY).name, *sys.argv],
+                     "started_at": dt.datetime.now().isoformat(timespec="seconds"),
                      "settings": {k: v for k, v in mode.items()}}
     progress(f"mode {mode_name}; sections {', '.join(sections)}; work folder {work}")
     try:
         bench.results["machine"] = bench.machine()
         if not args.out:
             date = dt.date.today().strftime("%Y%m%d")
-            suffix = "" if mode_name == "full" else f"-{mode_name}"
-            args.out = str(HERE / "results" / f"{machine_slug(bench.results['machine'])}-{date}{suffix}.json")
+            stem = f"{machine_slug(bench.results['machine'])}-{date}" + ("-smoke" if mode_name == "smoke" else "")
+            out, n = HERE / "results" / f"{stem}.json", 1
+            while out.exists():  # a second run the same day does not overwrite the first
+                n += 1
+                out = HERE / "results" / f"{stem}-{n}.json"
+            args.out = str(out)
         bench.model_dir = bench.results["model_dir"] = bench.resolve_model_dir()
         bench.save()
         for section in sections:
@@ -687,7 +733,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
     print(render(bench.results))
-    print(f"Total {bench.results['total_wall_s']} s. Figures written to {args.out} (and {Path(args.out).with_suffix('.md').name})")
+    print(f"Total {bench.results['total_wall_s']} s. Figures written to {args.out} "
+          f"(and {Path(args.out).with_suffix('.md').name})")
     return 1 if bench.results.get("errors") else 0
 
 

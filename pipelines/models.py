@@ -161,9 +161,10 @@ def load_base(cfg, path: str, *, head: str = "causal", device: str | None = None
         raise ModelError(f"Loading `{path}` failed: {exc}") from None
     if quant is None:
         model.to(device)
+    # A 4-bit parameter packs two weights per stored element.
+    n_params = sum(p.numel() * (2 if type(p).__name__ == "Params4bit" else 1) for p in model.parameters())
     log.info("Model %s: %s head, %.1fM parameters, device %s, dtype %s, quantization %s", path, head,
-             sum(p.numel() for p in model.parameters()) / 1e6, device, str(dtype).replace("torch.", ""),
-             cfg.quantization)
+             n_params / 1e6, device, str(dtype).replace("torch.", ""), cfg.quantization)
     return model
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from pipelines.errors import GateError
 from pipelines.reward import check_gate, length_baseline, tokenize_pairs
@@ -62,9 +63,12 @@ def test_saved_judge_scores_the_same_in_a_fresh_process(tiny_reward_run, tmp_pat
     assert proc.returncode == 0, proc.stderr[-2000:]
     after = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(after) == len(before) == 100
+    # fp32 on a CPU reproduces scores to 1e-4; bf16 on a GPU rounds at about 1e-2. A re-initialised head
+    # would be off by whole units and flip about half of the pairs.
+    tolerance = 2e-2 if torch.cuda.is_available() else 1e-4
     for a, b in zip(before, after):
-        assert a["chosen"] == pytest.approx(b["chosen"], abs=1e-4)
-        assert a["rejected"] == pytest.approx(b["rejected"], abs=1e-4)
+        assert a["chosen"] == pytest.approx(b["chosen"], abs=tolerance)
+        assert a["rejected"] == pytest.approx(b["rejected"], abs=tolerance)
     accuracy = read_json(tiny_reward_run / "summary.json")["eval_accuracy"]
     assert f"accuracy: {accuracy:.4f}" in proc.stdout
     assert "pairs scored: 100" in proc.stdout and "truncated: 0" in proc.stdout

@@ -16,13 +16,23 @@ from pipelines.errors import WorkbenchError
 from pipelines.reward import check_gate
 
 log = logging.getLogger("pipelines")
-RECIPES = Path(__file__).resolve().parents[1] / "sample_data" / "recipes"
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = REPO / "sample_data" / "recipes"
+DATA_FIELDS = ("train_file", "eval_file", "prompts_file")
 
 
 def demo_configs(preset: str):
-    """The stage configs of the demo, in order; `latest` links are replaced by the runs just made."""
-    return [(stage, STAGES[stage].load(RECIPES / f"{stage}_{preset}.yaml")) for stage in
-            ("sft", "reward", "ppo", "compare")]
+    """The stage configs of the demo, in order. The recipes name sample_data relative to the repository, so the
+    demo works from any folder."""
+    configs = []
+    for stage in ("sft", "reward", "ppo", "compare"):
+        config = STAGES[stage].load(RECIPES / f"{stage}_{preset}.yaml")
+        for name in DATA_FIELDS:
+            value = getattr(config, name, "")
+            if value and not Path(value).is_absolute():
+                setattr(config, name, str(REPO / value))
+        configs.append((stage, config))
+    return configs
 
 
 def run_demo(runs_dir: str | None, preset: str = "quick", debug: bool = False) -> int:

@@ -17,12 +17,26 @@ from pipelines.tracking import Tracker, TrackerCallback
 log = logging.getLogger("pipelines")
 
 
+def without_chat_template(rows: list[dict]) -> list[dict]:
+    """A base model has no chat template: train on plain prompt / completion strings instead of messages."""
+    plain = []
+    for row in rows:
+        if "text" in row:
+            plain.append(row)
+            continue
+        prompt = "\n\n".join(m["content"] for m in row["prompt"]) + "\n\n"
+        plain.append({"prompt": prompt, "completion": row["completion"][-1]["content"], "_line": row["_line"]})
+    return plain
+
+
 def count_too_long(tokenizer, rows: list[dict], max_length: int) -> list[int]:
     """Lines of the examples that will be truncated to max_length, so the user hears about it up front."""
     long_lines = []
     for row in rows:
         if "text" in row:
             n = len(tokenizer(row["text"])["input_ids"])
+        elif isinstance(row["prompt"], str):
+            n = len(tokenizer(row["prompt"] + row["completion"])["input_ids"]) + 1
         else:
             n = len(tokenizer.apply_chat_template(row["prompt"] + row["completion"], tokenize=True,
                                                   return_dict=True)["input_ids"])
@@ -42,6 +56,9 @@ def run(cfg: SFTConfig, run) -> dict:
 
     train_rows = load_checked("sft", cfg.train_file, log)
     eval_rows = load_checked("sft", cfg.eval_file, log) if cfg.eval_file else []
+    if not tokenizer.chat_template:
+        log.info("%s has no chat template: training on plain prompt + completion text.", cfg.model)
+        train_rows, eval_rows = without_chat_template(train_rows), without_chat_template(eval_rows)
     too_long = count_too_long(tokenizer, train_rows, cfg.max_length)
     if too_long:
         log.warning("%d of %d training examples are longer than max_length=%d tokens and will be truncated "

@@ -132,3 +132,17 @@ def test_overlong_examples_are_counted(tiny_model_dir, tmp_path, caplog):
                          "--set", "max_length=64")) == 0
     assert "1 of 5 training examples are longer than max_length=64" in (only_run(runs) / "run.log").read_text()
     assert read_json(only_run(runs) / "summary.json")["truncated_examples"] == 1
+
+
+def test_a_base_model_without_chat_template_trains_on_plain_text(tiny_model_dir, sft_data, tmp_path):
+    import shutil
+
+    base = tmp_path / "no-template"
+    shutil.copytree(tiny_model_dir, base)
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    config = read_json(base / "tokenizer_config.json")
+    config.pop("chat_template", None)
+    (base / "tokenizer_config.json").write_text(__import__("json").dumps(config))
+    runs = tmp_path / "runs"
+    assert cli(*sft_args(base, sft_data, runs, "--set", "max_steps=2")) == 0
+    assert "has no chat template" in (only_run(runs) / "run.log").read_text()

@@ -55,6 +55,7 @@ def all_jobs(runs_dir: Path | None = None) -> list[Job]:
 
 def active_job(runs_dir: Path | None = None) -> Job | None:
     """The job that is running now, if any (a dead process is never 'active')."""
+    _reap()
     return next((job for job in all_jobs(runs_dir) if job.alive), None)
 
 
@@ -68,6 +69,17 @@ class Busy(RuntimeError):
     pass
 
 
+# Jobs this app process started. Polling them reaps the ones that ended, which would otherwise linger as zombie
+# processes for as long as the app runs. (Jobs started by an earlier app process are watched through their pid.)
+_children: list[subprocess.Popen] = []
+
+
+def _reap() -> None:
+    for proc in list(_children):
+        if proc.poll() is not None:
+            _children.remove(proc)
+
+
 def _launch(kind: str, args: list[str], runs_dir: Path, run_dir: Path | None, console: Path) -> Job:
     if (job := active_job(runs_dir)) is not None:
         raise Busy(busy_message(job))
@@ -77,6 +89,7 @@ def _launch(kind: str, args: list[str], runs_dir: Path, run_dir: Path | None, co
         # A new session: the job survives the app's restart, and a stop signal reaches only the job.
         proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=env, start_new_session=True)
+    _children.append(proc)
     job = Job(id=f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{proc.pid}", kind=kind, pid=proc.pid, command=command,
               started_at=time.time(), run_dir=str(run_dir or ""), console=str(console))
     write_json_atomic(jobs_dir(runs_dir) / f"{job.id}.json", job.__dict__)

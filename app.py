@@ -8,7 +8,8 @@ st.set_page_config(page_title="RLHF Workbench", page_icon=":material/explore:", 
 
 PAGES = {
     "Workbench": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-                  st.Page("pages/data.py", title="Data", icon=":material/description:")],
+                  st.Page("pages/data.py", title="Data", icon=":material/description:"),
+                  st.Page("pages/studio.py", title="Preference studio", icon=":material/thumbs_up_down:")],
     "Stages": [st.Page("pages/sft.py", title="1 · SFT", icon=":material/school:"),
                st.Page("pages/reward.py", title="2 · Reward model", icon=":material/balance:"),
                st.Page("pages/ppo.py", title="3 · PPO", icon=":material/trending_up:")],

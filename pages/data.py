@@ -1,10 +1,11 @@
 import json
 import time
+from pathlib import Path
 
 import streamlit as st
 
 from workbench import jobs
-from workbench.forms import data_files
+from workbench.forms import data_files, shown_path, uploads_dir
 from workbench.jobs import REPO
 
 st.title("Data")
@@ -17,11 +18,11 @@ kind = st.radio("For stage", list(KINDS), format_func=KINDS.get)
 
 uploaded = st.file_uploader("Upload a file", type=["jsonl", "json", "csv", "parquet"])
 if uploaded is not None:
-    folder = REPO / "runs" / "uploads"
+    folder = uploads_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / uploaded.name
+    target = folder / Path(uploaded.name).name
     target.write_bytes(uploaded.getvalue())
-    st.success(f"Saved as `{target.relative_to(REPO)}`; it is now offered in the stage forms.")
+    st.success(f"Saved as `{shown_path(target)}`; it is now offered in the stage forms.")
 files = data_files()
 default = {"sft": "sample_data/sft_train.jsonl", "reward": "sample_data/prefs_train.jsonl",
            "ppo": "sample_data/prompts_train.jsonl"}[kind]

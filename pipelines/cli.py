@@ -6,6 +6,7 @@
     python -m pipelines compare --config FILE [--set ...]
     python -m pipelines score   --reward RUN_DIR --file FILE
     python -m pipelines demo    [--runs-dir DIR] [--preset quick|gpu]
+    python -m pipelines studio  generate|import|judge|export|status --set NAME ...   (the preference studio)
 
 A training stage creates a run directory, reports progress with an ETA on stderr, prints the run directory as
 its last line on stdout, and exits 0 (completed or stopped), 1 (failed) or 2 (bad input before a run started).
@@ -138,6 +139,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir")
     p.add_argument("--preset", choices=["quick", "gpu"], default="quick")
     p.add_argument("--debug", action="store_true")
+    p = sub.add_parser("studio", help="preference studio: make labeling sets, label them with an AI judge, export "
+                                      "the labels as preference pairs for stage 2")
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("generate", help="a set of pairs sampled from two models (or one model twice)")
+    q.add_argument("--set", required=True, help="name of the new set (a folder under <runs>/studio/)")
+    q.add_argument("--prompts", required=True, help="prompts file (`prompt` or `messages` records)")
+    q.add_argument("--a", required=True, help="candidate A: `base`, an SFT or PPO run folder, `latest-sft`, "
+                                              "`latest-ppo`")
+    q.add_argument("--b", required=True, help="candidate B, the same choices; the same as --a samples it twice")
+    q.add_argument("--instruction", required=True, help="what the labeler judges, e.g. 'Which is more polite?'")
+    q.add_argument("--model", default="default", help="base model when both candidates are `base`")
+    q.add_argument("--num", type=int, default=40, help="how many prompts (from the top of the file)")
+    q.add_argument("--max-new-tokens", type=int, default=48)
+    q.add_argument("--temperature", type=float, default=0.8)
+    q.add_argument("--top-p", type=float, default=1.0)
+    q.add_argument("--seed", type=int, default=42)
+    q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    q = actions.add_parser("import", help="a set from a file of pairs (prompt/response_a/response_b, or "
+                                          "prompt/chosen/rejected)")
+    q.add_argument("--set", required=True)
+    q.add_argument("--file", required=True)
+    q.add_argument("--instruction", required=True)
+    q.add_argument("--seed", type=int, default=42)
+    q = actions.add_parser("judge", help="label a set with an AI judge: a reward run, or an instruction model")
+    q.add_argument("--set", required=True)
+    who = q.add_mutually_exclusive_group(required=True)
+    who.add_argument("--reward", help="a finished reward run folder, or `latest`")
+    who.add_argument("--llm", help="an instruction model (`default`, a local folder or a Hub id), asked A or B in "
+                                   "both orders")
+    q.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    q = actions.add_parser("export", help="write the labels as TRL preference pairs (prompt/chosen/rejected)")
+    q.add_argument("--set", required=True)
+    q.add_argument("--out", required=True, help="JSONL file to write")
+    q.add_argument("--labeler", action="append", help="only these labelers (repeat; default: every human)")
+    q.add_argument("--agreed-only", action="store_true", help="one pair per item, only where labelers agree")
+    q = actions.add_parser("status", help="progress, agreement and position bias of a set")
+    q.add_argument("--set", required=True)
+    for q in actions.choices.values():
+        q.add_argument("--runs-dir", help="runs folder holding studio/ (default: $RLHF_WORKBENCH_RUNS or runs/)")
+        q.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
@@ -175,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines.demo import run_demo
 
             return run_demo(args.runs_dir, args.preset, args.debug)
+        if args.command == "studio":
+            from pipelines.studio import command as studio_command
+
+            return studio_command(args)
         config = STAGES[args.command].load(args.config, args.set)
         resolve_run_fields(config, args.runs_dir)
     except WorkbenchError as exc:

@@ -16,6 +16,7 @@ PPOTrainer kept policy, reference, reward and value models apart). One step:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -53,8 +54,6 @@ class SharedRoles:
 
         self.device = device
         base = prepare_for_kbit(load_base(cfg, base_path, device=device), cfg)
-        # Dropout off everywhere: with it, the same tokens get different log-probs on each pass and the PPO ratio
-        # is noisy even before any update.
         if sft_run:
             self.model = PeftModel.from_pretrained(base, sft_run.adapter_dir, adapter_name="policy", is_trainable=True)
             self.model.load_adapter(sft_run.adapter_dir, adapter_name="reference", is_trainable=False)
@@ -72,6 +71,8 @@ class SharedRoles:
         self.score_head: nn.Linear | None = None
         if judge_run and shares_base(judge_run, base_path, sft_run):
             self._attach_judge(judge_run, hidden)
+        # Eval mode for good, training included: with dropout on, the same tokens get different log-probs on
+        # each pass and the PPO ratio is noisy before any update (the lr=0 test checks it stays exactly 1).
         self.model.eval()
 
     def _attach_judge(self, judge_run: Run, hidden: int) -> None:
@@ -94,7 +95,7 @@ class SharedRoles:
         """Activate adapters; an empty list means the bare base."""
         if adapters:
             self.model.base_model.set_adapter(adapters, inference_mode=not trainable)
-            return _nullcontext()
+            return contextlib.nullcontext()
         return self.model.disable_adapter()
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -127,14 +128,6 @@ class SharedRoles:
             hidden = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state
         last = mask.sum(1) - 1
         return self.score_head(hidden[torch.arange(len(sequences)), last].float()).squeeze(-1).cpu().tolist()
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def shares_base(judge_run: Run, base_path: str, sft_run: Run | None) -> bool:

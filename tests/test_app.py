@@ -88,7 +88,7 @@ def test_reward_playground_scores_two_responses(full_runs, monkeypatch):
 
 
 def test_data_page_reports_problems_with_lines(empty_runs, tmp_path):
-    uploads = REPO / "runs" / "uploads"
+    uploads = empty_runs / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
     bad = uploads / "test-broken.jsonl"
     bad.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "chosen": "a"}\n'
@@ -97,7 +97,7 @@ def test_data_page_reports_problems_with_lines(empty_runs, tmp_path):
         at = app_at("pages/data.py")
         at.radio[0].set_value("reward")
         at.run()
-        at.selectbox[0].set_value("runs/uploads/test-broken.jsonl")
+        at.selectbox[0].set_value(str(bad.resolve()))
         at.run(timeout=120)
         assert not at.exception
         shown = str([d.value for d in at.dataframe])

@@ -11,7 +11,7 @@ import yaml
 
 from pipelines.config import STAGES, StageConfig, describe_fields
 from pipelines.errors import ConfigError
-from pipelines.runs import list_runs
+from pipelines.runs import default_runs_dir, list_runs
 from workbench.jobs import REPO
 
 RECIPES = REPO / "sample_data" / "recipes"
@@ -29,12 +29,24 @@ def preset_values(stage: str, preset: str) -> dict:
     return values
 
 
+def uploads_dir() -> Path:
+    """Where uploaded and exported datasets go: beside the runs, so one folder holds a user's own work."""
+    return default_runs_dir().resolve() / "uploads"
+
+
+def shown_path(path: Path) -> str:
+    """Relative to the repository where possible (what a recipe would say), absolute otherwise."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(Path(path).resolve())
+
+
 def data_files() -> list[str]:
-    """Sample data and anything uploaded on the Data page, as paths relative to the repository."""
-    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "sample_data").glob("*.jsonl"))
-    uploads = REPO / "runs" / "uploads"
-    if uploads.is_dir():
-        files += sorted(str(p.relative_to(REPO)) for p in uploads.iterdir() if p.is_file())
+    """Sample data, and everything uploaded on the Data page or exported from the preference studio."""
+    files = sorted(shown_path(p) for p in (REPO / "sample_data").glob("*.jsonl"))
+    if uploads_dir().is_dir():
+        files += sorted(shown_path(p) for p in uploads_dir().iterdir() if p.is_file())
     return files
 
 

@@ -35,6 +35,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -157,18 +158,24 @@ class Runner:
             proc.spawned_at = time.time()
             child = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=err, env=self.env)
             polled = 0.0
-            while True:
-                pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-                if pid:
-                    break
-                polled = max(polled, read_hwm(child.pid) or 0.0)
-                if watch and proc.first_row_s is None and has_training_row(*watch):
-                    proc.first_row_s = time.time() - proc.spawned_at
-                if not proc.timed_out and time.time() - proc.spawned_at > timeout:
-                    progress(f"{name}: over its {timeout} s limit, killing process {child.pid}")
-                    proc.timed_out = True
-                    child.kill()
-                time.sleep(0.2)
+            try:
+                while True:
+                    pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+                    if pid:
+                        break
+                    polled = max(polled, read_hwm(child.pid) or 0.0)
+                    if watch and proc.first_row_s is None and has_training_row(*watch):
+                        proc.first_row_s = time.time() - proc.spawned_at
+                    if not proc.timed_out and time.time() - proc.spawned_at > timeout:
+                        progress(f"{name}: over its {timeout} s limit, killing process {child.pid}")
+                        proc.timed_out = True
+                        child.kill()
+                    time.sleep(0.2)
+            except BaseException:  # Ctrl-C or SIGTERM: take the child (this one, by its pid) down with us
+                child.kill()
+                os.waitpid(child.pid, 0)
+                child.returncode = -9
+                raise
         proc.wall_s = time.time() - proc.spawned_at
         proc.returncode = child.returncode = os.waitstatus_to_exitcode(status)
         proc.peak_rss_mb = round(max(usage.ru_maxrss / 1024, polled), 1)  # ru_maxrss is in KiB on Linux
@@ -512,7 +519,7 @@ class Bench:
                 result, _ = self.stage("sft", f"scaling-sft-L{length}-B{batch}", sets)
                 cell = {"max_length": length, "batch_size": batch}
                 for key in ("s_per_step", "tokens_per_s", "tokens_per_step", "peak_rss_mb", "peak_vram_mb",
-                            "other_cpu_s", "error"):
+                            "other_cpu_s", "wall_s", "error"):
                     if key in result:
                         cell[key] = result[key]
                 out["cells"].append(cell)
@@ -651,6 +658,9 @@ def _measurements(r: dict) -> list[dict]:
             out += [{"wall_s": p.get("workbench_wall_s"), "other_cpu_s": p.get("workbench_other_cpu_s")},
                     {"wall_s": p.get("plain_wall_s"), "other_cpu_s": p.get("plain_other_cpu_s")}]
     out += (r.get("ppo_memory") or {}).get("runs") or []
+    out += (r.get("scaling") or {}).get("cells") or []
+    if isinstance(r.get("demo"), dict):
+        out.append(r["demo"])
     return out
 
 
@@ -693,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpu:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
+    # SIGTERM (e.g. `timeout`) ends the run like Ctrl-C: the running child is killed and the figures so far saved.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     work = Path(tempfile.mkdtemp(prefix="rlhf-bench-"))
     bench = Bench(args, mode, Runner(work, args.timeout), work)
     started = time.time()

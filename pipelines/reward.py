@@ -247,7 +247,7 @@ def run(cfg: RewardConfig, run: Run) -> dict:
     )
     trainer.remove_callback(PrinterCallback)  # our Tracker prints the progress line
     with tracker:
-        trainer.train()
+        train_result = trainer.train()
     stopped = tracker.should_stop()
 
     result = evaluate_pairs(trainer.model, tokenizer.pad_token_id, held_out, cfg.batch_size * 2)
@@ -261,7 +261,8 @@ def run(cfg: RewardConfig, run: Run) -> dict:
     log.info("Held-out accuracy %.3f (pick-the-longer baseline %.3f) on %d pairs; gate %.2f: %s",
              result["eval_accuracy"], result["length_baseline_accuracy"], result["eval_pairs"], cfg.accuracy_gate,
              "ready for PPO" if ready else "NOT ready for PPO")
-    return {"steps": trainer.state.global_step, **accounting, **result, "accuracy_gate": cfg.accuracy_gate,
+    return {"steps": trainer.state.global_step, "train_runtime_s": round(train_result.metrics["train_runtime"], 2),
+            **accounting, **result, "accuracy_gate": cfg.accuracy_gate,
             "ready_for_ppo": ready, "stopped": stopped}
 
 

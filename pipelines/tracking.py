@@ -65,13 +65,25 @@ class Tracker:
             self.first_step_at, self.first_step = time.time(), step
         self.step = step
         clean = {k: _number(v) for k, v in metrics.items() if _number(v) is not None}
-        row = {"step": step, "time": round(time.time() - self.started, 2), **clean}
+        row = {"step": step, "time": round(time.time() - self.started, 2), **clean, **peak_memory()}
         self.run.log_metrics(row)
         eta = self.eta_seconds(step)
         self.run.set_status(step=step, max_steps=self.max_steps, eta_s=eta)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in list(clean.items())[:6])
         log.info("step %d/%d (%d%%) ETA %s | %s", step, self.max_steps, 100 * step // max(self.max_steps, 1),
                  format_seconds(eta), shown)
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak memory so far: the process' resident set, and allocated VRAM on CUDA. Cheap enough for every step."""
+    import resource
+
+    import torch
+
+    peak = {"memory/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak["memory/cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return peak
 
 
 def _number(value):

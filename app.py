@@ -30,10 +30,10 @@ def active_run_badge():
     if job.run_dir:
         status = Run(job.run_dir).status()
         step, total = status.get("step", 0), status.get("max_steps")
-        st.markdown(f"🔵 **{name}** running" + (f" · step {step}/{total}" if total else ""))
+        st.markdown(f":blue[:material/autorenew:] **{name}** running" + (f" · step {step}/{total}" if total else ""))
     else:
         running = [r for r in jobs.demo_runs(job) if r.status().get("state") == "running"]
-        st.markdown(f"🔵 **Demo** running" + (f" · {running[-1].stage.upper()}" if running else ""))
+        st.markdown(":blue[:material/autorenew:] **Demo** running" + (f" · {running[-1].stage.upper()}" if running else ""))
 
 
 with st.sidebar:

@@ -9,7 +9,7 @@ from workbench.panels import show_text
 
 st.title("Compare: base vs SFT vs aligned")
 st.markdown("The same prompts, answered by the untouched base model, the SFT model and the PPO (aligned) model with "
-            "the same sampling seed; every answer scored by the judge. The winner of each prompt is marked 🏆.")
+            "the same sampling seed; every answer scored by the judge. The winner of each prompt is marked :material/emoji_events:.")
 
 compares = [r for r in list_runs(stage="compare") if r.status().get("state") == "completed"]
 
@@ -71,7 +71,7 @@ for i, row in enumerate(rows[:shown]):
     columns = st.columns(len(models))
     for column, model in zip(columns, models):
         with column:
-            crown = " 🏆" if row["winner"] == model else ""
+            crown = " :orange[:material/emoji_events:] winner" if row["winner"] == model else ""
             st.markdown(f"**{names.get(model, model)}** · score {row[model]['score']:+.2f}{crown}")
             show_text(row[model]["response"])
     st.divider()

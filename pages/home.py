@@ -7,24 +7,30 @@ from workbench.panels import badge, run_panel
 st.title("RLHF Workbench")
 st.markdown(texts.PIPELINE)
 
-columns = st.columns(3)
-for column, stage in zip(columns, ("sft", "reward", "ppo")):
-    title, body = texts.STAGES[stage]
-    with column.container(border=True):
-        st.subheader(title)
-        st.markdown(body)
-        runs = list_runs(stage=stage)
-        done = [r for r in runs if r.status().get("state") == "completed"]
-        if not runs:
-            st.caption("No run yet.")
-        elif stage == "reward" and done:
-            summary = done[0].summary()
-            accuracy, gate = summary.get("eval_accuracy", 0.0), summary.get("accuracy_gate", 0.7)
-            passed = "passes" if accuracy >= gate else "does NOT pass"
-            st.markdown(f"Latest judge: held-out accuracy **{accuracy:.0%}** ({passed} the {gate:.0%} gate; "
-                        f"'pick the longer answer' scores {summary.get('length_baseline_accuracy', 0):.0%}).")
-        else:
-            st.caption(f"Latest run: {runs[0].id} · {badge(runs[0].status().get('state'))}")
+
+@st.fragment(run_every=5)  # live while the demo (or any job) moves the pipeline along
+def stage_cards():
+    columns = st.columns(3)
+    for column, stage in zip(columns, ("sft", "reward", "ppo")):
+        title, body = texts.STAGES[stage]
+        with column.container(border=True):
+            st.subheader(title)
+            st.markdown(body)
+            runs = list_runs(stage=stage)
+            done = [r for r in runs if r.status().get("state") == "completed"]
+            if not runs:
+                st.caption("No run yet.")
+            elif stage == "reward" and done:
+                summary = done[0].summary()
+                accuracy, gate = summary.get("eval_accuracy", 0.0), summary.get("accuracy_gate", 0.7)
+                passed = "passes" if accuracy >= gate else "does NOT pass"
+                st.markdown(f"Latest judge: held-out accuracy **{accuracy:.0%}** ({passed} the {gate:.0%} gate; "
+                            f"'pick the longer answer' scores {summary.get('length_baseline_accuracy', 0):.0%}).")
+            else:
+                st.markdown(f"Latest run: {runs[0].id} · {badge(runs[0].status().get('state'))}")
+
+
+stage_cards()
 
 st.divider()
 st.subheader("Run the whole demo")
@@ -53,7 +59,7 @@ if demo is not None:
         made = jobs.demo_runs(watched)
         order = ["sft", "reward", "ppo", "compare"]
         states = {r.stage: r.status().get("state") for r in made}
-        st.markdown(" → ".join(f"{s.upper()} {badge(states.get(s)) if s in states else '⚪ waiting'}"
+        st.markdown(" → ".join(f"{s.upper()} {badge(states.get(s)) if s in states else 'waiting'}"
                                for s in order))
         if watched.alive:
             if made:

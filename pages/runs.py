@@ -6,7 +6,7 @@ import streamlit as st
 
 from pipelines.runs import format_seconds, list_runs
 from workbench import charts, jobs
-from workbench.panels import badge, live_run_panel
+from workbench.panels import live_run_panel
 
 st.title("Runs")
 runs = list_runs()
@@ -29,7 +29,7 @@ for run in runs:
     status = run.status()
     started = status.get("started_at")
     ended = status.get("ended_at") or (time.time() if status.get("state") == "running" else None)
-    table.append({"run": run.id, "stage": run.stage, "status": badge(status.get("state")),
+    table.append({"run": run.id, "stage": run.stage, "status": status.get("state", "starting"),
                   "key figure": key_figure(run),
                   "started": datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M") if started else "",
                   "duration": format_seconds(ended - started) if started and ended else ""})

@@ -79,7 +79,7 @@ def test_click_from_home_to_a_live_run(app_url, tiny_model_dir):
         # The live chart appears and fills with points as the subprocess logs steps.
         chart = page.locator(".js-plotly-plot").first
         expect(chart).to_be_visible(timeout=120_000)
-        expect(page.get_by_text("🟢 completed").first).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("completed").first).to_be_visible(timeout=120_000)
         points = page.locator(".js-plotly-plot .scatterlayer .trace .points path")
         assert points.count() >= 3
         page.screenshot(path=str(SHOTS / "2-sft-live.png"), full_page=True)

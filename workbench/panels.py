@@ -15,10 +15,14 @@ import streamlit as st
 from pipelines.runs import Run, format_seconds, list_runs
 from workbench import charts, forms, jobs
 
-STATE_BADGES = {"running": "🔵 running", "completed": "🟢 completed", "failed": "🔴 failed", "stopped": "🟠 stopped"}
+# Material icons ship with Streamlit's fonts; emoji depend on the viewer's system fonts (absent on many servers).
+STATE_BADGES = {"running": ":blue[:material/autorenew:] running", "completed": ":green[:material/check_circle:] "
+                "completed", "failed": ":red[:material/error:] failed", "stopped": ":orange[:material/stop_circle:] "
+                "stopped"}
 
 
 def badge(state: str | None) -> str:
+    """A run state as Markdown with an icon (for st.markdown; tables show the plain word)."""
     return STATE_BADGES.get(state or "", state or "starting")
 
 

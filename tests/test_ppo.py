@@ -11,7 +11,7 @@ from pipelines.data import encode_response
 from pipelines.ppo import SharedRoles, response_mask, train
 from pipelines.reward import Judge, encode_for_judge
 from pipelines.runs import Run
-from tests.conftest import SAMPLE, cli, only_run, read_json, write_jsonl
+from tests.conftest import SAMPLE, cli, only_run, read_json
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """Stage 1 end to end on a tiny model through the one CLI: the run-directory contract, training, stopping."""
 
-import os
 import signal
 import subprocess
 import sys

@@ -37,7 +37,9 @@ st.dataframe(table, hide_index=True, width="stretch")
 
 st.subheader("Overlay curves")
 by_id = {r.id: r for r in runs}
-chosen = st.multiselect("Runs", list(by_id), default=[r.id for r in runs[:2] if r.stage == runs[0].stage])
+training = [r for r in runs if r.stage in ("sft", "reward", "ppo")]  # compare runs have no curves to overlay
+default = [r.id for r in training if r.stage == training[0].stage][:2] if training else []
+chosen = st.multiselect("Runs", list(by_id), default=default)
 if chosen:
     metrics = {rid: by_id[rid].metrics() for rid in chosen}
     keys = sorted({k for rows in metrics.values() for row in rows for k in row if k not in ("step", "time")})

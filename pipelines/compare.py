@@ -42,6 +42,25 @@ class Contestants:
         return self.model.disable_adapter() if hasattr(self.model, "disable_adapter") else torch.no_grad()
 
 
+def sample_responses(contestants, adapters: list[str], prompts: list[dict], tokenizer, *, batch_size: int, seed: int,
+                     max_new_tokens: int, temperature: float, top_p: float, log_as: str = "") -> list[str]:
+    """One response per prompt from the model that `adapters` select ([] = the bare base), in batches. Each batch
+    starts from `seed + its first index`, so two models given the same seed draw from the same random stream."""
+    eos_ids = end_of_turn_ids(tokenizer)
+    device = next(contestants.model.parameters()).device
+    texts: list[str] = []
+    for start in range(0, len(prompts), max(1, batch_size)):
+        chunk = prompts[start:start + max(1, batch_size)]
+        ids, mask = left_pad([encode_prompt(tokenizer, p["prompt"]) for p in chunk], tokenizer.pad_token_id, device)
+        torch.manual_seed(seed + start)
+        out = generate(contestants, adapters, ids, mask, tokenizer, max_new_tokens=max_new_tokens,
+                       temperature=temperature, top_p=top_p, eos_ids=eos_ids)
+        texts += decode_responses(tokenizer, out, response_mask(out, eos_ids)[0])
+        if log_as:
+            log.info("%s: %d/%d prompts answered", log_as, len(texts), len(prompts))
+    return texts
+
+
 def win_rate(a: list[float], b: list[float]) -> float:
     """Share of prompts where a scored above b; ties count half."""
     return sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(a, b)) / max(len(a), 1)
@@ -50,7 +69,7 @@ def win_rate(a: list[float], b: list[float]) -> float:
 def run(cfg: CompareConfig, run: Run) -> dict:
     device = pick_device(cfg.device)
     adapters = {name: Run(path) for name, path in (("sft", cfg.sft_run), ("ppo", cfg.ppo_run)) if path}
-    base_name = next((r.config().get("model") for r in adapters.values()), cfg.model) or "default"
+    base_name = next((r.base_model() for r in adapters.values()), cfg.model) or "default"
     base_path = resolve_model(base_name, cfg.trust_remote_code)
     tokenizer = load_tokenizer(base_path, cfg.trust_remote_code)
     tokenizer.padding_side = "left"
@@ -58,24 +77,15 @@ def run(cfg: CompareConfig, run: Run) -> dict:
 
     contestants = Contestants(cfg, base_path, device, adapters)
     judge = Judge(Run(cfg.reward_run), device)
-    eos_ids = end_of_turn_ids(tokenizer)
     models = ["base", *adapters]
     tracker = Tracker(run, len(models))
     responses: dict[str, list[str]] = {}
     scores: dict[str, list[float]] = {}
-    batch = max(1, cfg.batch_size)
     with tracker:
         for step, name in enumerate(models, start=1):
-            texts: list[str] = []
-            for start in range(0, len(prompts), batch):
-                chunk = prompts[start:start + batch]
-                ids, mask = left_pad([encode_prompt(tokenizer, p["prompt"]) for p in chunk], tokenizer.pad_token_id,
-                                     device)
-                torch.manual_seed(cfg.seed + start)  # the same random stream for every model
-                out = generate(contestants, [] if name == "base" else [name], ids, mask, tokenizer,
-                               max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                               eos_ids=eos_ids)
-                texts += decode_responses(tokenizer, out, response_mask(out, eos_ids)[0])
+            texts = sample_responses(contestants, [] if name == "base" else [name], prompts, tokenizer,
+                                     batch_size=cfg.batch_size, seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
+                                     temperature=cfg.temperature, top_p=cfg.top_p)
             responses[name] = texts
             scores[name] = judge.score([p["prompt"] for p in prompts], texts)
             tracker.log(step, {f"mean_score/{name}": sum(scores[name]) / len(texts)})

@@ -212,9 +212,7 @@ def export_run(run, out: Path, merged: bool = False) -> Path:
         shutil.copytree(run.adapter_dir, out, dirs_exist_ok=True)
         return out
     config = run.config()
-    base = config.get("model", "default")
-    if config.get("sft_run"):  # a PPO policy replaces the SFT adapter; a reward model sits on top of it
-        base = run.__class__(config["sft_run"]).config().get("model", base)
+    base = run.base_model()  # a PPO policy replaces the SFT adapter on the SFT run's base
     if config.get("stage") == "reward":
         raise ConfigError("Merged export is for generating models (SFT, PPO); export a reward run's adapter.")
     from transformers import AutoModelForCausalLM

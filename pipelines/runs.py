@@ -156,6 +156,14 @@ class Run:
         except OSError:
             return {}
 
+    def base_model(self) -> str:
+        """The `model` this run's adapter sits on. A PPO (or reward) run that started from an SFT run shares that
+        run's base, whatever its own `model` field says."""
+        config = self.config()
+        if config.get("sft_run"):
+            return Run(config["sft_run"]).config().get("model", "default")
+        return config.get("model", "default")
+
     @property
     def stage(self) -> str:
         return self.status().get("stage") or self.config().get("stage", "")

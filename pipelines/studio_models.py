@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from pipelines.compare import Contestants
+from pipelines.compare import Contestants, sample_responses
 from pipelines.config import StageConfig
 from pipelines.data import encode_prompt, load_checked
 from pipelines.errors import ConfigError
 from pipelines.models import load_base, load_tokenizer, pick_device, resolve_model
-from pipelines.ppo import decode_responses, end_of_turn_ids, generate, left_pad, response_mask
+from pipelines.ppo import left_pad
 from pipelines.reward import Judge
 from pipelines.runs import Run, resolve_run
 from pipelines.studio import AI_PREFIX, LabelingSet, agreement, check_new_set, compact_prompt, create_set, \
@@ -52,14 +52,6 @@ def resolve_spec(spec: str, runs_dir: str | Path | None, field: str) -> Run | No
     return resolve_run(str(path), stage, runs_dir, field=field)
 
 
-def run_base(run: Run) -> str:
-    """The base model a run's adapter sits on (a PPO run records its SFT run, whose base it shares)."""
-    config = run.config()
-    if config.get("sft_run"):
-        return Run(config["sft_run"]).config().get("model", "default")
-    return config.get("model", "default")
-
-
 def generate_set(name: str, prompts_file: str, spec_a: str, spec_b: str, instruction: str, *,
                  model: str = "default", num: int = 40, max_new_tokens: int = 48, temperature: float = 0.8,
                  top_p: float = 1.0, seed: int = 42, batch_size: int = 8, device: str = "auto",
@@ -78,7 +70,7 @@ def generate_set(name: str, prompts_file: str, spec_a: str, spec_b: str, instruc
                           "gives the same response twice. Fix: a temperature above 0 (e.g. 0.9), or two different "
                           "models.")
     prompts = load_checked("ppo", prompts_file, log)[:num]  # a broken line fails here, with its number
-    bases = {run_base(r) for r in runs.values() if r is not None}
+    bases = {r.base_model() for r in runs.values() if r is not None}
     if len({resolve_model(b) for b in bases}) > 1:
         raise ConfigError(f"`--a` and `--b` were trained on different base models ({', '.join(sorted(bases))}); the "
                           "studio holds one base in memory. Fix: pick two runs of the same base, or `base`.")
@@ -91,26 +83,17 @@ def generate_set(name: str, prompts_file: str, spec_a: str, spec_b: str, instruc
     tokenizer.padding_side = "left"
     adapters = {r.id: r for r in runs.values() if r is not None}
     contestants = Contestants(StageConfig(model=base_name, device=device), base_path, device, adapters)
-    eos_ids = end_of_turn_ids(tokenizer)
 
     def label(run: Run | None) -> str:
         return f"base ({Path(base_name).name})" if run is None else f"{run.stage}:{run.id}"
 
     responses: dict[int, list[str]] = {}
     for side, run in enumerate((runs["a"], runs["b"]), start=1):
-        texts: list[str] = []
-        for start in range(0, len(prompts), batch_size):
-            chunk = prompts[start:start + batch_size]
-            ids, mask = left_pad([encode_prompt(tokenizer, p["prompt"]) for p in chunk], tokenizer.pad_token_id,
-                                 device)
-            # Two models: the same random stream (a fair comparison). One model twice: two different streams.
-            torch.manual_seed(seed + start + (1_000_003 if same and side == 2 else 0))
-            out = generate(contestants, [run.id] if run else [], ids, mask, tokenizer, max_new_tokens=max_new_tokens,
-                           temperature=temperature, top_p=top_p, eos_ids=eos_ids)
-            texts += decode_responses(tokenizer, out, response_mask(out, eos_ids)[0])
-            log.info("candidate %s (%s): %d/%d prompts answered", "AB"[side - 1], label(run), len(texts),
-                     len(prompts))
-        responses[side] = texts
+        # Two models: the same random stream (a fair comparison). One model twice: two different streams.
+        responses[side] = sample_responses(
+            contestants, [run.id] if run else [], prompts, tokenizer, batch_size=batch_size,
+            seed=seed + (1_000_003 if same and side == 2 else 0), max_new_tokens=max_new_tokens,
+            temperature=temperature, top_p=top_p, log_as=f"candidate {'AB'[side - 1]} ({label(run)})")
 
     names = [label(runs["a"]), label(runs["b"])]
     if same:

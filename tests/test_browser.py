@@ -54,33 +54,42 @@ def app_url(tmp_path):
         proc.wait(timeout=15)
 
 
-def test_click_from_home_to_a_live_run(app_url, tiny_model_dir):
+@pytest.fixture
+def home_page(app_url):
+    """Chromium showing the app's Home page."""
     from playwright.sync_api import expect, sync_playwright
 
     SHOTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(app_url)
         expect(page.get_by_role("heading", name="RLHF Workbench")).to_be_visible(timeout=60_000)
-        page.screenshot(path=str(SHOTS / "1-home.png"), full_page=True)
-
-        page.get_by_role("link", name="1 · SFT").click()
-        expect(page.get_by_role("heading", name="Stage 1 · Supervised fine-tuning")).to_be_visible(timeout=30_000)
-        model = page.get_by_label("model", exact=True)
-        model.fill(str(tiny_model_dir))
-        model.press("Enter")
-        steps = page.get_by_label("max steps", exact=True)
-        steps.fill("4")
-        steps.press("Enter")
-        time.sleep(1.5)  # let the form's rerun settle before pressing Start
-        page.get_by_role("button", name="Start SFT run").click()
-
-        # The live chart appears and fills with points as the subprocess logs steps.
-        chart = page.locator(".js-plotly-plot").first
-        expect(chart).to_be_visible(timeout=120_000)
-        expect(page.get_by_text("completed").first).to_be_visible(timeout=120_000)
-        points = page.locator(".js-plotly-plot .scatterlayer .trace .points path")
-        assert points.count() >= 3
-        page.screenshot(path=str(SHOTS / "2-sft-live.png"), full_page=True)
+        yield page
         browser.close()
+
+
+def test_click_from_home_to_a_live_run(home_page, tiny_model_dir):
+    from playwright.sync_api import expect
+
+    page = home_page
+    page.screenshot(path=str(SHOTS / "1-home.png"), full_page=True)
+
+    page.get_by_role("link", name="1 · SFT").click()
+    expect(page.get_by_role("heading", name="Stage 1 · Supervised fine-tuning")).to_be_visible(timeout=30_000)
+    model = page.get_by_label("model", exact=True)
+    model.fill(str(tiny_model_dir))
+    model.press("Enter")
+    steps = page.get_by_label("max steps", exact=True)
+    steps.fill("4")
+    steps.press("Enter")
+    time.sleep(1.5)  # let the form's rerun settle before pressing Start
+    page.get_by_role("button", name="Start SFT run").click()
+
+    # The live chart appears and fills with points as the subprocess logs steps.
+    chart = page.locator(".js-plotly-plot").first
+    expect(chart).to_be_visible(timeout=120_000)
+    expect(page.get_by_text("completed").first).to_be_visible(timeout=120_000)
+    points = page.locator(".js-plotly-plot .scatterlayer .trace .points path")
+    assert points.count() >= 3
+    page.screenshot(path=str(SHOTS / "2-sft-live.png"), full_page=True)

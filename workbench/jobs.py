@@ -108,20 +108,20 @@ def start_stage(stage: str, config: dict, runs_dir: Path | None = None) -> Job:
                    runs_dir, run_dir, run_dir / "console.log")
 
 
-def start_demo(runs_dir: Path | None = None, preset: str = "quick") -> Job:
-    runs_dir = runs_dir or default_runs_dir()
-    console = jobs_dir(runs_dir) / f"demo-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    return _launch("demo", ["demo", "--runs-dir", str(runs_dir), "--preset", preset], runs_dir, None, console)
-
-
 def start_command(kind: str, args: list[str], runs_dir: Path | None = None) -> Job:
-    """Any other pipelines command (compare on typed prompts, export) as a job."""
+    """A pipelines command that owns no single run (the demo, the studio's generation) as a job; its console
+    output goes to runs/.jobs/."""
     runs_dir = runs_dir or default_runs_dir()
     console = jobs_dir(runs_dir) / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     return _launch(kind, args, runs_dir, None, console)
 
 
-def stop(job: Job, grace_s: float = 0.0) -> None:
+def start_demo(runs_dir: Path | None = None, preset: str = "quick") -> Job:
+    runs_dir = runs_dir or default_runs_dir()
+    return start_command("demo", ["demo", "--runs-dir", str(runs_dir), "--preset", preset], runs_dir)
+
+
+def stop(job: Job) -> None:
     """Ask nicely (a STOP file: the run saves its adapter at the end of the step), and interrupt a demo."""
     if job.run_dir:
         Run(job.run_dir).request_stop()
@@ -132,10 +132,6 @@ def stop(job: Job, grace_s: float = 0.0) -> None:
             os.killpg(job.pid, signal.SIGINT)
         except (ProcessLookupError, PermissionError):
             pass
-    if grace_s:
-        deadline = time.time() + grace_s
-        while job.alive and time.time() < deadline:
-            time.sleep(0.2)
 
 
 def demo_runs(job: Job, runs_dir: Path | None = None) -> list[Run]:

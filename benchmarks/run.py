@@ -22,6 +22,8 @@ Sections (see benchmarks/README.md):
               `trainer.train()` (Trainer's own `train_runtime` on both sides), target >= 0.95
   ppo_memory  pipelines.ppo.SharedRoles (one base, four roles as adapters) against four separately loaded models,
               one process per layout (benchmarks/ppo_memory.py)
+  checkpoints the cost of one checkpoint save (seconds, MB) per stage at the quick recipes, and its share of training
+              time at the default schedule (`save_steps: 0` = four saves, plus one per `save_minutes`)
   scaling     SFT seconds per step over a max_length x batch_size grid, one process per cell
   demo        `python -m pipelines demo` end to end (off with --quick unless --demo)
 """
@@ -50,22 +52,24 @@ ROOT = HERE.parent
 RECIPES = ROOT / "sample_data" / "recipes"
 PY = sys.executable
 sys.path.insert(0, str(ROOT))  # pipelines.config (pure Python) reads the recipes here; nothing heavy is imported
-SECTIONS = ("startup", "stages", "overhead", "ppo_memory", "scaling", "demo")
+SECTIONS = ("startup", "stages", "overhead", "ppo_memory", "checkpoints", "scaling", "demo")
 OVERHEAD_TARGET = 0.95
 
 # What each mode runs. `sets` are extra `--set` overrides applied to every stage run of that mode.
 MODES = {
     "full": dict(stage_steps={"sft": 12, "reward": 10, "ppo": 6}, overhead_steps=20, repeats=5,
                  grid_lengths=[64, 128, 256], grid_batches=[2, 4, 8], grid_steps=5, ppo_mem_batch=8,
-                 ppo_mem_tokens=40, import_repeats=3, demo=True, sets={}, ppo_sets={}, small_eval=False),
+                 ppo_mem_tokens=40, import_repeats=3, demo=True, sets={}, ppo_sets={}, small_eval=False,
+                 checkpoint_steps={"sft": 8, "reward": 8, "ppo": 5}),
     "quick": dict(stage_steps={"sft": 6, "reward": 6, "ppo": 4}, overhead_steps=8, repeats=3,
                   grid_lengths=[64, 128], grid_batches=[2, 4], grid_steps=3, ppo_mem_batch=8, ppo_mem_tokens=40,
-                  import_repeats=1, demo=False, sets={}, ppo_sets={}, small_eval=True),
+                  import_repeats=1, demo=False, sets={}, ppo_sets={}, small_eval=True,
+                  checkpoint_steps={"sft": 6, "reward": 6, "ppo": 4}),
     # Hidden: checks that every section runs end to end, in a few minutes; its figures mean little.
     "smoke": dict(stage_steps={"sft": 2, "reward": 2, "ppo": 2}, overhead_steps=2, repeats=1,
                   grid_lengths=[64], grid_batches=[2], grid_steps=2, ppo_mem_batch=2, ppo_mem_tokens=8,
                   import_repeats=1, demo=False, sets={"batch_size": 2}, ppo_sets={"max_new_tokens": 8},
-                  small_eval=True),
+                  small_eval=True, checkpoint_steps={"sft": 3, "reward": 3, "ppo": 3}),
 }
 
 
@@ -332,6 +336,9 @@ class Bench:
             cpuinfo = Path("/proc/cpuinfo").read_text()
             info["cpu"] = next((l.split(":", 1)[1].strip() for l in cpuinfo.splitlines()
                                 if l.startswith("model name")), platform.processor())
+            flags = set(next((l.split(":", 1)[1].split() for l in cpuinfo.splitlines() if l.startswith("flags")), []))
+            # Machines of one kind differ twofold: AVX-512 or not is the first thing to compare.
+            info["vector"] = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "neither"
             mem = Path("/proc/meminfo").read_text()
             info["ram_gb"] = round(int(re.search(r"MemTotal:\s+(\d+)", mem).group(1)) / 2**20, 1)
         except (OSError, AttributeError):
@@ -510,6 +517,48 @@ class Bench:
                     "separate_over_shared": rnd(pair["separate"][key] / pair["shared"][key], 2)}
         return out
 
+    def section_checkpoints(self) -> dict:
+        """Every step saves (`save_steps=1`); the stage's `Checkpoint at step N saved to ... (X MB in Y s)` log lines
+        give each save's size and seconds (the Trainer's whole `_save_checkpoint`; PPO's whole save). A step's own
+        time is the median step-to-step delta less the median save (each delta holds one step and one save). The
+        share at the defaults: the saves the quick recipe makes (four, plus one per `save_minutes` of training) times
+        the save's seconds, over the recipe's max_steps times the step's seconds."""
+        import math
+
+        from pipelines.config import STAGES
+
+        made = self.chain()
+        out = {}
+        for stage in ("sft", "reward", "ppo"):
+            sets = {"max_steps": self.mode["checkpoint_steps"][stage], "save_steps": 1, **self.mode["sets"]}
+            if stage == "reward":
+                sets.update(sft_run=made.get("sft", ""), eval_file=self.small_eval_file())
+            if stage == "ppo":
+                sets.update(sft_run=made.get("sft", ""), reward_run=made.get("reward", ""),
+                            allow_untrusted_judge="true", **self.mode["ppo_sets"])
+            result, run_dir = self.stage(stage, f"checkpoints-{stage}", sets)
+            if run_dir is None:
+                out[stage] = result
+                continue
+            log = (run_dir / "run.log").read_text(encoding="utf-8")
+            saves = [(float(mb), float(sec)) for mb, sec in
+                     re.findall(r"Checkpoint at step \d+ saved to .* \(([\d.]+) MB in ([\d.]+) s\)", log)]
+            save_s, size_mb = median([sec for _, sec in saves]), median([mb for mb, _ in saves])
+            step_s = result["s_per_step"] - save_s
+            recipe = STAGES[stage].load(RECIPES / f"{stage}_quick.yaml")
+            train_s = recipe.max_steps * step_s
+            default_saves = math.ceil(recipe.max_steps / recipe.checkpoint_every()) + (
+                int(train_s // (recipe.save_minutes * 60)) if recipe.save_minutes else 0)
+            out[stage] = {"saves": len(saves), "save_s": rnd(save_s, 3), "size_mb": rnd(size_mb, 1),
+                          "step_s": rnd(step_s, 3), "recipe_max_steps": recipe.max_steps,
+                          "default_saves": default_saves,
+                          "share_of_training": rnd(default_saves * save_s / train_s, 4),
+                          "save_s_each": [sec for _, sec in saves], "peak_rss_mb": result["peak_rss_mb"],
+                          "other_cpu_s": result.get("other_cpu_s"), "wall_s": result.get("wall_s")}
+            progress(f"checkpoints {stage}: {save_s:.2f} s and {size_mb:.1f} MB per save; "
+                     f"{100 * out[stage]['share_of_training']:.2f}% of training at the defaults")
+        return out
+
     def section_scaling(self) -> dict:
         out = {"steps": self.mode["grid_steps"], "cells": []}
         for length in self.mode["grid_lengths"]:
@@ -562,7 +611,8 @@ def render(r: dict) -> str:
     m = r.get("machine", {})
     if m:
         out += ["## Machine", "", table(["what", "value"], [
-            ["CPU", m.get("cpu")], ["cores (usable)", f"{m.get('cores')} ({m.get('usable_cores')})"],
+            ["CPU", f"{m.get('cpu')} ({m.get('vector')})"],
+            ["cores (usable)", f"{m.get('cores')} ({m.get('usable_cores')})"],
             ["RAM GiB", m.get("ram_gb")], ["GPU", m.get("gpu") or "none"],
             ["device used", m.get("device")], ["torch threads", m.get("torch_threads")],
             ["load average at start", m.get("load_avg_at_start")], ["load average at end", m.get("load_avg_at_end")],
@@ -623,6 +673,14 @@ def render(r: dict) -> str:
                 f"{p['max_new_tokens']} new tokens, one rollout + one PPO update)", "",
                 table(["layout", "quant", "params M", "RSS after load MiB", "peak RSS MiB", "VRAM after load MiB",
                        "peak VRAM MiB", "load s", "step s"], rows), "", *savings, ""]
+    c = r.get("checkpoints")
+    if c and "error" not in c:
+        rows = [[stage, x.get("save_s"), x.get("size_mb"), x.get("step_s"), x.get("recipe_max_steps"),
+                 x.get("default_saves"), f"{100 * x['share_of_training']:.2f}%" if "share_of_training" in x else None,
+                 x.get("error")] for stage, x in c.items()]
+        out += ["## Checkpoints (quick recipes; one save per step to measure it)", "",
+                table(["stage", "s per save (median)", "MB per save", "s per step (without save)", "recipe steps",
+                       "saves at the defaults", "share of training time", "error"], rows), ""]
     g = r.get("scaling")
     if g and "cells" in g:
         rows = [[c["max_length"], c["batch_size"], c.get("s_per_step"), c.get("tokens_per_step"),
@@ -659,6 +717,7 @@ def _measurements(r: dict) -> list[dict]:
                     {"wall_s": p.get("plain_wall_s"), "other_cpu_s": p.get("plain_other_cpu_s")}]
     out += (r.get("ppo_memory") or {}).get("runs") or []
     out += (r.get("scaling") or {}).get("cells") or []
+    out += [x for x in (r.get("checkpoints") or {}).values() if isinstance(x, dict)]
     if isinstance(r.get("demo"), dict):
         out.append(r["demo"])
     return out

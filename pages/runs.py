@@ -4,6 +4,7 @@ from datetime import datetime
 
 import streamlit as st
 
+from pipelines.checkpoints import newest_checkpoint
 from pipelines.runs import format_seconds, list_runs
 from workbench import charts, jobs
 from workbench.panels import live_run_panel
@@ -29,8 +30,10 @@ for run in runs:
     status = run.status()
     started = status.get("started_at")
     ended = status.get("ended_at") or (time.time() if status.get("state") == "running" else None)
+    checkpoint = newest_checkpoint(run.path)
     table.append({"run": run.id, "stage": run.stage, "status": status.get("state", "starting"),
-                  "key figure": key_figure(run),
+                  "key figure": key_figure(run), "checkpoint": f"step {checkpoint[0]}" if checkpoint else "",
+                  "resumed": f"{len(status['resumes'])}×" if status.get("resumes") else "",
                   "started": datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M") if started else "",
                   "duration": format_seconds(ended - started) if started and ended else ""})
 st.dataframe(table, hide_index=True, width="stretch")

@@ -4,6 +4,7 @@
     python -m pipelines reward  --config FILE [--set ...]
     python -m pipelines ppo     --config FILE [--set ...]
     python -m pipelines compare --config FILE [--set ...]
+    python -m pipelines resume  RUN_DIR [--set max_steps=N]   (a failed or stopped run, from its newest checkpoint)
     python -m pipelines score   --reward RUN_DIR --file FILE
     python -m pipelines demo    [--runs-dir DIR] [--preset quick|gpu]
     python -m pipelines studio  generate|import|judge|export|status --set NAME ...   (the preference studio)
@@ -25,7 +26,7 @@ import traceback
 import warnings
 from pathlib import Path
 
-from pipelines.config import STAGES, describe_fields
+from pipelines.config import STAGES, TrainingConfig, describe_fields
 from pipelines.errors import WorkbenchError
 from pipelines.runs import Run, resolve_run
 
@@ -70,9 +71,28 @@ def run_stage(stage: str, config, runs_dir: str | None = None, run_id: str | Non
     run = Run.create(stage, config.to_yaml(), runs_dir, config.run_name, run_id=run_id)
     setup_logging(run.log_file)
     log.info("Run %s (%s) started; run directory %s", run.id, stage, run.path)
+    return execute(stage, config, run, debug=debug)
+
+
+def resume_stage(run_dir: str, overrides: list[str], debug: bool = False) -> tuple[Run, dict]:
+    """Carry a run on from its newest checkpoint, in its own directory (checks first: see pipelines/resume.py)."""
+    from pipelines.resume import begin, plan_resume
+
+    plan = plan_resume(run_dir, overrides)
+    begin(plan)
+    setup_logging(plan.run.log_file)
+    log.info("Run %s resumed from step %d (%s); %d step(s) after it are done again; training on to step %d.",
+             plan.run.id, plan.step, plan.checkpoint.name, plan.lost_steps, plan.config.max_steps)
+    return execute(plan.stage, plan.config, plan.run, resume=plan.checkpoint, debug=debug)
+
+
+def execute(stage: str, config, run: Run, resume: Path | None = None, debug: bool = False) -> tuple[Run, dict]:
+    """Run a stage in its run directory; every way it ends leaves status.json saying how."""
+    from pipelines.resume import resume_summary
+
     try:
         module = importlib.import_module(STAGE_MODULES[stage])
-        summary = module.run(config, run)
+        summary = module.run(config, run, resume) if resume else module.run(config, run)
     except WorkbenchError as exc:
         log.error("%s", exc)
         run.set_status("failed", error=str(exc))
@@ -86,6 +106,7 @@ def run_stage(stage: str, config, runs_dir: str | None = None, run_id: str | Non
             raise
         return run, {}
     stopped = summary.pop("stopped", False)
+    summary.update(resume_summary(run))
     run.write_summary(summary)
     run.set_status("stopped" if stopped else "completed", summary=summary)
     log.info("Run %s %s: %s", run.id, "stopped" if stopped else "completed",
@@ -118,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--runs-dir", help="where run directories go (default: $RLHF_WORKBENCH_RUNS or runs/)")
         p.add_argument("--run-id", help=argparse.SUPPRESS)  # the UI picks the id so it can watch the folder
         p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p = sub.add_parser("resume", help="carry a failed or stopped training run on from its newest checkpoint, in the "
+                                      "same run directory (or extend a finished one with a larger max_steps)")
+    p.add_argument("run_dir", help="the run folder, e.g. runs/20261125-101500-sft")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="change what may change on resume: " + ", ".join(TrainingConfig.resumable_changes))
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
     p = sub.add_parser("score", help="score responses, or evaluate preference pairs, with a reward run")
     p.add_argument("--reward", required=True, help="reward run folder (or `latest`)")
     p.add_argument("--file", required=True, help="prompt/response records, or preference pairs")
@@ -220,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines.studio import command as studio_command
 
             return studio_command(args)
+        if args.command == "resume":
+            run, _ = resume_stage(args.run_dir, args.set, args.debug)
+            print(run.path)
+            return 1 if run.status()["state"] == "failed" else 0
         config = STAGES[args.command].load(args.config, args.set)
         resolve_run_fields(config, args.runs_dir)
     except WorkbenchError as exc:

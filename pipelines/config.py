@@ -176,7 +176,33 @@ def _coerce(name: str, kind: type, value: Any) -> Any:
 
 
 @dataclass
-class SFTConfig(StageConfig):
+class TrainingConfig(StageConfig):
+    """A stage that trains: it checkpoints into its run directory and can be resumed (`python -m pipelines resume`).
+    Every training stage, present and future, derives from this class and so gets the same checkpoint settings."""
+
+    save_steps: int = setting(
+        0, "Checkpoint every N steps (0: four checkpoints over the run). A checkpoint holds everything needed to "
+        "resume: adapters, optimizer, RNG and data position.", min=0, group="checkpoints",
+    )
+    save_minutes: float = setting(
+        10.0, "Also checkpoint when this many minutes of training passed since the last checkpoint (0: off), so a "
+        "long run never loses more than this.", min=0.0, group="checkpoints",
+    )
+    save_total_limit: int = setting(2, "Keep only the newest N checkpoints.", min=1, max=1000, group="checkpoints")
+
+    # What `resume --set` may change: schedule, bookkeeping and guards. Anything else (model, LoRA shape, data, batch,
+    # learning rate, seed...) would not continue the same run; `resume` refuses it and names the field.
+    resumable_changes: typing.ClassVar[tuple[str, ...]] = (
+        "max_steps", "save_steps", "save_minutes", "save_total_limit", "logging_steps", "eval_steps", "sample_every",
+        "max_kl", "run_name",
+    )
+
+    def checkpoint_every(self) -> int:
+        return self.save_steps or max(1, -(-self.max_steps // 4))
+
+
+@dataclass
+class SFTConfig(TrainingConfig):
     """Stage 1: supervised fine-tuning on instruction-response examples."""
 
     stage: typing.ClassVar[str] = "sft"
@@ -197,7 +223,7 @@ class SFTConfig(StageConfig):
 
 
 @dataclass
-class RewardConfig(StageConfig):
+class RewardConfig(TrainingConfig):
     """Stage 2: a reward model (the judge) trained on pairwise preferences, used pointwise."""
 
     stage: typing.ClassVar[str] = "reward"
@@ -226,7 +252,7 @@ class RewardConfig(StageConfig):
 
 
 @dataclass
-class PPOConfig(StageConfig):
+class PPOConfig(TrainingConfig):
     """Stage 3: PPO against the judge with a KL penalty to the SFT reference, on one shared base model."""
 
     stage: typing.ClassVar[str] = "ppo"
@@ -294,6 +320,7 @@ class CompareConfig(StageConfig):
 
 
 STAGES: dict[str, type[StageConfig]] = {c.stage: c for c in (SFTConfig, RewardConfig, PPOConfig, CompareConfig)}
+TRAINING_STAGES = tuple(name for name, cls in STAGES.items() if issubclass(cls, TrainingConfig))
 
 
 def describe_fields(cls: type[StageConfig]) -> list[dict[str, Any]]:

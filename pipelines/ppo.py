@@ -12,29 +12,35 @@ PPOTrainer kept policy, reference, reward and value models apart). One step:
     3. per token: log-probs of policy and reference, values; reward = score at the end - kl_coef * KL;
     4. GAE advantages (whitened) and returns;
     5. several PPO epochs over minibatches: clipped policy loss + clipped value loss, gradient clipping.
+Every `save_steps` steps (and `save_minutes`, and at a stop) a checkpoint holds all the next step needs:
+the trainable weights, the optimizer, the RNG states, the prompt order and the KL controller, so a resumed run
+continues exactly as if it had never stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from pipelines.checkpoints import ResumeError, SaveSchedule, load_ppo, save_ppo
 from pipelines.config import PPOConfig
 from pipelines.data import encode_prompt, load_checked
 from pipelines.errors import WorkbenchError
 from pipelines.models import load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model
-from pipelines.ppo_core import (KLController, entropy_of, gae, kl_k1, kl_k3, logprobs_of, masked_mean, policy_loss,
-                                token_rewards, value_loss, whiten)
+from pipelines.ppo_core import (KLController, entropy_of, gae, kl_k1, kl_k3, logprobs_of, masked_mean, minibatches,
+                                policy_loss, token_rewards, value_loss, whiten)
 from pipelines.reward import Judge, check_gate, encode_for_judge
 from pipelines.runs import Run
-from pipelines.tracking import Tracker
+from pipelines.tracking import Tracker, log_checkpoint
 
 log = logging.getLogger("pipelines")
 
@@ -98,11 +104,12 @@ class SharedRoles:
             return contextlib.nullcontext()
         return self.model.disable_adapter()
 
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        params = [p for n, p in self.model.named_parameters() if ".policy." in n or ".value." in n]
-        for p in params:
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        """Policy and value adapters and the value head, by name (the names key the checkpoint's weights)."""
+        params = {n: p for n, p in self.model.named_parameters() if ".policy." in n or ".value." in n}
+        for p in params.values():
             p.requires_grad_(True)
-        return params + list(self.value_head.parameters())
+        return params | {f"value_head.{n}": p for n, p in self.value_head.named_parameters()}
 
     def hidden(self, ids, mask):
         positions = (mask.cumsum(1) - 1).clamp(min=0)  # left padding: positions as generate() saw them
@@ -196,7 +203,8 @@ def decode_responses(tokenizer, responses, mask) -> list[str]:
 # ---- the stage ---------------------------------------------------------------------------------------------------
 
 
-def run(cfg: PPOConfig, run: Run) -> dict:
+def run(cfg: PPOConfig, run: Run, resume: Path | None = None) -> dict:
+    """Train; `resume`: a checkpoint folder of this run to continue from."""
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
@@ -230,31 +238,52 @@ def run(cfg: PPOConfig, run: Run) -> dict:
         def score(batch, texts):
             return judge.score([p["prompt"] for p in batch], texts)
 
-    summary = train(cfg, run, roles, tokenizer, prompts, score)
+    summary = train(cfg, run, roles, tokenizer, prompts, score, resume)
     return {**summary, "judge_run": judge_run.id, "shared_judge": roles.judge_adapters is not None}
 
 
-def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list[dict], score) -> dict:
+@dataclass
+class LoopState:
+    """What the loop carries from step to step besides weights and optimizer; checkpointed with them."""
+
+    order: list[int] = field(default_factory=list)  # prompt indices still to visit this pass, drawn from the end
+    scores: list[float] = field(default_factory=list)  # each step's mean judge score, for the summary
+    kls: list[float] = field(default_factory=list)  # each step's mean KL
+    warned_negative: bool = False
+
+
+def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list[dict], score,
+          resume: Path | None = None) -> dict:
     """The PPO loop. `score(batch_of_prompt_records, response_texts) -> list[float]` is the reward signal:
-    the judge in the product, a rule in the tests."""
+    the judge in the product, a rule in the tests. `resume`: a checkpoint of this run to continue from."""
     device = roles.device
-    params = roles.trainable_parameters()
+    trainable = roles.trainable_parameters()
+    params = list(trainable.values())
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=1e-5)
     kl_ctl = KLController(cfg.kl_coef, cfg.adaptive_kl, cfg.target_kl, cfg.kl_horizon)
     eos_ids = end_of_turn_ids(tokenizer)
     tracker = Tracker(run, cfg.max_steps)
-    order: list[int] = []
-    history: list[dict] = []
-    warned_negative = False
+    schedule = SaveSchedule(cfg.checkpoint_every(), cfg.save_minutes)
+    loop = LoopState()
+    first_step = 1
+    if resume:  # last: it restores the RNG states, and nothing above may draw random numbers after it
+        first_step = restore_checkpoint(resume, device, trainable, optimizer, kl_ctl, loop) + 1
     stopped = False
 
+    def checkpoint(step: int) -> None:
+        started = time.time()
+        folder = save_ppo(run.path, step, trainable, optimizer, {"kl_coef": kl_ctl.value, **dataclasses.asdict(loop)},
+                          cfg.save_total_limit)
+        log_checkpoint(step, folder, time.time() - started)
+        schedule.saved()
+
     with tracker:
-        for step in range(1, cfg.max_steps + 1):
+        for step in range(first_step, cfg.max_steps + 1):
             started = time.time()
             # 1. rollout
-            while len(order) < cfg.batch_size:  # fewer prompts than a batch: cycle through them again
-                order += random.sample(range(len(prompts)), len(prompts))
-            batch = [prompts[order.pop()] for _ in range(cfg.batch_size)]
+            while len(loop.order) < cfg.batch_size:  # fewer prompts than a batch: cycle through them again
+                loop.order += random.sample(range(len(prompts)), len(prompts))
+            batch = [prompts[loop.order.pop()] for _ in range(cfg.batch_size)]
             prompt_ids, prompt_mask = left_pad([encode_prompt(tokenizer, p["prompt"]) for p in batch],
                                                tokenizer.pad_token_id, device)
             responses = generate(roles, ["policy"], prompt_ids, prompt_mask, tokenizer,
@@ -290,11 +319,8 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
 
             # 5. PPO epochs
             stats: dict[str, list[float]] = {}
-            size = cfg.batch_size // cfg.num_minibatches
             for _ in range(cfg.ppo_epochs):
-                for start in range(0, cfg.batch_size, size):
-                    mb = torch.randperm(cfg.batch_size)[:size] if cfg.num_minibatches > 1 else \
-                        torch.arange(cfg.batch_size)
+                for mb in minibatches(cfg.batch_size, cfg.num_minibatches):
                     mb_mask = mask[mb].float()
                     with roles.use(["policy"], trainable=True):
                         new_logprobs = logprobs_of(roles.response_logits(ids[mb], attn[mb], width, cfg.temperature),
@@ -331,15 +357,16 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
                 "tokens_per_second": mask.sum().item() / max(time.time() - started, 1e-6),
             }
             tracker.log(step, metrics)
-            history.append(metrics)
+            loop.scores.append(metrics["objective/scores"])
+            loop.kls.append(mean_kl)
             kl_ctl.update(mean_kl, cfg.batch_size)
             if step % cfg.sample_every == 0 or step == 1:
                 run.append_samples([{"step": step, "prompt": p["prompt"][-1]["content"], "response": t,
                                      "score": s, "kl": k}
                                     for p, t, s, k in list(zip(batch, texts, scores.tolist(),
                                                                kl.sum(1).tolist()))[:4]])
-            if mean_kl < -1.0 and not warned_negative:
-                warned_negative = True
+            if mean_kl < -1.0 and not loop.warned_negative:
+                loop.warned_negative = True
                 log.warning("The KL estimate is negative (%.2f): the policy's log-probs disagree with how responses "
                             "were sampled. Check that temperature / top_p are the same for sampling and scoring.",
                             mean_kl)
@@ -348,22 +375,40 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
                 save_policy(roles, tokenizer, run)
                 raise TrainingDiverged(f"Stopped at step {step}: {problem} The last policy adapter is saved in "
                                        f"{run.adapter_dir}.")
-            if tracker.should_stop():
-                stopped = True
+            stopped = tracker.should_stop()
+            if schedule.due(step) or stopped or step == cfg.max_steps:
+                checkpoint(step)
+            if stopped:
                 break
 
     save_policy(roles, tokenizer, run)
-    first, last = history[0], history[-1]
-    window = history[-max(1, len(history) // 4):]
+    window = loop.scores[-max(1, len(loop.scores) // 4):]
     return {
-        "steps": len(history),
-        "initial_score": first["objective/scores"],
-        "final_score": sum(m["objective/scores"] for m in window) / len(window),
-        "mean_kl": sum(m["objective/kl"] for m in history) / len(history),
-        "final_kl": last["objective/kl"],
+        "steps": len(loop.scores),
+        "initial_score": loop.scores[0],
+        "final_score": sum(window) / len(window),
+        "mean_kl": sum(loop.kls) / len(loop.kls),
+        "final_kl": loop.kls[-1],
         "final_kl_coef": kl_ctl.value,
         "stopped": stopped,
     }
+
+
+def restore_checkpoint(folder: Path, device, trainable: dict, optimizer, kl_ctl: KLController, loop: LoopState) -> int:
+    """Load a PPO checkpoint into the live objects; returns its step."""
+    weights, optimizer_state, state = load_ppo(folder, device)
+    missing = sorted(set(trainable) - set(weights))
+    if missing:
+        raise ResumeError(f"Checkpoint `{folder}` does not match this model: it lacks {len(missing)} trainable "
+                          f"tensors (e.g. `{missing[0]}`). Fix: resume with the config the run started with.")
+    with torch.no_grad():
+        for name, param in trainable.items():
+            param.copy_(weights[name])
+    optimizer.load_state_dict(optimizer_state)
+    kl_ctl.value = state["kl_coef"]
+    for name in (f.name for f in dataclasses.fields(LoopState)):
+        setattr(loop, name, state[name])
+    return state["step"]
 
 
 def diverged(metrics: dict, max_kl: float) -> str | None:

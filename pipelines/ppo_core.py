@@ -97,6 +97,14 @@ def value_loss(values, old_values, returns, mask, cliprange_value: float):
     return loss, {"val/clipfrac": clipfrac}
 
 
+def minibatches(batch_size: int, num_minibatches: int) -> list[torch.Tensor]:
+    """One PPO epoch's minibatches: the batch shuffled once and split into disjoint parts, so each rollout is used
+    exactly once per epoch. One minibatch is the whole batch in order (no random draw)."""
+    if num_minibatches == 1:
+        return [torch.arange(batch_size)]
+    return list(torch.randperm(batch_size).chunk(num_minibatches))
+
+
 class KLController:
     """Fixed, or adaptive (Ziegler et al. 2019): nudge the coefficient so the KL tracks a target."""
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import trl
 from datasets import Dataset
-from transformers import PrinterCallback, TrainerCallback
+from transformers import PrinterCallback, TrainerCallback, set_seed
 
 from pipelines.config import RewardConfig
 from pipelines.data import encode_response, fit_to_length, load_checked, load_preferences, read_records
@@ -24,7 +24,7 @@ from pipelines.errors import DataError, GateError
 from pipelines.models import (load_base, merge_adapter, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
                               resolve_model, trainer_precision)
 from pipelines.runs import Run, resolve_run
-from pipelines.tracking import Tracker, TrackerCallback
+from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints
 
 log = logging.getLogger("pipelines")
 
@@ -184,7 +184,8 @@ def split_held_out(pairs: list[dict], share: float, seed: int) -> tuple[list[dic
     return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
 
 
-def run(cfg: RewardConfig, run: Run) -> dict:
+def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
+    """Train the judge; `resume`: a checkpoint folder of this run to continue from (the Trainer's own resume)."""
     device = pick_device(cfg.device)
     model_path = resolve_model(cfg.model, cfg.trust_remote_code)
     tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
@@ -210,8 +211,10 @@ def run(cfg: RewardConfig, run: Run) -> dict:
                   len(held_out.truncated_lines), "dropped_pairs": len(train.dropped_lines) +
                   len(held_out.dropped_lines), "eval_pairs": len(held_out.rows),
                   "length_baseline_accuracy": length_baseline(held_out.rows)}
-    tracker.log(0, accounting)
+    if not resume:  # a resumed run has this row already
+        tracker.log(0, accounting)
 
+    set_seed(cfg.seed)  # the new score head is drawn at load time, before the Trainer seeds anything
     model = load_base(cfg, model_path, head="score", device=device)
     if cfg.sft_run:
         log.info("Starting from SFT run %s (its adapter is merged into the base).", cfg.sft_run)
@@ -220,7 +223,7 @@ def run(cfg: RewardConfig, run: Run) -> dict:
     model = prepare_for_kbit(model, cfg)
 
     args = trl.RewardConfig(
-        output_dir=str(run.path / "trainer"),
+        **TrainerCheckpoints.trainer_args(run, cfg),
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
@@ -229,7 +232,6 @@ def run(cfg: RewardConfig, run: Run) -> dict:
         max_length=None,  # already fitted above; TRL's own filter would drop pairs silently
         gradient_checkpointing=cfg.gradient_checkpointing,
         seed=cfg.seed,
-        save_strategy="no",
         report_to=[],
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -243,11 +245,12 @@ def run(cfg: RewardConfig, run: Run) -> dict:
         processing_class=tokenizer,
         peft_config=lora_config(cfg, "SEQ_CLS"),
         callbacks=[TrackerCallback(tracker),
-                   HeldOutEval(tracker, tokenizer.pad_token_id, held_out, cfg.eval_steps, cfg.batch_size * 2)],
+                   HeldOutEval(tracker, tokenizer.pad_token_id, held_out, cfg.eval_steps, cfg.batch_size * 2),
+                   TrainerCheckpoints(run, cfg, tracker)],
     )
     trainer.remove_callback(PrinterCallback)  # our Tracker prints the progress line
     with tracker:
-        train_result = trainer.train()
+        train_result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     stopped = tracker.should_stop()
 
     result = evaluate_pairs(trainer.model, tokenizer.pad_token_id, held_out, cfg.batch_size * 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import trl
 from datasets import Dataset
@@ -12,7 +13,7 @@ from pipelines.config import SFTConfig
 from pipelines.data import load_checked
 from pipelines.models import (load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model,
                               trainer_precision)
-from pipelines.tracking import Tracker, TrackerCallback
+from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints
 
 log = logging.getLogger("pipelines")
 
@@ -49,7 +50,8 @@ def to_dataset(rows: list[dict]) -> Dataset:
     return Dataset.from_list([{k: v for k, v in row.items() if k != "_line"} for row in rows])
 
 
-def run(cfg: SFTConfig, run) -> dict:
+def run(cfg: SFTConfig, run, resume: Path | None = None) -> dict:
+    """Train; `resume`: a checkpoint folder of this run to continue from (the Trainer's own resume)."""
     device = pick_device(cfg.device)
     model_path = resolve_model(cfg.model, cfg.trust_remote_code)
     tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
@@ -68,7 +70,7 @@ def run(cfg: SFTConfig, run) -> dict:
 
     model = prepare_for_kbit(load_base(cfg, model_path, device=device), cfg)
     args = trl.SFTConfig(
-        output_dir=str(run.path / "trainer"),
+        **TrainerCheckpoints.trainer_args(run, cfg),
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
@@ -81,7 +83,6 @@ def run(cfg: SFTConfig, run) -> dict:
         completion_only_loss=None if is_text else cfg.completion_only_loss,
         gradient_checkpointing=cfg.gradient_checkpointing,
         seed=cfg.seed,
-        save_strategy="no",
         report_to=[],
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -95,11 +96,11 @@ def run(cfg: SFTConfig, run) -> dict:
         eval_dataset=to_dataset(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
         peft_config=lora_config(cfg, "CAUSAL_LM"),
-        callbacks=[TrackerCallback(tracker)],
+        callbacks=[TrackerCallback(tracker), TrainerCheckpoints(run, cfg, tracker)],
     )
     trainer.remove_callback(PrinterCallback)  # our Tracker prints the progress line
     with tracker:
-        result = trainer.train()
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     stopped = tracker.should_stop()
     summary = {"steps": trainer.state.global_step, "train_examples": len(train_rows),
                "truncated_examples": len(too_long), "train_runtime_s": round(result.metrics["train_runtime"], 2)}

@@ -1,8 +1,9 @@
-"""Progress, metrics and stop requests for a running stage.
+"""Progress, metrics, stop requests and checkpoints for a running stage.
 
 `Tracker` is what every stage reports to: it appends metrics to the run directory, keeps `status.json`'s progress
 and ETA current, prints a progress line, and answers "should we stop?" (Ctrl-C or a STOP file).
-`TrackerCallback` plugs it into a transformers Trainer.
+`TrackerCallback` plugs it into a transformers Trainer; `TrainerCheckpoints` makes the Trainer's own checkpoints
+atomic and timely (see pipelines/checkpoints.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 
 from transformers import TrainerCallback
 
+from pipelines.checkpoints import SaveSchedule, clear_staging, publish, staging_dir
 from pipelines.runs import format_seconds
 
 log = logging.getLogger("pipelines")
@@ -23,7 +25,9 @@ class Tracker:
     def __init__(self, run, max_steps: int):
         self.run = run
         self.max_steps = max_steps
-        self.started = time.time()
+        # A resumed run's rows go on from the last kept row's time; its ETA counts from its own first step.
+        rows = run.metrics() if run.status().get("resumes") else []
+        self.started = time.time() - (rows[-1].get("time", 0) if rows else 0)
         self.first_step_at: float | None = None
         self.first_step = 0
         self.interrupted = False
@@ -94,6 +98,49 @@ def _number(value):
     if hasattr(value, "item"):
         return _number(value.item())
     return None
+
+
+class TrainerCheckpoints(TrainerCallback):
+    """The Trainer's own checkpointing (`save_strategy="steps"`, `resume_from_checkpoint`), made safe to kill.
+
+    The Trainer writes each checkpoint into `checkpoints/.staging/`; `on_save` renames it into place and rotates (the
+    Trainer's own rotation is off: it would delete before the new checkpoint is in place). It also saves when
+    `save_minutes` passed, and at a stop request, so a stopped run resumes exactly where it ended."""
+
+    def __init__(self, run, cfg, tracker: Tracker):
+        self.run, self.tracker, self.keep = run, tracker, cfg.save_total_limit
+        self.schedule = SaveSchedule(cfg.checkpoint_every(), cfg.save_minutes)
+        clear_staging(run.path)  # whatever a killed save left behind
+
+    @staticmethod
+    def trainer_args(run, cfg) -> dict:
+        """The TrainingArguments that go with this callback."""
+        return dict(output_dir=str(staging_dir(run.path)), save_strategy="steps", save_steps=cfg.checkpoint_every(),
+                    save_total_limit=None, save_only_model=False)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.schedule.due(state.global_step) or self.tracker.should_stop():
+            control.should_save = True
+
+    # The Trainer logs, evaluates, then saves: the last of these marks when the save began, for the cost line.
+    def on_log(self, args, state, control, **kwargs):
+        self.mark = time.time()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.mark = time.time()
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            staged = staging_dir(self.run.path) / f"checkpoint-{state.global_step}"
+            final = publish(staged, self.run.path, self.keep)
+            log_checkpoint(state.global_step, final, time.time() - getattr(self, "mark", time.time()))
+        self.schedule.saved()
+
+
+def log_checkpoint(step: int, folder, seconds: float) -> None:
+    """One line per checkpoint with its size and cost (benchmarks/run.py reads these)."""
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+    log.info("Checkpoint at step %d saved to %s (%.1f MB in %.2f s)", step, folder, size, seconds)
 
 
 class TrackerCallback(TrainerCallback):

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,6 +55,23 @@ def cli(*args: str) -> int:
     from pipelines.cli import main
 
     return main([str(a) for a in args])
+
+
+def kill_after_first_checkpoint(argv: list[str], run_dir: Path) -> None:
+    """Start `python -m pipelines ARGV --run-id NAME` and SIGKILL it as soon as its first checkpoint is complete."""
+    from pipelines.checkpoints import list_checkpoints
+    from pipelines.runs import Run
+
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines", *argv, "--run-id", run_dir.name], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list_checkpoints(run_dir) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    status = Run(run_dir).status()
+    assert status["state"] == "failed", status  # killed before it could finish: the pid is gone
+    assert list_checkpoints(run_dir), "no checkpoint was written before the kill"
 
 
 def read_json(path: Path):

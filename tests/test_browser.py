@@ -93,3 +93,31 @@ def test_click_from_home_to_a_live_run(home_page, tiny_model_dir):
     points = page.locator(".js-plotly-plot .scatterlayer .trace .points path")
     assert points.count() >= 3
     page.screenshot(path=str(SHOTS / "2-sft-live.png"), full_page=True)
+
+
+def test_a_killed_run_resumes_from_the_browser(home_page, tiny_model_dir, tmp_path):
+    """A run killed after its first checkpoint shows as failed with a Resume button; one click brings it back live
+    in the same run directory, and it finishes."""
+    import re
+
+    from playwright.sync_api import expect
+
+    from tests.conftest import SAMPLE, kill_after_first_checkpoint
+
+    runs = tmp_path / "runs"  # the app's runs folder (app_url)
+    kill_after_first_checkpoint(["sft", "--set", f"model={tiny_model_dir}", "--set",
+                                 f"train_file={SAMPLE / 'sft_train.jsonl'}", "--set", "max_steps=16", "--set",
+                                 "save_steps=3", "--set", "max_length=96", "--runs-dir", str(runs)], runs / "killed")
+    page = home_page
+    page.get_by_role("link", name="1 · SFT").click()
+    expect(page.get_by_text("failed").first).to_be_visible(timeout=30_000)
+    resume = page.get_by_role("button", name=re.compile(r"Resume from step \d+"))
+    expect(resume).to_be_visible(timeout=30_000)
+    page.screenshot(path=str(SHOTS / "3-failed-run.png"), full_page=True)
+    resume.click()
+    expect(page.get_by_text("completed").first).to_be_visible(timeout=180_000)
+    expect(page.get_by_text(re.compile(r"Resumed 1×"))).to_be_visible(timeout=30_000)
+    page.screenshot(path=str(SHOTS / "4-resumed-run.png"), full_page=True)
+    from pipelines.runs import Run
+
+    assert [r["step"] for r in Run(runs / "killed").metrics() if "loss" in r] == list(range(1, 17))

@@ -149,3 +149,37 @@ def test_compare_writes_side_by_side_and_win_rates(tiny_sft_run, tiny_reward_run
     for key in ("win_rate_ppo_vs_sft", "win_rate_ppo_vs_base", "win_rate_sft_vs_base"):
         assert 0.0 <= summary[key] <= 1.0
     assert summary["mean_kl"] == read_json(ppo / "summary.json")["mean_kl"]
+
+
+def test_each_ppo_epoch_uses_every_rollout_exactly_once(yes_no_model, tmp_path):
+    """Minibatches partition the batch: one shuffle per epoch, split into disjoint parts (drawing each minibatch
+    afresh would use some rollouts twice and others never)."""
+    from pipelines.models import load_tokenizer
+
+    cfg = PPOConfig(prompts_file="unused", reward_run="unused", batch_size=8, num_minibatches=4, ppo_epochs=3,
+                    max_steps=2, max_new_tokens=6, temperature=1.0, lora_r=4)
+    roles = SharedRoles(cfg, str(yes_no_model), "cpu", None, None)
+    seen = {"rollout": [], "updates": []}
+    original = roles.response_logits
+
+    def spy(ids, mask, width, temperature):
+        rows = [tuple(r) for r in ids.tolist()]
+        if torch.is_grad_enabled():
+            seen["updates"].append(rows)
+        elif len(rows) == cfg.batch_size:  # the rollout's own forward sees the whole batch
+            seen["rollout"].append(rows)
+        return original(ids, mask, width, temperature)
+
+    roles.response_logits = spy
+    tok = load_tokenizer(str(yes_no_model))
+    tok.padding_side = "left"
+    prompts = [{"prompt": [{"role": "user", "content": f"Answer {i}."}]} for i in range(8)]
+    train(cfg, Run.create("ppo", cfg.to_yaml(), tmp_path), roles, tok, prompts, lambda b, t: [0.0] * len(t))
+    per_step = cfg.ppo_epochs * cfg.num_minibatches
+    assert len(seen["updates"]) == cfg.max_steps * per_step
+    for step, batch in enumerate(seen["rollout"][::2]):  # policy and reference forwards both see the batch
+        for epoch in range(cfg.ppo_epochs):
+            start = step * per_step + epoch * cfg.num_minibatches
+            used = [row for mb in seen["updates"][start:start + cfg.num_minibatches] for row in mb]
+            assert all(len(mb) == 2 for mb in seen["updates"][start:start + cfg.num_minibatches])
+            assert sorted(used) == sorted(batch)

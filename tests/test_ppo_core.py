@@ -95,3 +95,13 @@ def test_kl_controller():
     assert adaptive.value == pytest.approx(0.102)
     adaptive.update(3.0, 10)  # error -0.5 clipped to -0.2
     assert adaptive.value == pytest.approx(0.102 * 0.98)
+
+
+def test_minibatches_partition_the_batch():
+    from pipelines.ppo_core import minibatches
+
+    torch.manual_seed(0)
+    parts = minibatches(12, 3)
+    assert [len(p) for p in parts] == [4, 4, 4]
+    assert sorted(torch.cat(parts).tolist()) == list(range(12))
+    assert minibatches(5, 1)[0].tolist() == [0, 1, 2, 3, 4]  # one minibatch: the whole batch, no random draw

@@ -17,7 +17,7 @@ from workbench.jobs import REPO
 RECIPES = REPO / "sample_data" / "recipes"
 PRESETS = {"quick": "Quick CPU demo", "gpu": "Consumer GPU (QLoRA)"}
 GROUP_TITLES = {"model": "Model", "data": "Data", "training": "Training", "lora": "LoRA adapter",
-                "generation": "Sampling", "ppo": "PPO", "run": "Run"}
+                "generation": "Sampling", "ppo": "PPO", "run": "Run", "checkpoints": "Checkpoints"}
 RUN_FIELDS = {"sft_run": "sft", "reward_run": "reward", "ppo_run": "ppo"}
 FILE_FIELDS = {"train_file", "eval_file", "prompts_file"}
 

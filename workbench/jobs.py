@@ -108,6 +108,13 @@ def start_stage(stage: str, config: dict, runs_dir: Path | None = None) -> Job:
                    runs_dir, run_dir, run_dir / "console.log")
 
 
+def start_resume(run_dir: str | Path, overrides: list[str] = ()) -> Job:
+    """Carry a failed or stopped run on from its newest checkpoint, in its own folder (`python -m pipelines resume`)."""
+    run = Run(run_dir)
+    args = ["resume", str(run.path), *[a for item in overrides for a in ("--set", item)]]
+    return _launch(run.stage, args, run.path.parent, run.path, run.path / "console.log")
+
+
 def start_command(kind: str, args: list[str], runs_dir: Path | None = None) -> Job:
     """A pipelines command that owns no single run (the demo, the studio's generation) as a job; its console
     output goes to runs/.jobs/."""

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from pipelines.checkpoints import newest_checkpoint
+from pipelines.config import TRAINING_STAGES
 from pipelines.runs import Run, format_seconds, list_runs
 from workbench import charts, forms, jobs
 
@@ -46,6 +48,10 @@ def run_panel(run: Run, *, key: str) -> None:
         cols[2].markdown(f"took {format_seconds(status['ended_at'] - status['started_at'])}")
     if state == "failed":
         st.error(status.get("error") or "The run failed.")
+    if resumes := status.get("resumes"):
+        redone = sum(r["lost_steps"] for r in resumes)
+        st.caption(f"Resumed {len(resumes)}× (from step {', '.join(str(r['from_step']) for r in resumes)}); "
+                   f"{redone} step{'s' if redone != 1 else ''} done again because of the interruption.")
     stage = status.get("stage") or run.config().get("stage", "")
     metrics = run.metrics()
     gate = run.config().get("accuracy_gate") if stage == "reward" else None
@@ -88,12 +94,37 @@ def live_run_panel(run_path: str, *, key: str, every: float = 2.0) -> None:
     def panel():
         run = Run(run_path)
         run_panel(run, key=key)
-        if run.status().get("state") == "running":
-            if st.button("Stop", key=f"{key}.stop", help="Ends the run after the current step; the adapter is saved."):
+        state = run.status().get("state")
+        if state == "running":
+            if st.button("Stop", key=f"{key}.stop", help="Ends the run after the current step; the adapter and a "
+                                                          "checkpoint are saved."):
                 run.request_stop()
                 st.toast("Stop requested: the run saves its adapter at the end of this step.")
+        elif state in ("failed", "stopped") and run.stage in TRAINING_STAGES:
+            resume_control(run, key)
 
     panel()
+
+
+def resume_control(run: Run, key: str) -> None:
+    """Resume a failed or stopped run from its newest checkpoint, as a job watched live in this same panel."""
+    active = jobs.active_job(run.path.parent)
+    if active and Path(active.run_dir) == run.path:
+        st.caption("Resuming: loading the model and the checkpoint...")
+        return
+    newest = newest_checkpoint(run.path)
+    if newest is None:
+        st.caption("No checkpoint to resume from: the run ended before its first one (`save_steps`).")
+        return
+    step, _ = newest
+    if st.button(f"Resume from step {step}", key=f"{key}.resume", type="primary",
+                 help="Carries the run on in this folder from its newest checkpoint: weights, optimizer, random "
+                      "state and data position, as if it had never stopped."):
+        try:
+            jobs.start_resume(run.path)
+            st.toast(f"Resuming {run.id} from step {step}")
+        except jobs.Busy as exc:
+            st.warning(str(exc))
 
 
 def stage_page(stage: str, title: str, intro: str) -> None:

@@ -79,7 +79,7 @@ class Shared:
         return self.roles.judge_scores(sequences, pad_id)
 
     def trainable_parameters(self):
-        return self.roles.trainable_parameters()
+        return list(self.roles.trainable_parameters().values())
 
 
 def response_logits(causal, ids, mask, width, temperature):

@@ -114,7 +114,7 @@ def check_checkpoint(path: Path, stage: str) -> None:
                 problem = f"`{name}` is unreadable ({exc})"
                 break
     if problem:
-        older = [step for step, p in list_checkpoints(path.parent) if p != path]
+        older = [step for step, p in list_checkpoints(path.parent.parent) if p != path]
         fix = (f"delete `{path}` to resume from checkpoint-{older[-1]}" if older else
                "start a new run with the same config")
         raise ResumeError(f"Checkpoint `{path}` is damaged: {problem}. Fix: {fix}.")

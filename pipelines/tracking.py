@@ -110,6 +110,7 @@ class TrainerCheckpoints(TrainerCallback):
     def __init__(self, run, cfg, tracker: Tracker):
         self.run, self.tracker, self.keep = run, tracker, cfg.save_total_limit
         self.schedule = SaveSchedule(cfg.checkpoint_every(), cfg.save_minutes)
+        self.mark = time.time()
         clear_staging(run.path)  # whatever a killed save left behind
 
     @staticmethod
@@ -118,11 +119,12 @@ class TrainerCheckpoints(TrainerCallback):
         return dict(output_dir=str(staging_dir(run.path)), save_strategy="steps", save_steps=cfg.checkpoint_every(),
                     save_total_limit=None, save_only_model=False)
 
+    # After a step the Trainer logs, evaluates, then saves: the last of these marks when the save began (cost line).
     def on_step_end(self, args, state, control, **kwargs):
         if self.schedule.due(state.global_step) or self.tracker.should_stop():
             control.should_save = True
+        self.mark = time.time()
 
-    # The Trainer logs, evaluates, then saves: the last of these marks when the save began, for the cost line.
     def on_log(self, args, state, control, **kwargs):
         self.mark = time.time()
 
@@ -133,7 +135,7 @@ class TrainerCheckpoints(TrainerCallback):
         if state.is_world_process_zero:
             staged = staging_dir(self.run.path) / f"checkpoint-{state.global_step}"
             final = publish(staged, self.run.path, self.keep)
-            log_checkpoint(state.global_step, final, time.time() - getattr(self, "mark", time.time()))
+            log_checkpoint(state.global_step, final, time.time() - self.mark)
         self.schedule.saved()
 
 

@@ -152,3 +152,30 @@ def test_the_app_process_never_imports_torch(empty_runs):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_a_crashed_run_with_a_checkpoint_offers_resume(empty_runs, tiny_sft_run):
+    """A run whose process died after checkpointing: the Runs table shows its newest checkpoint, the panel a Resume
+    button, and the button starts `python -m pipelines resume` on that run as a job."""
+    import shutil
+
+    path = empty_runs / "crashed-sft"
+    shutil.copytree(tiny_sft_run, path)
+    Run(path).set_status("running", pid=999999999, step=3)  # what a kill leaves: a dead pid that never reported
+    (path / "summary.json").unlink()
+    at = app_at("pages/runs.py")
+    table = at.dataframe[0].value
+    assert list(table["checkpoint"]) == ["step 3"] and list(table["status"]) == ["failed"]
+    resume = at.button(key="runs.crashed-sft.resume")
+    assert resume.label == "Resume from step 3"
+    # Extend it rather than redo its three steps: set max_steps through the job runner as the CLI would.
+    job = jobs.start_resume(path, ["max_steps=4"])
+    assert job.command[3:] == ["resume", str(path), "--set", "max_steps=4"] and job.run_dir == str(path)
+    deadline = time.time() + 180
+    while job.alive and time.time() < deadline:
+        time.sleep(0.5)
+    status = Run(path).status()
+    assert status["state"] == "completed" and status["step"] == 4, Run(path).log_tail()
+    at = app_at("pages/runs.py")
+    assert list(at.dataframe[0].value["resumed"]) == ["1×"]
+    assert any("Resumed 1× (from step 3)" in c.value for c in at.caption)

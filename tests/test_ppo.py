@@ -16,8 +16,8 @@ from tests.conftest import SAMPLE, cli, only_run, read_json
 
 @pytest.fixture(scope="module")
 def yes_no_model(tiny_model_dir, tmp_path_factory):
-    """The tiny model fully fine-tuned to answer with a random mix of "yes" and "no": a policy that starts at
-    a yes-rate near one half, so a reward for saying "yes" has something to work with."""
+    """The tiny model fully fine-tuned to answer with six words, a random mix of "yes" and "no": a policy with a
+    known, learnable behaviour (its length, its words) that a rule-based reward can move."""
     from transformers import AutoModelForCausalLM
 
     from pipelines.models import load_tokenizer
@@ -45,15 +45,18 @@ def yes_no_model(tiny_model_dir, tmp_path_factory):
     return path
 
 
-def yes_rate(texts):
-    words = [w.strip(".,!") for t in texts for w in t.lower().split()]
-    return sum(w == "yes" for w in words) / max(len(words), 1)
+def brevity(text: str) -> float:
+    """1 for an empty answer, 0 for eight words: the yes/no model starts at about six words (score ~0.25)."""
+    return 1 - len(text.split()) / 8
 
 
 def test_ppo_raises_a_rule_based_reward_with_bounded_kl(yes_no_model, tmp_path):
-    cfg = PPOConfig(prompts_file="unused", reward_run="unused", batch_size=16, max_steps=40, learning_rate=3e-3,
+    """Reward: shorter answers. Checked over seeds 0-4 with 1 and 2 threads: the first five steps average 0.25-0.42,
+    the last ten 0.92-0.99, and the KL stays under 10 (it cannot pass the KL of answering nothing at all). `max_kl`
+    is off: the guard is not under test and must not decide the outcome."""
+    cfg = PPOConfig(prompts_file="unused", reward_run="unused", batch_size=16, max_steps=25, learning_rate=1e-3,
                     lora_r=8, max_new_tokens=8, temperature=1.0, kl_coef=0.02, ppo_epochs=4, sample_every=5,
-                    unfinished_penalty=0.0)
+                    unfinished_penalty=0.0, max_kl=0.0)
     random.seed(0)
     torch.manual_seed(0)
     roles = SharedRoles(cfg, str(yes_no_model), "cpu", None, None)
@@ -63,14 +66,14 @@ def test_ppo_raises_a_rule_based_reward_with_bounded_kl(yes_no_model, tmp_path):
     tok.padding_side = "left"
     run = Run.create("ppo", cfg.to_yaml(), tmp_path)
     prompts = [{"prompt": [{"role": "user", "content": "Answer."}]}]
-    summary = train(cfg, run, roles, tok, prompts, lambda batch, texts: [yes_rate([t]) for t in texts])
+    summary = train(cfg, run, roles, tok, prompts, lambda batch, texts: [brevity(t) for t in texts])
     metrics = run.metrics()
     scores = [m["objective/scores"] for m in metrics]
-    first, last = scores[0], sum(scores[-5:]) / 5  # step 1's rollouts come from the untouched policy
-    assert 0.35 < first < 0.65  # the start really is mixed
-    assert last > first + 0.15, (first, last)
+    first, last = sum(scores[:5]) / 5, sum(scores[-10:]) / 10  # step 1's rollouts come from the untouched policy
+    assert first < 0.6, first  # the start really answers at length
+    assert last > first + 0.3, (first, last)
     assert max(m["objective/kl"] for m in metrics) < 25  # bounded: well inside the default `max_kl` of 50
-    assert summary["steps"] == 40 and (run.path / "samples.jsonl").exists()
+    assert summary["steps"] == 25 and (run.path / "samples.jsonl").exists()
     for key in ("objective/rlhf_reward", "objective/entropy", "policy/approxkl", "policy/clipfrac", "loss/policy",
                 "loss/value", "val/ratio", "objective/kl_coef", "response_length", "tokens_per_second"):
         assert key in metrics[-1]

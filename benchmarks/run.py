@@ -245,7 +245,10 @@ def step_figures(stage: str, rows: list[dict]) -> dict:
         tps = [r["tokens_per_second"] for r in train if "tokens_per_second" in r]
         tokens_per_s = tps[1:] if len(tps) > 1 else tps
     runtime = next((r["train_runtime"] for r in rows if "train_runtime" in r), None)
-    return {"steps": len(train), "s_per_step": rnd(median(deltas), 3), "step_deltas_s": [rnd(d, 2) for d in deltas],
+    # PPO logs `time/<phase>` per step (pipelines.ppo.PhaseClock): the median of each, after the first step.
+    phases = {key[5:]: rnd(median([r[key] for r in train[1:] if key in r]), 3)
+              for key in (train[-1] if train else {}) if key.startswith("time/")}
+    return {"phases_s": phases,"steps": len(train), "s_per_step": rnd(median(deltas), 3), "step_deltas_s": [rnd(d, 2) for d in deltas],
             "first_step_s": train[0]["time"] if train else None, "tokens_per_s": rnd(median(tokens_per_s), 1),
             "tokens_per_step": median(tokens_per_step), "train_runtime_s": runtime,
             "num_tokens_total": train[-1].get("num_tokens") if train else None,
@@ -642,6 +645,14 @@ def render(r: dict) -> str:
                 "", "*from the stage's tracker start: trainer set-up, data preparation and the first step.  ",
                 "**CPU seconds other processes used while it ran: well above 0, the machine was busy and the "
                 "figures are slower than they should be.", ""]
+    for quant, results in (stages or {}).items():
+        phases = (results.get("ppo") or {}).get("phases_s") if isinstance(results, dict) else None
+        if phases:
+            total = sum(v for v in phases.values() if v) or 1
+            rows = [[name, seconds, f"{100 * seconds / total:.0f}%"] for name, seconds in
+                    sorted(phases.items(), key=lambda kv: -(kv[1] or 0))]
+            out += [f"## PPO: where a step goes ({quant}; medians after step 1, from metrics.jsonl `time/*`)", "",
+                    table(["phase", "s per step", "share"], rows), ""]
     o = r.get("overhead")
     if o and "pairs" in o:
         rows = []

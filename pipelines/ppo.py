@@ -242,6 +242,34 @@ def run(cfg: PPOConfig, run: Run, resume: Path | None = None) -> dict:
     return {**summary, "judge_run": judge_run.id, "shared_judge": roles.judge_adapters is not None}
 
 
+class PhaseClock:
+    """Wall seconds of each phase of a step, logged as `time/<phase>` so the user (and benchmarks/run.py) sees where a
+    PPO step goes: generate, judge, forward_policy / forward_reference / forward_value (rollout and updates),
+    backward, optimizer, and `time/other` for the rest. On CUDA a phase ends with a synchronize, so queued kernels
+    count in the phase that launched them."""
+
+    def __init__(self, device):
+        self.cuda = str(device).startswith("cuda")
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.cuda:
+                torch.cuda.synchronize()
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def report(self, step_seconds: float) -> dict[str, float]:
+        """This step's phases (and the rest, `time/other`); starts the next step from zero."""
+        out = {f"time/{name}": seconds for name, seconds in self.seconds.items()}
+        out["time/other"] = max(0.0, step_seconds - sum(self.seconds.values()))
+        self.seconds = {}
+        return out
+
+
 @dataclass
 class LoopState:
     """What the loop carries from step to step besides weights and optimizer; checkpointed with them."""
@@ -264,6 +292,7 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
     eos_ids = end_of_turn_ids(tokenizer)
     tracker = Tracker(run, cfg.max_steps)
     schedule = SaveSchedule(cfg.checkpoint_every(), cfg.save_minutes)
+    clock = PhaseClock(device)
     loop = LoopState()
     first_step = 1
     if resume:  # last: it restores the RNG states, and nothing above may draw random numbers after it
@@ -286,9 +315,10 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
             batch = [prompts[loop.order.pop()] for _ in range(cfg.batch_size)]
             prompt_ids, prompt_mask = left_pad([encode_prompt(tokenizer, p["prompt"]) for p in batch],
                                                tokenizer.pad_token_id, device)
-            responses = generate(roles, ["policy"], prompt_ids, prompt_mask, tokenizer,
-                                 max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                                 eos_ids=eos_ids)
+            with clock.phase("generate"):
+                responses = generate(roles, ["policy"], prompt_ids, prompt_mask, tokenizer,
+                                     max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                     top_p=cfg.top_p, eos_ids=eos_ids)
             mask, finished = response_mask(responses, eos_ids)
             ids = torch.cat([prompt_ids, responses], 1)
             attn = torch.cat([prompt_mask, mask], 1)
@@ -296,19 +326,20 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
             texts = decode_responses(tokenizer, responses, mask)
 
             # 2. score
-            scores = torch.tensor(score(batch, texts), dtype=torch.float, device=device)
+            with clock.phase("judge"):
+                scores = torch.tensor(score(batch, texts), dtype=torch.float, device=device)
             scores = scores + cfg.unfinished_penalty * (~finished).float()
 
             # 3. per-token log-probs, KL, values, rewards
             with torch.no_grad():
-                with roles.use(["policy"]):
+                with roles.use(["policy"]), clock.phase("forward_policy"):
                     logits = roles.response_logits(ids, attn, width, cfg.temperature)
-                old_logprobs = logprobs_of(logits, responses)
-                entropy = masked_mean(entropy_of(logits), mask).item()
+                    old_logprobs = logprobs_of(logits, responses)
+                    entropy = masked_mean(entropy_of(logits), mask).item()
                 del logits
-                with roles.use(roles.reference):
+                with roles.use(roles.reference), clock.phase("forward_reference"):
                     ref_logprobs = logprobs_of(roles.response_logits(ids, attn, width, cfg.temperature), responses)
-                with roles.use(["value"]):
+                with roles.use(["value"]), clock.phase("forward_value"):
                     old_values = roles.values(ids, attn, width)
                 kl = kl_k1(old_logprobs, ref_logprobs) * mask
                 rewards = token_rewards(scores, kl, mask.float(), kl_ctl.value)
@@ -323,19 +354,24 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
                 for mb in minibatches(cfg.batch_size, cfg.num_minibatches):
                     mb_mask = mask[mb].float()
                     with roles.use(["policy"], trainable=True):
-                        new_logprobs = logprobs_of(roles.response_logits(ids[mb], attn[mb], width, cfg.temperature),
-                                                   responses[mb])
-                        pg_loss, pg_stats = policy_loss(new_logprobs, old_logprobs[mb], advantages[mb], mb_mask,
-                                                        cfg.cliprange)
-                        pg_loss.backward()
+                        with clock.phase("forward_policy"):
+                            new_logprobs = logprobs_of(roles.response_logits(ids[mb], attn[mb], width,
+                                                                             cfg.temperature), responses[mb])
+                            pg_loss, pg_stats = policy_loss(new_logprobs, old_logprobs[mb], advantages[mb], mb_mask,
+                                                            cfg.cliprange)
+                        with clock.phase("backward"):
+                            pg_loss.backward()
                     with roles.use(["value"], trainable=True):
-                        vf_loss, vf_stats = value_loss(roles.values(ids[mb], attn[mb], width), old_values[mb],
-                                                       returns[mb], mb_mask, cfg.cliprange_value)
-                        (cfg.vf_coef * vf_loss).backward()
-                    if cfg.max_grad_norm > 0:
-                        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad(set_to_none=True)
+                        with clock.phase("forward_value"):
+                            vf_loss, vf_stats = value_loss(roles.values(ids[mb], attn[mb], width), old_values[mb],
+                                                           returns[mb], mb_mask, cfg.cliprange_value)
+                        with clock.phase("backward"):
+                            (cfg.vf_coef * vf_loss).backward()
+                    with clock.phase("optimizer"):
+                        if cfg.max_grad_norm > 0:
+                            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
                     for key, value in {"loss/policy": pg_loss.item(), "loss/value": vf_loss.item(), **pg_stats,
                                        **vf_stats}.items():
                         stats.setdefault(key, []).append(value)
@@ -355,6 +391,7 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
                 "val/unfinished": (~finished).float().mean().item(),
                 "response_length": mask.sum(1).float().mean().item(),
                 "tokens_per_second": mask.sum().item() / max(time.time() - started, 1e-6),
+                **clock.report(time.time() - started),
             }
             tracker.log(step, metrics)
             loop.scores.append(metrics["objective/scores"])

@@ -77,6 +77,12 @@ def test_ppo_raises_a_rule_based_reward_with_bounded_kl(yes_no_model, tmp_path):
     for key in ("objective/rlhf_reward", "objective/entropy", "policy/approxkl", "policy/clipfrac", "loss/policy",
                 "loss/value", "val/ratio", "objective/kl_coef", "response_length", "tokens_per_second"):
         assert key in metrics[-1]
+    # Where each step went: every phase took time, and together they are the step (up to the report itself).
+    phases = ("generate", "judge", "forward_policy", "forward_reference", "forward_value", "backward", "optimizer")
+    for previous, m in zip(metrics, metrics[1:]):
+        assert all(m[f"time/{phase}"] > 0 for phase in phases), m
+        step_seconds = sum(m[f"time/{phase}"] for phase in phases) + m["time/other"]
+        assert step_seconds <= m["time"] - previous["time"] + 0.02  # `time` is rounded to 0.01 s
 
 
 def ppo_args(sft, reward, runs, *extra):

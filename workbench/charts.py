@@ -20,7 +20,12 @@ STAGE_CHARTS = {
             ("Losses", [("loss/policy", "policy"), ("loss/value", "value")], None),
             ("Entropy", [("objective/entropy", "entropy")], None),
             ("KL coefficient", [("objective/kl_coef", "kl_coef")], None),
-            ("Response length", [("response_length", "tokens")], None)],
+            ("Response length", [("response_length", "tokens")], None),
+            ("Seconds per step, by phase", [("time/generate", "generate"), ("time/judge", "judge"),
+                                            ("time/forward_policy", "policy forwards"),
+                                            ("time/forward_reference", "reference forward"),
+                                            ("time/forward_value", "value forwards"), ("time/backward", "backward"),
+                                            ("time/optimizer", "optimizer"), ("time/other", "other")], None)],
     "compare": [],
 }
 

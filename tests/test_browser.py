@@ -113,11 +113,13 @@ def test_a_killed_run_resumes_from_the_browser(home_page, tiny_model_dir, tmp_pa
     expect(page.get_by_text("failed").first).to_be_visible(timeout=30_000)
     resume = page.get_by_role("button", name=re.compile(r"Resume from step \d+"))
     expect(resume).to_be_visible(timeout=30_000)
-    page.screenshot(path=str(SHOTS / "3-failed-run.png"), full_page=True)
+    page.wait_for_timeout(2_000)  # let the page finish drawing before the picture
+    resume.scroll_into_view_if_needed()  # the run panel sits below the settings form
+    page.screenshot(path=str(SHOTS / "5-failed-run.png"))
     resume.click()
     expect(page.get_by_text("completed").first).to_be_visible(timeout=180_000)
     expect(page.get_by_text(re.compile(r"Resumed 1×"))).to_be_visible(timeout=30_000)
-    page.screenshot(path=str(SHOTS / "4-resumed-run.png"), full_page=True)
+    page.screenshot(path=str(SHOTS / "6-resumed-run.png"), full_page=True)
     from pipelines.runs import Run
 
     assert [r["step"] for r in Run(runs / "killed").metrics() if "loss" in r] == list(range(1, 17))

@@ -2,7 +2,7 @@
 that cannot be resumed gets a clear message and exit 2 with its directory untouched."""
 
 import hashlib
-import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -57,41 +57,41 @@ def assert_resumed_to_the_end(run_dir: Path, max_steps: int, key: str) -> dict:
     return summary
 
 
-def test_sft_killed_and_resumed_matches_an_uninterrupted_run(tiny_model_dir, tmp_path):
-    steps = ["--set", "max_steps=12", "--set", "save_steps=3"]
-    assert cli(*sft_argv(tiny_model_dir, tmp_path / "straight", *steps, "--run-id", "straight")) == 0
+def straight_and_resumed(argv, max_steps: int, save_steps: int, tmp_path: Path) -> tuple[Path, Path]:
+    """The same run twice: once uninterrupted, once SIGKILLed after its first checkpoint and resumed to the end.
+    `argv(runs_dir, *extra)` builds the stage's command line."""
+    steps = ["--set", f"max_steps={max_steps}", "--set", f"save_steps={save_steps}"]
+    assert cli(*argv(tmp_path / "straight", *steps, "--run-id", "s")) == 0
     killed = tmp_path / "runs" / "killed"
-    kill_after_first_checkpoint(sft_argv(tiny_model_dir, tmp_path / "runs", *steps), killed)
+    kill_after_first_checkpoint(argv(tmp_path / "runs", *steps), killed)
     assert cli("resume", killed) == 0
+    return tmp_path / "straight" / "s", killed
+
+
+def test_sft_killed_and_resumed_matches_an_uninterrupted_run(tiny_model_dir, tmp_path):
+    straight, killed = straight_and_resumed(lambda runs, *extra: sft_argv(tiny_model_dir, runs, *extra), 12, 3,
+                                            tmp_path)
     assert_resumed_to_the_end(killed, 12, "loss")
     # The Trainer restores weights, optimizer, scheduler, RNG and the data position: the same run, within float noise.
-    assert max_abs_difference(adapter(killed), adapter(tmp_path / "straight" / "straight")) < 1e-4
-    straight = {r["step"]: r["loss"] for r in Run(tmp_path / "straight" / "straight").metrics() if "loss" in r}
-    resumed = {r["step"]: r["loss"] for r in Run(killed).metrics() if "loss" in r}
-    assert resumed[12] == pytest.approx(straight[12], abs=1e-4)
+    assert max_abs_difference(adapter(killed), adapter(straight)) < 1e-4
+    straight_losses = {r["step"]: r["loss"] for r in Run(straight).metrics() if "loss" in r}
+    resumed_losses = {r["step"]: r["loss"] for r in Run(killed).metrics() if "loss" in r}
+    assert resumed_losses[12] == pytest.approx(straight_losses[12], abs=1e-4)
 
 
 def test_reward_killed_and_resumed_matches_an_uninterrupted_run(tiny_model_dir, tiny_sft_run, tmp_path):
-    steps = ["--set", "max_steps=10", "--set", "save_steps=3"]
-    assert cli(*reward_argv(tiny_model_dir, tiny_sft_run, tmp_path / "straight", *steps, "--run-id", "s")) == 0
-    killed = tmp_path / "runs" / "killed"
-    kill_after_first_checkpoint(reward_argv(tiny_model_dir, tiny_sft_run, tmp_path / "runs", *steps), killed)
-    assert cli("resume", killed) == 0
+    straight, killed = straight_and_resumed(
+        lambda runs, *extra: reward_argv(tiny_model_dir, tiny_sft_run, runs, *extra), 10, 3, tmp_path)
     summary = assert_resumed_to_the_end(killed, 10, "loss")
-    assert max_abs_difference(adapter(killed), adapter(tmp_path / "straight" / "s")) < 1e-4
-    assert summary["eval_accuracy"] == pytest.approx(read_json(tmp_path / "straight" / "s" / "summary.json")
-                                                     ["eval_accuracy"], abs=0.02)
+    assert max_abs_difference(adapter(killed), adapter(straight)) < 1e-4
+    assert summary["eval_accuracy"] == pytest.approx(read_json(straight / "summary.json")["eval_accuracy"], abs=0.02)
     assert [r["step"] for r in Run(killed).metrics()].count(0) == 1  # the data accounting row is not repeated
 
 
 def test_ppo_killed_and_resumed_equals_an_uninterrupted_run(tiny_sft_run, tiny_reward_run, tmp_path):
-    steps = ["--set", "max_steps=8", "--set", "save_steps=2"]
-    assert cli(*ppo_argv(tiny_sft_run, tiny_reward_run, tmp_path / "straight", *steps, "--run-id", "s")) == 0
-    killed = tmp_path / "runs" / "killed"
-    kill_after_first_checkpoint(ppo_argv(tiny_sft_run, tiny_reward_run, tmp_path / "runs", *steps), killed)
-    assert cli("resume", killed) == 0
+    straight, killed = straight_and_resumed(
+        lambda runs, *extra: ppo_argv(tiny_sft_run, tiny_reward_run, runs, *extra), 8, 2, tmp_path)
     summary = assert_resumed_to_the_end(killed, 8, "objective/scores")
-    straight = tmp_path / "straight" / "s"
     assert max_abs_difference(adapter(killed), adapter(straight)) < 1e-5
     assert summary["mean_kl"] == pytest.approx(read_json(straight / "summary.json")["mean_kl"], abs=1e-4)
     assert [r["step"] for r in Run(killed).samples()] == [r["step"] for r in Run(straight).samples()]
@@ -141,12 +141,8 @@ def tree_digest(folder: Path) -> str:
 
 @pytest.fixture(scope="module")
 def stopped_ppo_run(tiny_sft_run, tiny_reward_run, tmp_path_factory):
-    """A PPO run stopped (STOP file) at step 3 of 6, with checkpoints at steps 2 and 3."""
+    """A PPO run stopped (a stop request, as the Stop button makes) at step 3 of 6, with checkpoints at 2 and 3."""
     runs = tmp_path_factory.mktemp("stopped")
-
-    class StopAtStep3(Exception):
-        pass
-
     run_dir = runs / "r"
     run_dir.mkdir()
     original = Run.stop_requested
@@ -175,8 +171,6 @@ def test_resume_refuses_a_run_without_a_checkpoint(tmp_path, capsys):
 
 
 def test_resume_refuses_a_damaged_checkpoint_and_names_the_file(stopped_ppo_run, tmp_path, capsys):
-    import shutil
-
     run_dir = tmp_path / "r"
     shutil.copytree(stopped_ppo_run, run_dir)
     weights = run_dir / "checkpoints" / "checkpoint-3" / "weights.safetensors"
@@ -191,8 +185,6 @@ def test_resume_refuses_a_change_that_cannot_continue(stopped_ppo_run, capsys):
 
 
 def test_resume_refuses_a_finished_run_unless_extended(tiny_sft_run, tmp_path, capsys):
-    import shutil
-
     run_dir = tmp_path / "sft"
     shutil.copytree(tiny_sft_run, run_dir)
     err = resume_refused(run_dir, capsys)
@@ -203,8 +195,6 @@ def test_resume_refuses_a_finished_run_unless_extended(tiny_sft_run, tmp_path, c
 
 
 def test_a_stopped_run_resumes_where_it_stopped(stopped_ppo_run, tmp_path):
-    import shutil
-
     run_dir = tmp_path / "r"
     shutil.copytree(stopped_ppo_run, run_dir)
     assert cli("resume", run_dir) == 0

@@ -65,11 +65,15 @@ class Shared:
 
     def policy_logits(self, ids, mask, width, temperature, trainable=False):
         with self.roles.use(["policy"], trainable=trainable):
-            return self.roles.response_logits(ids, mask, width, temperature)
+            return self.response_logits(ids, mask, width, temperature)
 
     def reference_logits(self, ids, mask, width, temperature):
         with self.roles.use(self.roles.reference):
-            return self.roles.response_logits(ids, mask, width, temperature)
+            return self.response_logits(ids, mask, width, temperature)
+
+    def response_logits(self, ids, mask, width, temperature):
+        """The LM head on every response position, on the shared base (the same work as the separate layout)."""
+        return self.roles.lm_head(self.roles.hidden(ids, mask)[:, width - 1:-1]).float() / temperature
 
     def values(self, ids, mask, width, trainable=False):
         with self.roles.use(["value"], trainable=trainable):
@@ -83,7 +87,7 @@ class Shared:
 
 
 def response_logits(causal, ids, mask, width, temperature):
-    """As SharedRoles.response_logits: the LM head on response positions only (same work in both layouts)."""
+    """The LM head on every response position (the same work in both layouts)."""
     positions = (mask.cumsum(1) - 1).clamp(min=0)
     hidden = causal.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
     return causal.get_output_embeddings()(hidden[:, width - 1:-1]).float() / temperature
@@ -173,7 +177,9 @@ def main() -> None:
                                "sft_run": str(sft_run.path), "reward_run": str(reward_run.path),
                                "prompts_file": args.prompts_file, "batch_size": args.batch_size,
                                "max_new_tokens": args.max_new_tokens, "temperature": args.temperature,
-                               "ppo_epochs": 1, "seed": args.seed})
+                               "ppo_epochs": 1, "seed": args.seed,
+                               # both layouts hold a critic of its own: the comparison is one base against four
+                               "value_model": "separate"})
     device = pick_device(cfg.device)
     cuda = device == "cuda"
     base_path = resolve_model(base_name)

@@ -73,6 +73,24 @@ MODES = {
 }
 
 
+def cpu_info() -> dict:
+    """CPU model, cores, vector extensions and RAM: machines of one kind differ twofold, and AVX-512 or not is the
+    first thing to compare."""
+    info = {"cpu": platform.processor(), "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
+            "vector": None, "ram_gb": None}
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        info["cpu"] = next((l.split(":", 1)[1].strip() for l in cpuinfo.splitlines()
+                            if l.startswith("model name")), info["cpu"])
+        flags = set(next((l.split(":", 1)[1].split() for l in cpuinfo.splitlines() if l.startswith("flags")), []))
+        info["vector"] = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "neither"
+        mem = Path("/proc/meminfo").read_text()
+        info["ram_gb"] = round(int(re.search(r"MemTotal:\s+(\d+)", mem).group(1)) / 2**20, 1)
+    except (OSError, AttributeError):
+        pass
+    return info
+
+
 def progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -248,7 +266,7 @@ def step_figures(stage: str, rows: list[dict]) -> dict:
     # PPO logs `time/<phase>` per step (pipelines.ppo.PhaseClock): the median of each, after the first step.
     phases = {key[5:]: rnd(median([r[key] for r in train[1:] if key in r]), 3)
               for key in (train[-1] if train else {}) if key.startswith("time/")}
-    return {"phases_s": phases,"steps": len(train), "s_per_step": rnd(median(deltas), 3), "step_deltas_s": [rnd(d, 2) for d in deltas],
+    return {"phases_s": phases, "steps": len(train), "s_per_step": rnd(median(deltas), 3), "step_deltas_s": [rnd(d, 2) for d in deltas],
             "first_step_s": train[0]["time"] if train else None, "tokens_per_s": rnd(median(tokens_per_s), 1),
             "tokens_per_step": median(tokens_per_step), "train_runtime_s": runtime,
             "num_tokens_total": train[-1].get("num_tokens") if train else None,
@@ -332,20 +350,8 @@ class Bench:
     # -- sections --
 
     def machine(self) -> dict:
-        info = {"cpu": "", "cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-                "ram_gb": None, "platform": platform.platform(), "python": platform.python_version(),
+        info = {**cpu_info(), "platform": platform.platform(), "python": platform.python_version(),
                 "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-            info["cpu"] = next((l.split(":", 1)[1].strip() for l in cpuinfo.splitlines()
-                                if l.startswith("model name")), platform.processor())
-            flags = set(next((l.split(":", 1)[1].split() for l in cpuinfo.splitlines() if l.startswith("flags")), []))
-            # Machines of one kind differ twofold: AVX-512 or not is the first thing to compare.
-            info["vector"] = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "neither"
-            mem = Path("/proc/meminfo").read_text()
-            info["ram_gb"] = round(int(re.search(r"MemTotal:\s+(\d+)", mem).group(1)) / 2**20, 1)
-        except (OSError, AttributeError):
-            pass
         for package in ("torch", "transformers", "trl", "peft", "datasets", "accelerate", "bitsandbytes"):
             try:
                 info[package] = metadata.version(package)

@@ -11,7 +11,7 @@ import torch
 
 from pipelines.config import CompareConfig
 from pipelines.data import encode_prompt, load_checked
-from pipelines.models import load_base, load_tokenizer, pick_device, resolve_model
+from pipelines.models import load_base, load_tokenizer, pick_device, resolve_model, sampling_with
 from pipelines.ppo import decode_responses, end_of_turn_ids, generate, left_pad, response_mask
 from pipelines.reward import Judge
 from pipelines.runs import Run
@@ -22,7 +22,7 @@ log = logging.getLogger("pipelines")
 
 class Contestants:
     """One base with the SFT and PPO adapters loaded by name; `base` is the bare model. Quacks like SharedRoles
-    for `generate`."""
+    for `generate` (its `sampling` context)."""
 
     def __init__(self, cfg: CompareConfig, base_path: str, device: str, adapters: dict[str, Run]):
         from peft import PeftModel
@@ -34,12 +34,12 @@ class Contestants:
             for name in names[1:]:
                 self.model.load_adapter(adapters[name].adapter_dir, adapter_name=name)
         self.model.eval()
+        self.quantized = cfg.quantization != "none"
 
-    def use(self, adapters: list[str], trainable: bool = False):
-        if adapters:
-            self.model.set_adapter(adapters[0])
+    def sampling(self, adapters: list[str]):
+        if not hasattr(self.model, "disable_adapter"):  # no adapters loaded: the bare base only
             return torch.no_grad()
-        return self.model.disable_adapter() if hasattr(self.model, "disable_adapter") else torch.no_grad()
+        return sampling_with(self.model, adapters, self.quantized)
 
 
 def sample_responses(contestants, adapters: list[str], prompts: list[dict], tokenizer, *, batch_size: int, seed: int,

@@ -281,10 +281,21 @@ class PPOConfig(TrainingConfig):
     whiten_advantages: bool = setting(True, "Normalise advantages to zero mean and unit variance.", group="ppo")
     cliprange: float = setting(0.2, "Clip range of the policy ratio.", min=0.0, max=10.0, group="ppo")
     cliprange_value: float = setting(0.2, "Clip range of the value update.", min=0.0, group="ppo")
+    value_model: str = setting(
+        "shared", "The critic. `shared`: a linear value head on the policy's own hidden states (no second pass of "
+        "the model; the value loss trains the head alone, so it never bends the policy). `separate`: its own LoRA "
+        "adapter and head, one more forward and backward pass per update.", choices=["shared", "separate"],
+        group="ppo",
+    )
     vf_coef: float = setting(0.1, "Weight of the value loss.", min=0.0, group="ppo")
     ppo_epochs: int = setting(2, "Passes over each batch of rollouts.", min=1, max=64, group="ppo")
     num_minibatches: int = setting(1, "Minibatches per PPO epoch.", min=1, group="ppo")
     max_grad_norm: float = setting(1.0, "Gradient clipping norm.", min=0.0, group="ppo")
+    packing: bool = setting(
+        True, "Pack the real tokens of a batch into fewer rows for every pass after sampling, instead of computing "
+        "its padding (same numbers up to rounding; checked at start, off by itself for a model that cannot).",
+        group="ppo",
+    )
     sample_every: int = setting(2, "Write a few (prompt, response, score) samples every N steps.", min=1)
 
     def validate(self):

@@ -2,7 +2,8 @@
 
     policy     trainable LoRA adapter, initialised from the SFT adapter
     reference  the frozen SFT adapter (or the bare base): the KL penalty keeps the policy near it
-    value      its own LoRA adapter + a linear value head
+    value      a linear value head on the policy's hidden states (`value_model: shared`), or its own LoRA adapter
+               and head (`separate`)
     judge      the reward run's adapter + its score head, when it was trained on the same base
 
 Only the small adapters differ between roles, so memory holds one base instead of four models (TRL's former
@@ -12,6 +13,10 @@ PPOTrainer kept policy, reference, reward and value models apart). One step:
     3. per token: log-probs of policy and reference, values; reward = score at the end - kl_coef * KL;
     4. GAE advantages (whitened) and returns;
     5. several PPO epochs over minibatches: clipped policy loss + clipped value loss, gradient clipping.
+Full passes of the base per step, as few as give the same numbers: the rollout's policy log-probs and values are
+taken from the first update's forward when that sees the whole batch at the rollout's weights (one minibatch), and
+the shared value head reads the hidden states of the policy's own forward. With the defaults a step is: generate,
+judge, reference, then per PPO epoch one forward and one backward.
 Every `save_steps` steps (and `save_minutes`, and at a stop) a checkpoint holds all the next step needs:
 the trainable weights, the optimizer, the RNG states, the prompt order and the KL controller, so a resumed run
 continues exactly as if it had never stopped.
@@ -35,9 +40,11 @@ from pipelines.checkpoints import ResumeError, SaveSchedule, load_ppo, save_ppo
 from pipelines.config import PPOConfig
 from pipelines.data import encode_prompt, load_checked
 from pipelines.errors import WorkbenchError
-from pipelines.models import load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model
-from pipelines.ppo_core import (KLController, entropy_of, gae, kl_k1, kl_k3, logprobs_of, masked_mean, minibatches,
-                                policy_loss, token_rewards, value_loss, whiten)
+from pipelines.models import (load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model,
+                              sampling_with)
+from pipelines.packing import packed_hidden, packing_works, padded_hidden
+from pipelines.ppo_core import (KLController, gae, kl_k1, kl_k3, masked_mean, minibatches, policy_loss, token_rewards,
+                                value_loss, whiten)
 from pipelines.reward import Judge, check_gate, encode_for_judge
 from pipelines.runs import Run
 from pipelines.tracking import Tracker, log_checkpoint
@@ -53,7 +60,8 @@ class TrainingDiverged(WorkbenchError):
 
 
 class SharedRoles:
-    """The PEFT model with adapters `policy`, `reference` (optional), `value` and `judge` (optional)."""
+    """The PEFT model with adapters `policy`, `reference` (optional), `value` (with `value_model: separate`) and
+    `judge` (optional)."""
 
     def __init__(self, cfg: PPOConfig, base_path: str, device: str, sft_run: Run | None, judge_run: Run | None):
         from peft import PeftModel, get_peft_model
@@ -67,7 +75,9 @@ class SharedRoles:
         else:
             self.model = get_peft_model(base, lora_config(cfg, "CAUSAL_LM", dropout=0.0), adapter_name="policy")
             self.reference = []  # the bare base
-        self.model.add_adapter("value", lora_config(cfg, "CAUSAL_LM", dropout=0.0))
+        self.shared_value = cfg.value_model == "shared"
+        if not self.shared_value:
+            self.model.add_adapter("value", lora_config(cfg, "CAUSAL_LM", dropout=0.0))
         causal = self.model.get_base_model()
         self.decoder, self.lm_head = causal.get_decoder(), causal.get_output_embeddings()
         hidden = causal.config.get_text_config().hidden_size
@@ -80,6 +90,10 @@ class SharedRoles:
         # Eval mode for good, training included: with dropout on, the same tokens get different log-probs on
         # each pass and the PPO ratio is noisy before any update (the lr=0 test checks it stays exactly 1).
         self.model.eval()
+        self.quantized = cfg.quantization != "none"
+        self.packing = cfg.packing and packing_works(self.decoder, device)
+        if cfg.packing and not self.packing:
+            log.warning("This model does not keep packed sequences apart; PPO passes run on padded batches.")
 
     def _attach_judge(self, judge_run: Run, hidden: int) -> None:
         """The reward adapter on our base. A judge trained from the SFT model had the SFT adapter merged in;
@@ -97,6 +111,10 @@ class SharedRoles:
         self.score_head.weight.data.copy_(score.float())
         self.judge_adapters = self.reference + ["judge"]
 
+    def sampling(self, adapters: list[str]):
+        """The context `generate` samples in (pipelines.models.sampling_with: one adapter merged when it can be)."""
+        return sampling_with(self.model, adapters, self.quantized)
+
     def use(self, adapters: list[str], trainable: bool = False):
         """Activate adapters; an empty list means the bare base."""
         if adapters:
@@ -112,15 +130,36 @@ class SharedRoles:
         return params | {f"value_head.{n}": p for n, p in self.value_head.named_parameters()}
 
     def hidden(self, ids, mask):
-        positions = (mask.cumsum(1) - 1).clamp(min=0)  # left padding: positions as generate() saw them
-        return self.decoder(input_ids=ids, attention_mask=mask, position_ids=positions).last_hidden_state
+        """Last hidden states of a padded batch; through a packed pass when the model keeps packed sequences apart
+        (pipelines/packing.py: the same numbers without the padding's share of the work)."""
+        if self.packing:
+            return packed_hidden(self.decoder, ids, mask)
+        return padded_hidden(self.decoder, ids, mask)
 
-    def response_logits(self, ids, mask, prompt_width: int, temperature: float):
-        """Logits that predicted each response token (the last prompt position predicts the first)."""
-        hidden = self.hidden(ids, mask)[:, prompt_width - 1:-1]
-        return self.lm_head(hidden).float() / temperature
+    def response_logprobs(self, ids, mask, prompt_width: int, temperature: float, entropy: bool = False):
+        """One pass under the active adapters over prompts + responses (`ids[:, prompt_width:]`). Returns the
+        log-probs of the response tokens, the shared head's values (None for a separate critic) and, with
+        `entropy`, the policy's entropy per token; all (batch, response width), zero on padding.
+
+        The LM head and the softmax over the vocabulary run on real response tokens only: after the decoder they
+        are the largest part of a pass, and about half the response columns are padding. The value head reads the
+        hidden states detached, so the value loss trains the head alone: the fully joint actor-critic, where the
+        value loss also moves the policy's LoRA, is the variant the Hydra-RLHF paper found unstable."""
+        hidden = self.hidden(ids, mask)[:, prompt_width - 1:-1]  # the position before each token predicts it
+        real = mask[:, prompt_width:].bool()
+        logp = (self.lm_head(hidden[real]).float() / temperature).log_softmax(-1)
+        logprobs = hidden.new_zeros(real.shape, dtype=torch.float)
+        logprobs[real] = logp.gather(1, ids[:, prompt_width:][real].unsqueeze(1)).squeeze(1)
+        entropies = None
+        if entropy:
+            entropies = torch.zeros_like(logprobs)
+            with torch.no_grad():
+                entropies[real] = -(logp.exp() * logp).sum(-1)
+        values = self.value_head(hidden.detach().float()).squeeze(-1) if self.shared_value else None
+        return logprobs, values, entropies
 
     def values(self, ids, mask, prompt_width: int):
+        """The separate critic: the `value` adapter must be active."""
         return self.value_head(self.hidden(ids, mask)[:, prompt_width - 1:-1].float()).squeeze(-1)
 
     @torch.no_grad()
@@ -132,7 +171,7 @@ class SharedRoles:
             ids[i, :len(seq)], mask[i, :len(seq)] = torch.tensor(seq), 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         with self.use(self.judge_adapters):
-            hidden = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            hidden = self.hidden(ids, mask)
         last = mask.sum(1) - 1
         return self.score_head(hidden[torch.arange(len(sequences)), last].float()).squeeze(-1).cpu().tolist()
 
@@ -171,20 +210,16 @@ def response_mask(responses: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Te
 @torch.no_grad()
 def generate(roles: SharedRoles, adapters: list[str], prompt_ids, prompt_mask, tokenizer, *, max_new_tokens: int,
              temperature: float, top_p: float, eos_ids: list[int]) -> torch.Tensor:
-    """Sampled (or greedy, temperature 0) responses, padded to max_new_tokens."""
-    with roles.use(adapters):
+    """Sampled (or greedy, temperature 0) responses. As wide as the longest one: generation stops once every
+    response has ended, and the columns after that would be padding that every later pass skips by mask anyway."""
+    with roles.sampling(adapters):
         out = roles.model.generate(
             input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=max_new_tokens,
             do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
             top_p=top_p if temperature > 0 else None, top_k=0 if temperature > 0 else None,
             eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id,
         )
-    responses = out[:, prompt_ids.shape[1]:]
-    if responses.shape[1] < max_new_tokens:  # every sequence stopped early
-        pad = torch.full((len(responses), max_new_tokens - responses.shape[1]), tokenizer.pad_token_id,
-                         dtype=responses.dtype, device=responses.device)
-        responses = torch.cat([responses, pad], 1)
-    return responses
+    return out[:, prompt_ids.shape[1]:]
 
 
 def end_of_turn_ids(tokenizer) -> list[int]:
@@ -271,6 +306,30 @@ class PhaseClock:
 
 
 @dataclass
+class Rollout:
+    """What a step's updates hold fixed: the rollout policy's log-probs and values, the KL to the reference, GAE
+    advantages (whitened) and returns, all (batch, response tokens); and the policy's mean entropy."""
+
+    logprobs: torch.Tensor
+    values: torch.Tensor
+    kl: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    entropy: float
+
+
+@torch.no_grad()
+def assess_rollout(cfg: PPOConfig, logprobs, values, entropy, ref_logprobs, scores, mask, kl_coef: float) -> Rollout:
+    """Steps 3-4 from the rollout policy's outputs: per-token KL and rewards, then advantages and returns."""
+    kl = kl_k1(logprobs, ref_logprobs) * mask
+    rewards = token_rewards(scores, kl, mask.float(), kl_coef)
+    advantages, returns = gae(rewards, values, mask.float(), cfg.gamma, cfg.lam)
+    if cfg.whiten_advantages:
+        advantages = whiten(advantages, mask.float())
+    return Rollout(logprobs, values, kl, advantages, returns, masked_mean(entropy, mask).item())
+
+
+@dataclass
 class LoopState:
     """What the loop carries from step to step besides weights and optimizer; checkpointed with them."""
 
@@ -325,46 +384,60 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
             width = prompt_ids.shape[1]
             texts = decode_responses(tokenizer, responses, mask)
 
+            def policy_forward(rows, trainable=False, entropy=False):
+                """(log-probs of the sampled tokens, the shared head's values or None, entropy) under the policy."""
+                with roles.use(["policy"], trainable=trainable), clock.phase("forward_policy"):
+                    return roles.response_logprobs(ids[rows], attn[rows], width, cfg.temperature, entropy)
+
+            def value_forward(rows, trainable=False):
+                with roles.use(["value"], trainable=trainable), clock.phase("forward_value"):
+                    return roles.values(ids[rows], attn[rows], width)
+
             # 2. score
             with clock.phase("judge"):
                 scores = torch.tensor(score(batch, texts), dtype=torch.float, device=device)
             scores = scores + cfg.unfinished_penalty * (~finished).float()
 
-            # 3. per-token log-probs, KL, values, rewards
+            # 3-4. the rollout's per-token numbers: the reference's log-probs here; the policy's log-probs and the
+            # values from the first update's forward when it sees the whole batch at the rollout's weights (one
+            # minibatch), else from a pass of their own; a separate critic needs its own pass either way
+            everything = torch.arange(len(responses), device=device)
             with torch.no_grad():
-                with roles.use(["policy"]), clock.phase("forward_policy"):
-                    logits = roles.response_logits(ids, attn, width, cfg.temperature)
-                    old_logprobs = logprobs_of(logits, responses)
-                    entropy = masked_mean(entropy_of(logits), mask).item()
-                del logits
                 with roles.use(roles.reference), clock.phase("forward_reference"):
-                    ref_logprobs = logprobs_of(roles.response_logits(ids, attn, width, cfg.temperature), responses)
-                with roles.use(["value"]), clock.phase("forward_value"):
-                    old_values = roles.values(ids, attn, width)
-                kl = kl_k1(old_logprobs, ref_logprobs) * mask
-                rewards = token_rewards(scores, kl, mask.float(), kl_ctl.value)
-                # 4. advantages
-                advantages, returns = gae(rewards, old_values, mask.float(), cfg.gamma, cfg.lam)
-                if cfg.whiten_advantages:
-                    advantages = whiten(advantages, mask.float())
+                    ref_logprobs = roles.response_logprobs(ids, attn, width, cfg.temperature)[0]
+                separate_values = None if roles.shared_value else value_forward(everything)
+
+            def critic(shared_values):
+                return shared_values if roles.shared_value else separate_values
+
+            rollout = None
+            if cfg.num_minibatches > 1:
+                with torch.no_grad():
+                    logprobs, values, entropy = policy_forward(everything, entropy=True)
+                    rollout = assess_rollout(cfg, logprobs, critic(values), entropy, ref_logprobs, scores, mask,
+                                             kl_ctl.value)
 
             # 5. PPO epochs
             stats: dict[str, list[float]] = {}
             for _ in range(cfg.ppo_epochs):
                 for mb in minibatches(cfg.batch_size, cfg.num_minibatches):
                     mb_mask = mask[mb].float()
-                    with roles.use(["policy"], trainable=True):
-                        with clock.phase("forward_policy"):
-                            new_logprobs = logprobs_of(roles.response_logits(ids[mb], attn[mb], width,
-                                                                             cfg.temperature), responses[mb])
-                            pg_loss, pg_stats = policy_loss(new_logprobs, old_logprobs[mb], advantages[mb], mb_mask,
-                                                            cfg.cliprange)
+                    logprobs, values, entropy = policy_forward(mb, trainable=True, entropy=rollout is None)
+                    if rollout is None:  # this forward IS the rollout's: same weights, same tokens, eval mode
+                        rollout = assess_rollout(cfg, logprobs.detach(), critic(values).detach(), entropy,
+                                                 ref_logprobs, scores, mask, kl_ctl.value)
+                    pg_loss, pg_stats = policy_loss(logprobs, rollout.logprobs[mb], rollout.advantages[mb], mb_mask,
+                                                    cfg.cliprange)
+                    if roles.shared_value:  # the head reads detached hidden states: one backward serves both
+                        vf_loss, vf_stats = value_loss(values, rollout.values[mb], rollout.returns[mb], mb_mask,
+                                                       cfg.cliprange_value)
                         with clock.phase("backward"):
-                            pg_loss.backward()
-                    with roles.use(["value"], trainable=True):
-                        with clock.phase("forward_value"):
-                            vf_loss, vf_stats = value_loss(roles.values(ids[mb], attn[mb], width), old_values[mb],
-                                                           returns[mb], mb_mask, cfg.cliprange_value)
+                            (pg_loss + cfg.vf_coef * vf_loss).backward()
+                    else:
+                        with clock.phase("backward"):
+                            pg_loss.backward()  # before the value adapter's switch turns the policy's grads off
+                        vf_loss, vf_stats = value_loss(value_forward(mb, trainable=True), rollout.values[mb],
+                                                       rollout.returns[mb], mb_mask, cfg.cliprange_value)
                         with clock.phase("backward"):
                             (cfg.vf_coef * vf_loss).backward()
                     with clock.phase("optimizer"):
@@ -375,6 +448,7 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
                     for key, value in {"loss/policy": pg_loss.item(), "loss/value": vf_loss.item(), **pg_stats,
                                        **vf_stats}.items():
                         stats.setdefault(key, []).append(value)
+            kl = rollout.kl
 
             # report
             mean_kl = kl.sum(1).mean().item()
@@ -382,10 +456,10 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
             metrics = {
                 "objective/scores": scores.mean().item(),
                 "objective/kl": mean_kl,
-                "objective/kl_k3": (kl_k3(old_logprobs, ref_logprobs) * mask).sum(1).mean().item(),
+                "objective/kl_k3": (kl_k3(rollout.logprobs, ref_logprobs) * mask).sum(1).mean().item(),
                 "objective/non_score_reward": non_score,
                 "objective/rlhf_reward": scores.mean().item() + non_score,
-                "objective/entropy": entropy,
+                "objective/entropy": rollout.entropy,
                 "objective/kl_coef": kl_ctl.value,
                 **{k: sum(v) / len(v) for k, v in stats.items()},
                 "val/unfinished": (~finished).float().mean().item(),

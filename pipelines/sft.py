@@ -108,8 +108,10 @@ def run(cfg: SFTConfig, run, resume: Path | None = None) -> dict:
     if losses:
         summary.update(first_loss=losses[0], final_loss=losses[-1])
     if eval_rows and not stopped:
-        metrics = trainer.evaluate()
-        tracker.log(trainer.state.global_step, metrics)
+        metrics = next((row for row in reversed(run.metrics()) if "eval_loss" in row), {})
+        if metrics.get("step") != trainer.state.global_step:  # no evaluation at the last step yet: one more
+            metrics = trainer.evaluate()
+            tracker.log(trainer.state.global_step, metrics)
         summary["eval_loss"] = metrics.get("eval_loss")
 
     trainer.model.save_pretrained(run.adapter_dir)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipelines.config import PPOConfig
-from pipelines.data import encode_response
+from pipelines.data import encode_prompt, encode_response
 from pipelines.ppo import SharedRoles, response_mask, train
 from pipelines.reward import Judge, encode_for_judge
 from pipelines.runs import Run
@@ -45,6 +45,17 @@ def yes_no_model(tiny_model_dir, tmp_path_factory):
     return path
 
 
+def full_pass(roles, ids, mask, width, temperature):
+    """The plain way, as a reference for every saving: a padded pass, the LM head on every response column, then
+    log-probs, entropy and values (a shared head's, or the `value` adapter's when the critic is separate)."""
+    from pipelines.packing import padded_hidden
+    from pipelines.ppo_core import entropy_of, logprobs_of
+
+    hidden = padded_hidden(roles.decoder, ids, mask)[:, width - 1:-1]
+    logits = roles.lm_head(hidden).float() / temperature
+    return logprobs_of(logits, ids[:, width:]), roles.value_head(hidden.float()).squeeze(-1), entropy_of(logits)
+
+
 def brevity(text: str) -> float:
     """1 for an empty answer, 0 for eight words: the yes/no model starts at about six words (score ~0.25)."""
     return 1 - len(text.split()) / 8
@@ -77,8 +88,10 @@ def test_ppo_raises_a_rule_based_reward_with_bounded_kl(yes_no_model, tmp_path):
     for key in ("objective/rlhf_reward", "objective/entropy", "policy/approxkl", "policy/clipfrac", "loss/policy",
                 "loss/value", "val/ratio", "objective/kl_coef", "response_length", "tokens_per_second"):
         assert key in metrics[-1]
-    # Where each step went: every phase took time, and together they are the step (up to the report itself).
-    phases = ("generate", "judge", "forward_policy", "forward_reference", "forward_value", "backward", "optimizer")
+    # Where each step went: every phase took time, and together they are the step (up to the report itself). The
+    # shared value head has no pass of its own: no `forward_value`.
+    phases = ("generate", "judge", "forward_policy", "forward_reference", "backward", "optimizer")
+    assert "time/forward_value" not in metrics[-1]
     for previous, m in zip(metrics, metrics[1:]):
         assert all(m[f"time/{phase}"] > 0 for phase in phases), m
         step_seconds = sum(m[f"time/{phase}"] for phase in phases) + m["time/other"]
@@ -169,17 +182,17 @@ def test_each_ppo_epoch_uses_every_rollout_exactly_once(yes_no_model, tmp_path):
                     max_steps=2, max_new_tokens=6, temperature=1.0, lora_r=4)
     roles = SharedRoles(cfg, str(yes_no_model), "cpu", None, None)
     seen = {"rollout": [], "updates": []}
-    original = roles.response_logits
+    original = roles.response_logprobs
 
-    def spy(ids, mask, width, temperature):
+    def spy(ids, mask, width, temperature, entropy=False):
         rows = [tuple(r) for r in ids.tolist()]
         if torch.is_grad_enabled():
             seen["updates"].append(rows)
         elif len(rows) == cfg.batch_size:  # the rollout's own forward sees the whole batch
             seen["rollout"].append(rows)
-        return original(ids, mask, width, temperature)
+        return original(ids, mask, width, temperature, entropy)
 
-    roles.response_logits = spy
+    roles.response_logprobs = spy
     tok = load_tokenizer(str(yes_no_model))
     tok.padding_side = "left"
     prompts = [{"prompt": [{"role": "user", "content": f"Answer {i}."}]} for i in range(8)]
@@ -192,3 +205,132 @@ def test_each_ppo_epoch_uses_every_rollout_exactly_once(yes_no_model, tmp_path):
             used = [row for mb in seen["updates"][start:start + cfg.num_minibatches] for row in mb]
             assert all(len(mb) == 2 for mb in seen["updates"][start:start + cfg.num_minibatches])
             assert sorted(used) == sorted(batch)
+
+
+@pytest.mark.parametrize("value_model,num_minibatches", [("shared", 1), ("separate", 1), ("shared", 2)])
+def test_the_rollout_numbers_are_those_of_a_pass_of_their_own(yes_no_model, tmp_path, monkeypatch, value_model,
+                                                               num_minibatches):
+    """With one minibatch the rollout's log-probs and values come from the first update's forward instead of a pass
+    of their own, packed, with the LM head on real tokens only. At every step, before any update: the weights are
+    still those that sampled the responses, and log-probs, values, entropy, KL, advantages and returns equal what a
+    plain padded no-grad pass computes."""
+    import pipelines.ppo as ppo
+    from pipelines.models import load_tokenizer
+
+    cfg = PPOConfig(prompts_file="unused", reward_run="unused", batch_size=4, num_minibatches=num_minibatches,
+                    ppo_epochs=2, max_steps=3, max_new_tokens=6, temperature=1.0, lora_r=4, learning_rate=1e-2,
+                    value_model=value_model, vf_coef=1.0)
+    roles = SharedRoles(cfg, str(yes_no_model), "cpu", None, None)
+    assert roles.packing
+    sampled_with, last_pass, checked = {}, {}, []
+    real_generate, real_assess, real_pass = ppo.generate, ppo.assess_rollout, roles.response_logprobs
+
+    def spy_generate(roles_, *args, **kwargs):
+        sampled_with.update({n: p.detach().clone() for n, p in roles.trainable_parameters().items()})
+        return real_generate(roles_, *args, **kwargs)
+
+    def spy_pass(ids, mask, width, temperature, entropy=False):
+        last_pass.update(ids=ids, mask=mask, width=width)
+        return real_pass(ids, mask, width, temperature, entropy)
+
+    def spy_assess(cfg_, logprobs, values, entropy, ref_logprobs, scores, mask, kl_coef):
+        got = real_assess(cfg_, logprobs, values, entropy, ref_logprobs, scores, mask, kl_coef)
+        assert all(torch.equal(p, sampled_with[n]) for n, p in roles.trainable_parameters().items())
+        ids, attn, width = last_pass["ids"], last_pass["mask"], last_pass["width"]
+        with torch.no_grad():
+            with roles.use(["policy"]):
+                own_logprobs, own_values, own_entropy = full_pass(roles, ids, attn, width, cfg.temperature)
+            if value_model == "separate":
+                with roles.use(["value"]):
+                    own_values = roles.values(ids, attn, width)
+        roles.use(["policy"], trainable=True)  # back to the update's mode
+        want = real_assess(cfg_, own_logprobs, own_values, own_entropy, ref_logprobs, scores, mask, kl_coef)
+        real = mask.bool()
+        for name in ("logprobs", "values", "kl", "advantages", "returns"):
+            assert torch.allclose(getattr(got, name)[real], getattr(want, name)[real], atol=1e-5), name
+        assert got.entropy == pytest.approx(want.entropy, abs=1e-5)
+        checked.append(got)
+        return got
+
+    monkeypatch.setattr(ppo, "generate", spy_generate)
+    monkeypatch.setattr(ppo, "assess_rollout", spy_assess)
+    roles.response_logprobs = spy_pass
+    tok = load_tokenizer(str(yes_no_model))
+    tok.padding_side = "left"
+    prompts = [{"prompt": [{"role": "user", "content": f"Answer {i}."}]} for i in range(4)]
+    train(cfg, Run.create("ppo", cfg.to_yaml(), tmp_path), roles, tok, prompts,
+          lambda b, texts: [float(len(t)) for t in texts])
+    assert len(checked) == cfg.max_steps
+    assert not torch.equal(checked[0].logprobs, checked[-1].logprobs)  # the policy did move between steps
+    if value_model == "shared":  # the head learned from the policy's own pass
+        assert not torch.equal(roles.value_head.weight, torch.zeros_like(roles.value_head.weight))
+
+
+def test_passes_skip_padding_after_the_longest_response(yes_no_model):
+    """generate() returns as many columns as the longest response. The padding it no longer adds was masked in every
+    later pass: with it back, log-probs, KL, values and advantages on the real tokens are the same, and zero after."""
+    from pipelines.models import load_tokenizer
+    from pipelines.ppo import assess_rollout, end_of_turn_ids, generate, left_pad
+
+    cfg = PPOConfig(prompts_file="unused", reward_run="unused", temperature=1.0, lora_r=4)
+    roles = SharedRoles(cfg, str(yes_no_model), "cpu", None, None)
+    with torch.no_grad():
+        roles.value_head.weight.normal_()  # values that are not all zero
+    tok = load_tokenizer(str(yes_no_model))
+    tok.padding_side = "left"
+    eos = end_of_turn_ids(tok)
+    prompt_ids, prompt_mask = left_pad([encode_prompt(tok, [{"role": "user", "content": f"Answer {i}."}])
+                                        for i in range(4)], tok.pad_token_id, "cpu")
+    torch.manual_seed(0)
+    responses = generate(roles, ["policy"], prompt_ids, prompt_mask, tok, max_new_tokens=30, temperature=1.0,
+                         top_p=1.0, eos_ids=eos)
+    mask, finished = response_mask(responses, eos)
+    assert finished.all() and responses.shape[1] == mask.sum(1).max() < 30  # six words end well before 30 tokens
+
+    def numbers(responses, mask):
+        ids, attn = torch.cat([prompt_ids, responses], 1), torch.cat([prompt_mask, mask], 1)
+        width = prompt_ids.shape[1]
+        with torch.no_grad(), roles.use(["policy"]):
+            logprobs, values, entropy = roles.response_logprobs(ids, attn, width, 1.0, entropy=True)
+        ref = logprobs - 0.1  # any reference: only the arithmetic after it is compared
+        return assess_rollout(cfg, logprobs, values, entropy, ref, torch.tensor([1., 0, 2, 1]), mask, 0.05)
+
+    short = numbers(responses, mask)
+    extra = torch.full((4, 30 - responses.shape[1]), tok.pad_token_id)
+    padded = numbers(torch.cat([responses, extra], 1), torch.cat([mask, torch.zeros_like(extra)], 1))
+    n = responses.shape[1]
+    real = mask.bool()
+    for name in ("logprobs", "values", "kl", "advantages", "returns"):
+        a, b = getattr(short, name), getattr(padded, name)
+        assert torch.allclose(a[real], b[:, :n][real], atol=1e-5), name
+    assert padded.advantages[:, n:].abs().max() == 0 and padded.kl[:, n:].abs().max() == 0
+    assert short.entropy == pytest.approx(padded.entropy, abs=1e-5)
+
+
+def test_sampling_on_merged_weights_matches_the_adapter_and_leaves_the_base_untouched(yes_no_model):
+    """generate() samples with the policy merged into the weights (one matmul per layer); greedy answers are those
+    of the unmerged adapter, and afterwards every base weight is the very tensor it was, bit for bit."""
+    from pipelines.models import load_tokenizer
+    from pipelines.ppo import end_of_turn_ids, generate, left_pad
+
+    cfg = PPOConfig(prompts_file="unused", reward_run="unused", lora_r=4)
+    roles = SharedRoles(cfg, str(yes_no_model), "cpu", None, None)
+    with torch.no_grad():  # a policy adapter that really changes the answers
+        for name, param in roles.model.named_parameters():
+            if ".policy." in name:
+                param.normal_(0, 0.3, generator=torch.Generator().manual_seed(len(name)))
+    tok = load_tokenizer(str(yes_no_model))
+    tok.padding_side = "left"
+    ids, mask = left_pad([encode_prompt(tok, [{"role": "user", "content": f"Answer {i}."}]) for i in range(4)],
+                         tok.pad_token_id, "cpu")
+    before = {n: (p, p.detach().clone()) for n, p in roles.model.named_parameters() if "lora" not in n}
+    kwargs = dict(max_new_tokens=8, temperature=0.0, top_p=1.0, eos_ids=end_of_turn_ids(tok))
+    merged = generate(roles, ["policy"], ids, mask, tok, **kwargs)
+    with roles.use(["policy"]):
+        unmerged = roles.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=8, do_sample=False,
+                                        eos_token_id=kwargs["eos_ids"], pad_token_id=tok.pad_token_id)
+    bare = generate(roles, [], ids, mask, tok, **kwargs)
+    assert torch.equal(merged, unmerged[:, ids.shape[1]:]) and not torch.equal(merged, bare)
+    after = dict(roles.model.named_parameters())
+    for name, (param, value) in before.items():
+        assert after[name] is param and torch.equal(param, value), name

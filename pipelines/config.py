@@ -75,6 +75,7 @@ class StageConfig:
     run_name: str = setting("", "Optional label shown next to the run id.", group="run")
 
     stage: typing.ClassVar[str] = ""
+    earlier_defaults: typing.ClassVar[dict[str, Any]] = {}  # see load_saved
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -112,6 +113,14 @@ class StageConfig:
                 hint = f" Did you mean `{close[0]}`?" if close else f" Known keys: {', '.join(sorted(known))}."
                 raise ConfigError(f"Unknown key `{key}` in {source} for stage `{cls.stage}`.{hint}")
         return cls(**values)
+
+    @classmethod
+    def load_saved(cls, path: str | Path, overrides: list[str] = ()) -> "StageConfig":
+        """A run's own config.yaml. A setting it lacks was added after the run started: the run was trained with the
+        behaviour from before, `earlier_defaults`, not today's default."""
+        saved = read_yaml(path)
+        earlier = [f"{key}={value}" for key, value in cls.earlier_defaults.items() if key not in saved]
+        return cls.load(path, [*earlier, *overrides])
 
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: list[str] = ()) -> "StageConfig":
@@ -256,6 +265,7 @@ class PPOConfig(TrainingConfig):
     """Stage 3: PPO against the judge with a KL penalty to the SFT reference, on one shared base model."""
 
     stage: typing.ClassVar[str] = "ppo"
+    earlier_defaults: typing.ClassVar[dict[str, Any]] = {"value_model": "separate", "packing": False}
 
     sft_run: str = setting("", "Starting policy and KL reference: an SFT run folder or `latest`. Empty: the bare "
                            "`model`.", group="model")

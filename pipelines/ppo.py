@@ -508,10 +508,12 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
 def restore_checkpoint(folder: Path, device, trainable: dict, optimizer, kl_ctl: KLController, loop: LoopState) -> int:
     """Load a PPO checkpoint into the live objects; returns its step."""
     weights, optimizer_state, state = load_ppo(folder, device)
-    missing = sorted(set(trainable) - set(weights))
-    if missing:
-        raise ResumeError(f"Checkpoint `{folder}` does not match this model: it lacks {len(missing)} trainable "
-                          f"tensors (e.g. `{missing[0]}`). Fix: resume with the config the run started with.")
+    missing, extra = sorted(set(trainable) - set(weights)), sorted(set(weights) - set(trainable))
+    if missing or extra:
+        example = f"lacks `{missing[0]}`" if missing else f"holds `{extra[0]}`, which this model has not"
+        raise ResumeError(f"Checkpoint `{folder}` does not match this model: it {example} ({len(missing)} missing, "
+                          f"{len(extra)} unexpected trainable tensors). Fix: resume with the config the run started "
+                          "with (`python -m pipelines resume RUN_DIR` reads it from the run's config.yaml).")
     with torch.no_grad():
         for name, param in trainable.items():
             param.copy_(weights[name])

@@ -48,8 +48,8 @@ def plan_resume(run_dir: str | Path, overrides: list[str] = ()) -> ResumePlan:
                           "first checkpoint. Fix: start it again as a new run; a smaller `save_steps` checkpoints "
                           "sooner.")
     config_file = run.path / "config.yaml"
-    original = STAGES[stage].load(config_file)
-    config = STAGES[stage].load(config_file, overrides)
+    original = STAGES[stage].load_saved(config_file)
+    config = STAGES[stage].load_saved(config_file, overrides)
     changed = [f for f in original.to_dict() if getattr(original, f, None) != getattr(config, f, None)]
     fixed = [f for f in changed if f not in config.resumable_changes]
     if fixed:

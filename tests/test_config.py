@@ -53,3 +53,18 @@ def test_every_field_has_help():
     for cls in StageConfig.__subclasses__():
         for row in describe_fields(cls):
             assert row["help"], (cls.__name__, row["name"])
+
+
+def test_a_run_saved_before_a_setting_existed_keeps_the_behaviour_it_was_trained_with(tmp_path):
+    """A PPO run's config.yaml from before `value_model` existed was trained with a separate value adapter: resuming
+    it must rebuild that, while a recipe that leaves the setting out gets today's default."""
+    from pipelines.config import PPOConfig
+
+    saved = PPOConfig(prompts_file="p.jsonl", reward_run="r").to_yaml()
+    assert "value_model: shared\n" in saved and "packing: true\n" in saved
+    path = tmp_path / "config.yaml"
+    path.write_text(saved.replace("value_model: shared\n", "").replace("packing: true\n", ""))
+    old = PPOConfig.load_saved(path)
+    assert (old.value_model, old.packing) == ("separate", False)
+    assert PPOConfig.load_saved(path, ["max_steps=99"]).max_steps == 99
+    assert PPOConfig.load(path).value_model == "shared"

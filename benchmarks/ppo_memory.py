@@ -72,8 +72,7 @@ class Shared:
             return self.response_logits(ids, mask, width, temperature)
 
     def response_logits(self, ids, mask, width, temperature):
-        """The LM head on every response position, on the shared base (the same work as the separate layout)."""
-        return self.roles.lm_head(self.roles.hidden(ids, mask)[:, width - 1:-1]).float() / temperature
+        return response_logits(self.roles.model.get_base_model(), ids, mask, width, temperature)
 
     def values(self, ids, mask, width, trainable=False):
         with self.roles.use(["value"], trainable=trainable):

@@ -43,8 +43,8 @@ from pipelines.errors import WorkbenchError
 from pipelines.models import (load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model,
                               sampling_with)
 from pipelines.packing import packed_hidden, packing_works, padded_hidden
-from pipelines.ppo_core import (KLController, gae, kl_k1, kl_k3, masked_mean, minibatches, policy_loss, token_rewards,
-                                value_loss, whiten)
+from pipelines.ppo_core import (KLController, entropy_of, gae, kl_k1, kl_k3, logprobs_of, masked_mean, minibatches,
+                                policy_loss, token_rewards, value_loss, whiten)
 from pipelines.reward import Judge, check_gate, encode_for_judge
 from pipelines.runs import Run
 from pipelines.tracking import Tracker, log_checkpoint
@@ -147,14 +147,14 @@ class SharedRoles:
         value loss also moves the policy's LoRA, is the variant the Hydra-RLHF paper found unstable."""
         hidden = self.hidden(ids, mask)[:, prompt_width - 1:-1]  # the position before each token predicts it
         real = mask[:, prompt_width:].bool()
-        logp = (self.lm_head(hidden[real]).float() / temperature).log_softmax(-1)
+        logits = self.lm_head(hidden[real]).float() / temperature  # (real response tokens, vocabulary)
         logprobs = hidden.new_zeros(real.shape, dtype=torch.float)
-        logprobs[real] = logp.gather(1, ids[:, prompt_width:][real].unsqueeze(1)).squeeze(1)
+        logprobs[real] = logprobs_of(logits, ids[:, prompt_width:][real])
         entropies = None
         if entropy:
             entropies = torch.zeros_like(logprobs)
             with torch.no_grad():
-                entropies[real] = -(logp.exp() * logp).sum(-1)
+                entropies[real] = entropy_of(logits)
         values = self.value_head(hidden.detach().float()).squeeze(-1) if self.shared_value else None
         return logprobs, values, entropies
 

@@ -33,8 +33,8 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torc
 
 
 def logprobs_of(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """log p(token) under logits, gathered per position."""
-    return torch.gather(logits.float().log_softmax(-1), 2, tokens.unsqueeze(-1)).squeeze(-1)
+    """log p(token) under logits (..., vocab), gathered per position."""
+    return torch.gather(logits.float().log_softmax(-1), -1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
 def entropy_of(logits: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipelines import distributed
 from pipelines.errors import WorkbenchError
 
 PREFIX = "checkpoint-"
@@ -92,7 +93,11 @@ class SaveSchedule:
         self.last_save = time.monotonic()
 
     def due(self, step: int) -> bool:
-        return step % self.every == 0 or bool(self.seconds and time.monotonic() - self.last_save >= self.seconds)
+        """Every rank of a launched job must call this at the same step: the clock is agreed on, since each rank's
+        clock would cross `minutes` at a different step and all of them take part in a save."""
+        if step % self.every == 0:
+            return True
+        return bool(self.seconds) and distributed.agree(time.monotonic() - self.last_save >= self.seconds)
 
     def saved(self) -> None:
         self.last_save = time.monotonic()
@@ -134,34 +139,59 @@ def read_safetensors_header(path: Path) -> dict:
 # ---- PPO's own checkpoint ----------------------------------------------------------------------------------------
 
 
-def save_ppo(run_path: Path, step: int, weights: dict, optimizer, state: dict[str, Any], keep: int) -> Path:
+def save_ppo(run_path: Path, step: int, weights: dict, optimizer, state: dict[str, Any], keep: int) -> Path | None:
     """Write a PPO checkpoint through `.staging/` and publish it. `weights`: name -> tensor of every trainable
-    parameter; `state`: JSON-able loop state. RNG states are taken here, at the moment of saving."""
+    parameter; `state`: JSON-able loop state. RNG states are taken here, at the moment of saving.
+
+    Under a launcher every rank calls this at the same step: the replicas' weights, optimizer and loop state are the
+    same, so rank 0 writes them; each other rank adds its own torch RNG (`rng.rank<K>.safetensors`: its samples
+    differ by design). Returns the published folder on rank 0, None elsewhere."""
     from safetensors.torch import save_file
 
     staged = staging_dir(run_path) / f"{PREFIX}{step}"
-    shutil.rmtree(staged, ignore_errors=True)
-    staged.mkdir(parents=True)
+    if distributed.is_main():
+        shutil.rmtree(staged, ignore_errors=True)
+        staged.mkdir(parents=True)
+    distributed.barrier()  # the folder exists for every rank
+    rng_tensors, rng_state = capture_rng()
+    if not distributed.is_main():
+        save_file(rng_tensors, staged / f"rng.rank{distributed.rank()}.safetensors")
+        distributed.barrier()  # rank 0 publishes once every rank wrote its part
+        return None
     save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, staged / "weights.safetensors")
     tensors, groups = flatten_optimizer(optimizer.state_dict())
     save_file(tensors, staged / "optimizer.safetensors")
-    rng_tensors, rng_state = capture_rng()
     save_file(rng_tensors, staged / "rng.safetensors")
     (staged / "state.json").write_text(json.dumps({"step": step, **state, "optimizer_param_groups": groups,
-                                                   "rng": rng_state}), encoding="utf-8")
+                                                   "rng": rng_state, "world_size": distributed.world_size()}),
+                                       encoding="utf-8")
+    distributed.barrier()
     return publish(staged, run_path, keep)
 
 
 def load_ppo(path: Path, device) -> tuple[dict, dict, dict]:
     """(weights, optimizer state dict, loop state) of a PPO checkpoint; restores the RNG states as a side effect,
-    so call it last, after everything that draws random numbers while being built."""
+    so call it last, after everything that draws random numbers while being built. Rank K > 0 of a launched job
+    takes its torch RNG from `rng.rank<K>.safetensors` (and keeps its own fresh one, with a warning, when the
+    checkpoint was saved by fewer processes); Python's RNG, which orders the prompts, is the same in every rank."""
+    import logging
+
     from safetensors.torch import load_file
 
     state = json.loads((path / "state.json").read_text(encoding="utf-8"))
     weights = load_file(path / "weights.safetensors", device=str(device))
     optimizer = unflatten_optimizer(load_file(path / "optimizer.safetensors", device=str(device)),
                                     state.pop("optimizer_param_groups"))
-    restore_rng(load_file(path / "rng.safetensors"), state.pop("rng"))
+    rng_file = path / ("rng.safetensors" if distributed.is_main() else f"rng.rank{distributed.rank()}.safetensors")
+    if rng_file.is_file():
+        restore_rng(load_file(rng_file), state.pop("rng"))
+    else:
+        restore_rng({}, state.pop("rng"))
+        logging.getLogger("pipelines").warning(
+            "Checkpoint %s was saved by %s process(es), so it has no random state for rank %d: this rank samples "
+            "from a fresh seed from here on (the run goes on; it is not bit-for-bit the run it would have been).",
+            path.name, state.get("world_size", 1), distributed.rank())
+    state.pop("world_size", None)
     return weights, optimizer, state
 
 
@@ -208,7 +238,8 @@ def restore_rng(tensors: dict, state: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.random.set_rng_state(tensors["torch_cpu"])
+    if "torch_cpu" in tensors:
+        torch.random.set_rng_state(tensors["torch_cpu"])
     cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("torch_cuda_")),
                                        key=lambda k: int(k.rsplit("_", 1)[1]))]
     if cuda and torch.cuda.is_available():

@@ -11,6 +11,11 @@
 
 A training stage creates a run directory, reports progress with an ETA on stderr, prints the run directory as
 its last line on stdout, and exits 0 (completed or stopped), 1 (failed) or 2 (bad input before a run started).
+
+Training stages and `resume` also run under a launcher, data-parallel, with one run directory for all processes:
+    accelerate launch --config_file sample_data/accelerate/ddp.yaml --num_processes N -m pipelines sft ...
+    torchrun --nproc_per_node N -m pipelines ppo ...
+(see pipelines/distributed.py). The other commands run in one process and say so under a launcher.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import traceback
 import warnings
 from pathlib import Path
 
-from pipelines.config import STAGES, TrainingConfig, describe_fields
+from pipelines import distributed
+from pipelines.config import STAGES, TRAINING_STAGES, TrainingConfig, describe_fields
 from pipelines.errors import WorkbenchError
 from pipelines.runs import Run, resolve_run
 
@@ -36,6 +42,8 @@ STAGE_MODULES = {"sft": "pipelines.sft", "reward": "pipelines.reward", "ppo": "p
 
 
 def setup_logging(log_file: Path | None = None) -> None:
+    """The log on stderr and in `log_file`. In ranks other than 0 of a launched job the console gets warnings and
+    errors only (rank 0 already prints the progress); their own log file gets everything."""
     log.setLevel(logging.INFO)
     log.propagate = False
     for handler in list(log.handlers):
@@ -44,6 +52,7 @@ def setup_logging(log_file: Path | None = None) -> None:
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(fmt)
+    stderr.setLevel(logging.INFO if distributed.is_main() else logging.WARNING)
     log.addHandler(stderr)
     if log_file:
         fh = logging.FileHandler(log_file, encoding="utf-8")
@@ -66,20 +75,33 @@ def quiet_libraries() -> None:
 
 def run_stage(stage: str, config, runs_dir: str | None = None, run_id: str | None = None,
               debug: bool = False) -> tuple[Run, dict]:
-    """Create the run directory, run the stage, and leave status.json saying how it ended."""
+    """Create the run directory, run the stage, and leave status.json saying how it ended. Under a launcher, rank 0
+    creates the directory and every rank learns its path from rank 0."""
+    from pipelines.models import pick_device
+
+    distributed.init(pick_device(config.device))
     resolve_run_fields(config, runs_dir)
-    run = Run.create(stage, config.to_yaml(), runs_dir, config.run_name, run_id=run_id)
+    run = distributed.share_from_main(
+        lambda: Run.create(stage, config.to_yaml(), runs_dir, config.run_name, run_id=run_id))
     setup_logging(run.log_file)
-    log.info("Run %s (%s) started; run directory %s", run.id, stage, run.path)
+    log.info("Run %s (%s) started; run directory %s%s", run.id, stage, run.path,
+             f"; rank {distributed.rank()} of {distributed.world_size()}" if distributed.launched() else "")
     return execute(stage, config, run, debug=debug)
 
 
 def resume_stage(run_dir: str, overrides: list[str], debug: bool = False) -> tuple[Run, dict]:
     """Carry a run on from its newest checkpoint, in its own directory (checks first: see pipelines/resume.py)."""
+    from pipelines.models import pick_device
     from pipelines.resume import begin, plan_resume
 
-    plan = plan_resume(run_dir, overrides)
-    begin(plan)
+    distributed.init(pick_device(Run(run_dir).config().get("device", "auto")))
+
+    def planned_and_begun():
+        plan = plan_resume(run_dir, overrides)
+        begin(plan)
+        return plan
+
+    plan = distributed.share_from_main(planned_and_begun)  # rank 0 checks and rewinds the folder; all get the plan
     setup_logging(plan.run.log_file)
     log.info("Run %s resumed from step %d (%s); %d step(s) after it are done again; training on to step %d.",
              plan.run.id, plan.step, plan.checkpoint.name, plan.lost_steps, plan.config.max_steps)
@@ -87,7 +109,8 @@ def resume_stage(run_dir: str, overrides: list[str], debug: bool = False) -> tup
 
 
 def execute(stage: str, config, run: Run, resume: Path | None = None, debug: bool = False) -> tuple[Run, dict]:
-    """Run a stage in its run directory; every way it ends leaves status.json saying how."""
+    """Run a stage in its run directory; every way it ends leaves status.json saying how. Returns the summary, empty
+    when the run failed (a rank other than 0 cannot tell from status.json, which rank 0 may not have written yet)."""
     from pipelines.resume import resume_summary
 
     try:
@@ -95,18 +118,19 @@ def execute(stage: str, config, run: Run, resume: Path | None = None, debug: boo
         summary = module.run(config, run, resume) if resume else module.run(config, run)
     except WorkbenchError as exc:
         log.error("%s", exc)
-        run.set_status("failed", error=str(exc))
+        run.record_failure(str(exc))
         if debug:
             raise
         return run, {}
     except BaseException as exc:  # noqa: BLE001 - every failure must leave a failed status behind
         log.error("Unexpected error: %s: %s\n%s", type(exc).__name__, exc, traceback.format_exc())
-        run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        # Not a user error: on rank 0 this may only be the echo of another rank's failure (a closed connection).
+        run.record_failure(f"{type(exc).__name__}: {exc}", own_fault=False)
         if debug or not isinstance(exc, Exception):
             raise
         return run, {}
     stopped = summary.pop("stopped", False)
-    summary.update(resume_summary(run))
+    summary.update(resume_summary(run), world_size=distributed.world_size())
     run.write_summary(summary)
     run.set_status("stopped" if stopped else "completed", summary=summary)
     log.info("Run %s %s: %s", run.id, "stopped" if stopped else "completed",
@@ -218,8 +242,10 @@ def inspect_command(stage: str, file: str, model: str, max_length: int) -> int:
     return 0
 
 
-def fail(message: str) -> int:
-    print(textwrap.fill(f"error: {message}", width=110), file=sys.stderr)
+def fail(message: str, quiet: bool = False) -> int:
+    """Exit 2 with the message (said once under a launcher: by rank 0)."""
+    if not quiet:
+        print(textwrap.fill(f"error: {message}", width=110), file=sys.stderr)
     return 2
 
 
@@ -227,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     quiet_libraries()
+    if distributed.launched() and args.command not in (*TRAINING_STAGES, "resume"):
+        return fail(f"`{args.command}` runs in one process, but this is process {distributed.rank()} of "
+                    f"{distributed.world_size()} started by a launcher. Fix: run `python -m pipelines {args.command} "
+                    "...` without `accelerate launch` / `torchrun`; only the training stages (" +
+                    ", ".join(TRAINING_STAGES) + ") and `resume` run on several processes.",
+                    quiet=not distributed.is_main())
     try:
         if args.command == "score":
             from pipelines.reward import score_command
@@ -248,17 +280,18 @@ def main(argv: list[str] | None = None) -> int:
 
             return studio_command(args)
         if args.command == "resume":
-            run, _ = resume_stage(args.run_dir, args.set, args.debug)
+            run, summary = resume_stage(args.run_dir, args.set, args.debug)
             print(run.path)
-            return 1 if run.status()["state"] == "failed" else 0
+            return 0 if summary else 1
         config = STAGES[args.command].load(args.config, args.set)
         resolve_run_fields(config, args.runs_dir)
     except WorkbenchError as exc:
         if args.debug:
             raise
-        if getattr(args, "run_id", None):  # a launcher is watching that folder: leave it a failed status
+        if getattr(args, "run_id", None) and distributed.is_main():  # the workbench watches that folder
             Run.create(args.command, "", args.runs_dir, run_id=args.run_id).set_status("failed", error=str(exc))
-        return fail(str(exc))
-    run, _ = run_stage(args.command, config, args.runs_dir, args.run_id, args.debug)
-    print(run.path)
-    return 1 if run.status()["state"] == "failed" else 0
+        return fail(str(exc), quiet=not distributed.is_main())
+    run, summary = run_stage(args.command, config, args.runs_dir, args.run_id, args.debug)
+    if distributed.is_main():
+        print(run.path)
+    return 0 if summary else 1

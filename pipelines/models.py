@@ -104,10 +104,13 @@ def pick_dtype(device: str) -> torch.dtype:
     return torch.float32
 
 
-def trainer_precision(device: str) -> dict:
-    """TRL defaults to bf16 even on a CPU; we decide from the hardware instead (Trainer arguments)."""
+def trainer_hardware(device: str) -> dict:
+    """Trainer arguments decided by the hardware: precision (TRL defaults to bf16 even on a CPU), and for DDP under
+    a launcher no search for unused parameters (a LoRA adapter uses all of its own; the search costs an extra pass
+    over the autograd graph every step and a warning)."""
     dtype = pick_dtype(device)
-    return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16, "use_cpu": device == "cpu"}
+    return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16, "use_cpu": device == "cpu",
+            "ddp_find_unused_parameters": False}
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
@@ -152,7 +155,9 @@ def load_base(cfg, path: str, *, head: str = "causal", device: str | None = None
     kwargs = dict(dtype=dtype, trust_remote_code=cfg.trust_remote_code)
     quant = quantization_config(cfg.quantization, dtype)
     if quant is not None:
-        kwargs.update(quantization_config=quant, device_map={"": 0} if device == "cuda" else "cpu")
+        # each process of a launched job on its own GPU (distributed.init set it as the current one)
+        kwargs.update(quantization_config=quant,
+                      device_map={"": torch.cuda.current_device()} if device == "cuda" else "cpu")
     try:
         if head == "score":
             model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)

@@ -20,6 +20,13 @@ judge, reference, then per PPO epoch one forward and one backward.
 Every `save_steps` steps (and `save_minutes`, and at a stop) a checkpoint holds all the next step needs:
 the trainable weights, the optimizer, the RNG states, the prompt order and the KL controller, so a resumed run
 continues exactly as if it had never stopped.
+
+Data-parallel under a launcher (`accelerate launch` / `torchrun`, N processes, one base per process): each rank
+takes its own `batch_size` prompts of a global batch of N x `batch_size` (one shared prompt order, disjoint
+slices) and samples them with its own seed; generation and the judge run on each rank's own model. Advantages are
+whitened over the global batch, gradients are averaged over the ranks before clipping (so the replicas stay
+identical: the end-of-run check in the summary says so), and every logged metric, the KL that drives the adaptive
+controller included, is the mean over the ranks (`tokens_per_second`: their sum).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pipelines import distributed
 from pipelines.checkpoints import ResumeError, SaveSchedule, load_ppo, save_ppo
 from pipelines.config import PPOConfig
 from pipelines.data import encode_prompt, load_checked
@@ -320,12 +328,14 @@ class Rollout:
 
 @torch.no_grad()
 def assess_rollout(cfg: PPOConfig, logprobs, values, entropy, ref_logprobs, scores, mask, kl_coef: float) -> Rollout:
-    """Steps 3-4 from the rollout policy's outputs: per-token KL and rewards, then advantages and returns."""
+    """Steps 3-4 from the rollout policy's outputs: per-token KL and rewards, then advantages and returns
+    (advantages whitened over the global batch when several processes share the run)."""
     kl = kl_k1(logprobs, ref_logprobs) * mask
     rewards = token_rewards(scores, kl, mask.float(), kl_coef)
     advantages, returns = gae(rewards, values, mask.float(), cfg.gamma, cfg.lam)
     if cfg.whiten_advantages:
-        advantages = whiten(advantages, mask.float())
+        advantages = whiten(advantages, mask.float(),
+                            total=distributed.sum_over_ranks if distributed.active() else None)
     return Rollout(logprobs, values, kl, advantages, returns, masked_mean(entropy, mask).item())
 
 
@@ -346,10 +356,15 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
     device = roles.device
     trainable = roles.trainable_parameters()
     params = list(trainable.values())
+    world, rank = distributed.world_size(), distributed.rank()
+    if distributed.active():
+        distributed.broadcast_parameters(params)  # identical replicas from the first step
+        # each rank samples its own responses; Python's RNG, which orders the prompts, stays the same in all
+        torch.manual_seed(cfg.seed + rank)
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=1e-5)
     kl_ctl = KLController(cfg.kl_coef, cfg.adaptive_kl, cfg.target_kl, cfg.kl_horizon)
     eos_ids = end_of_turn_ids(tokenizer)
-    tracker = Tracker(run, cfg.max_steps)
+    tracker = Tracker(run, cfg.max_steps, cfg.batch_size)
     schedule = SaveSchedule(cfg.checkpoint_every(), cfg.save_minutes)
     clock = PhaseClock(device)
     loop = LoopState()
@@ -362,16 +377,18 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
         started = time.time()
         folder = save_ppo(run.path, step, trainable, optimizer, {"kl_coef": kl_ctl.value, **dataclasses.asdict(loop)},
                           cfg.save_total_limit)
-        log_checkpoint(step, folder, time.time() - started)
+        if folder is not None:
+            log_checkpoint(step, folder, time.time() - started)
         schedule.saved()
 
     with tracker:
         for step in range(first_step, cfg.max_steps + 1):
             started = time.time()
-            # 1. rollout
-            while len(loop.order) < cfg.batch_size:  # fewer prompts than a batch: cycle through them again
+            # 1. rollout: this rank's slice of the global batch
+            while len(loop.order) < cfg.batch_size * world:  # fewer prompts than a batch: cycle through them again
                 loop.order += random.sample(range(len(prompts)), len(prompts))
-            batch = [prompts[loop.order.pop()] for _ in range(cfg.batch_size)]
+            drawn = [loop.order.pop() for _ in range(cfg.batch_size * world)]
+            batch = [prompts[i] for i in drawn[rank * cfg.batch_size:(rank + 1) * cfg.batch_size]]
             prompt_ids, prompt_mask = left_pad([encode_prompt(tokenizer, p["prompt"]) for p in batch],
                                                tokenizer.pad_token_id, device)
             with clock.phase("generate"):
@@ -441,6 +458,7 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
                         with clock.phase("backward"):
                             (cfg.vf_coef * vf_loss).backward()
                     with clock.phase("optimizer"):
+                        distributed.average_gradients(params)
                         if cfg.max_grad_norm > 0:
                             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                         optimizer.step()
@@ -450,12 +468,11 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
                         stats.setdefault(key, []).append(value)
             kl = rollout.kl
 
-            # report
-            mean_kl = kl.sum(1).mean().item()
+            # report (the means over all ranks: every rank logs, decides and adapts on the same numbers)
             non_score = (-kl_ctl.value * kl).sum(1).mean().item()
             metrics = {
                 "objective/scores": scores.mean().item(),
-                "objective/kl": mean_kl,
+                "objective/kl": kl.sum(1).mean().item(),
                 "objective/kl_k3": (kl_k3(rollout.logprobs, ref_logprobs) * mask).sum(1).mean().item(),
                 "objective/non_score_reward": non_score,
                 "objective/rlhf_reward": scores.mean().item() + non_score,
@@ -467,10 +484,12 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
                 "tokens_per_second": mask.sum().item() / max(time.time() - started, 1e-6),
                 **clock.report(time.time() - started),
             }
+            metrics = distributed.mean_over_ranks(metrics, summed=("tokens_per_second",))
+            mean_kl = metrics["objective/kl"]
             tracker.log(step, metrics)
             loop.scores.append(metrics["objective/scores"])
             loop.kls.append(mean_kl)
-            kl_ctl.update(mean_kl, cfg.batch_size)
+            kl_ctl.update(mean_kl, cfg.batch_size * world)
             if step % cfg.sample_every == 0 or step == 1:
                 run.append_samples([{"step": step, "prompt": p["prompt"][-1]["content"], "response": t,
                                      "score": s, "kl": k}
@@ -492,6 +511,7 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
             if stopped:
                 break
 
+    replicas = distributed.replica_check(params)
     save_policy(roles, tokenizer, run)
     window = loop.scores[-max(1, len(loop.scores) // 4):]
     return {
@@ -501,6 +521,7 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
         "mean_kl": sum(loop.kls) / len(loop.kls),
         "final_kl": loop.kls[-1],
         "final_kl_coef": kl_ctl.value,
+        **replicas,
         "stopped": stopped,
     }
 
@@ -537,9 +558,12 @@ def diverged(metrics: dict, max_kl: float) -> str | None:
 
 
 def save_policy(roles: SharedRoles, tokenizer, run: Run) -> None:
-    """The policy adapter alone, as a normal PEFT adapter folder (it replaces the SFT adapter, not stacks on it)."""
+    """The policy adapter alone, as a normal PEFT adapter folder (it replaces the SFT adapter, not stacks on it).
+    Rank 0's, under a launcher (the replicas are identical)."""
     import shutil
 
+    if not run.writes:
+        return
     roles.model.save_pretrained(run.path / "_save", selected_adapters=["policy"])
     shutil.rmtree(run.adapter_dir, ignore_errors=True)
     (run.path / "_save" / "policy").rename(run.adapter_dir)

@@ -23,9 +23,17 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ((x - mean) ** 2 * mask).sum() / (n - 1).clamp(min=1)
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
-    """Zero mean (optionally kept), unit variance over the masked entries; padding stays 0."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, total=None) -> torch.Tensor:
+    """Zero mean (optionally kept), unit variance over the masked entries; padding stays 0.
+
+    `total(t)` sums a tensor over every process of a data-parallel run, so the statistics are those of the global
+    batch (pipelines.distributed.sum_over_ranks); without it, of this batch alone."""
+    if total is None:
+        mean, var = masked_mean(x, mask), masked_var(x, mask)
+    else:
+        n = total(mask.sum())
+        mean = total((x * mask).sum()) / n.clamp(min=1)
+        var = total(((x - mean) ** 2 * mask).sum()) / (n - 1).clamp(min=1)
     out = (x - mean) * torch.rsqrt(var + 1e-8)
     if not shift_mean:
         out = out + mean

@@ -18,11 +18,12 @@ import trl
 from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback, set_seed
 
+from pipelines import distributed
 from pipelines.config import RewardConfig
 from pipelines.data import encode_response, fit_to_length, load_checked, load_preferences, read_records
 from pipelines.errors import DataError, GateError
 from pipelines.models import (load_base, merge_adapter, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
-                              resolve_model, trainer_precision)
+                              resolve_model, trainer_hardware)
 from pipelines.runs import Run, resolve_run
 from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints
 
@@ -170,6 +171,9 @@ class HeldOutEval(TrainerCallback):
                                                                                  batch_size)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
+        # Rank 0 alone under a launcher: only it logs, and the pass needs no other rank (the unwrapped model).
+        if not distributed.is_main():
+            return
         if self.every and state.global_step % self.every == 0 and state.global_step < state.max_steps:
             result = evaluate_pairs(model, self.pad_id, self.held_out, self.batch_size)
             result.pop("scores")
@@ -206,7 +210,7 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
                         "prompt cut. Fix: raise `max_length`.")
     if not held_out.rows:
         raise DataError("No held-out pair fits `max_length`. Fix: raise `max_length` or check `eval_file`.")
-    tracker = Tracker(run, cfg.max_steps)
+    tracker = Tracker(run, cfg.max_steps, cfg.batch_size * cfg.gradient_accumulation_steps)
     accounting = {"train_pairs": len(train.rows), "truncated_pairs": len(train.truncated_lines) +
                   len(held_out.truncated_lines), "dropped_pairs": len(train.dropped_lines) +
                   len(held_out.dropped_lines), "eval_pairs": len(held_out.rows),
@@ -235,7 +239,7 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
         report_to=[],
         disable_tqdm=True,
         dataloader_num_workers=0,
-        **trainer_precision(device),
+        **trainer_hardware(device),
     )
     columns = ("chosen_ids", "rejected_ids")
     trainer = trl.RewardTrainer(
@@ -252,6 +256,9 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
     with tracker:
         train_result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     stopped = tracker.should_stop()
+    replicas = distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad)
+    if not run.writes:  # the held-out evaluation, the adapter and the summary are rank 0's
+        return {"steps": trainer.state.global_step, **replicas, "stopped": stopped}
 
     result = evaluate_pairs(trainer.model, tokenizer.pad_token_id, held_out, cfg.batch_size * 2)
     scores = result.pop("scores")
@@ -266,7 +273,7 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
              "ready for PPO" if ready else "NOT ready for PPO")
     return {"steps": trainer.state.global_step, "train_runtime_s": round(train_result.metrics["train_runtime"], 2),
             **accounting, **result, "accuracy_gate": cfg.accuracy_gate,
-            "ready_for_ppo": ready, "stopped": stopped}
+            "ready_for_ppo": ready, **replicas, "stopped": stopped}
 
 
 # ---- `python -m pipelines score` -----------------------------------------------------------------------------

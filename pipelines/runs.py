@@ -5,10 +5,14 @@
         status.json     state (running / completed / failed / stopped), progress, error, pid
         metrics.jsonl   one JSON object per logged step, with `step` and the trainer's metric names
         samples.jsonl   PPO only: (prompt, response, score) samples for the live view
-        run.log         the log
+        run.log         the log (of rank 0 when several processes share the run: the others write run.rank<K>.log)
+        error.rank<K>.json  what a rank other than 0 failed with, when it did (its status names that rank)
         summary.json    final figures
         adapter/        the trained LoRA adapter + tokenizer
         STOP            written by anyone who wants the run to end cleanly
+
+Under a launcher (`accelerate launch`, `torchrun`) N processes share one run directory and only rank 0 writes
+these files: a `Run` object in any other rank never writes them (pipelines/distributed.py has the whole contract).
 
 The UI never keeps a run's state in memory: it re-reads these files, so a refresh, a second tab or a restarted
 app re-attaches to a live run.
@@ -24,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pipelines import distributed
 from pipelines.errors import ConfigError
 
 RUNS_DIR_ENV = "RLHF_WORKBENCH_RUNS"
@@ -97,10 +102,17 @@ def format_seconds(seconds: float | None) -> str:
 
 
 class Run:
-    """One run directory. Created by the pipelines; read by the CLI, the UI and the tests."""
+    """One run directory. Created by the pipelines; read by the CLI, the UI and the tests.
+
+    `writes` is false in the ranks other than 0 of a launched job: there the writing methods do nothing, so every
+    stage keeps one status, one metrics file and one summary however many processes train it."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.writes = distributed.is_main()
+
+    def __reduce__(self):  # sent to another rank, a Run decides there whether it writes
+        return Run, (self.path,)
 
     # ---- creation -------------------------------------------------------------------------------------------
 
@@ -118,7 +130,8 @@ class Run:
             path = reserve_run_dir(stage, runs_dir, run_name)
         run = cls(path)
         (path / "config.yaml").write_text(config_yaml, encoding="utf-8")
-        run.set_status("running", stage=stage, started_at=time.time(), pid=os.getpid())
+        run.set_status("running", stage=stage, started_at=time.time(), pid=os.getpid(),
+                       world_size=distributed.world_size())
         return run
 
     # ---- files ---------------------------------------------------------------------------------------------
@@ -133,20 +146,44 @@ class Run:
 
     @property
     def log_file(self) -> Path:
-        return self.path / "run.log"
+        """This process' log: `run.log`, or `run.rank<K>.log` in rank K > 0 of a launched job."""
+        return self.path / ("run.log" if distributed.is_main() else f"run.rank{distributed.rank()}.log")
 
     def status(self) -> dict[str, Any]:
-        """The status, with a run whose process died without saying so reported as failed."""
+        """The status, with a run whose process died without saying so reported as failed (with the message of a
+        rank that failed, when one did: the launcher then ends rank 0 before it can say so itself)."""
         status = read_json(self.path / "status.json", {}) or {}
         if status.get("state") == "running" and not pid_alive(status.get("pid")):
             status["state"] = "failed"
-            status["error"] = status.get("error") or (
+            status["error"] = status.get("error") or self.rank_error() or (
                 "The training process ended without reporting (killed, out of memory, or crashed). "
                 "See the end of the log."
             )
         return status
 
+    def record_failure(self, message: str, own_fault: bool = True) -> None:
+        """Leave `failed` with the message that explains it. In rank K > 0, `error.rank<K>.json` (rank 0 or the
+        status reader picks it up). On rank 0, the failing rank's message unless the failure is rank 0's own:
+        when a rank dies, rank 0 fails next in a collective with a message about a closed connection that says
+        nothing about why."""
+        if not self.writes:
+            write_json_atomic(self.path / f"error.rank{distributed.rank()}.json",
+                              {"rank": distributed.rank(), "error": message, "at": time.time()})
+            return
+        other = self.rank_error()
+        self.set_status("failed", error=message if own_fault or not other else other)
+
+    def rank_error(self) -> str | None:
+        """The first message recorded by a failing rank other than 0, as `rank K: message`."""
+        for path in sorted(self.path.glob("error.rank*.json")):
+            data = read_json(path) or {}
+            if data.get("error"):
+                return f"rank {data.get('rank')}: {data['error']}"
+        return None
+
     def set_status(self, state: str | None = None, **fields: Any) -> None:
+        if not self.writes:
+            return
         status = read_json(self.path / "status.json", {}) or {}
         if state:
             assert state in STATES, state
@@ -177,6 +214,8 @@ class Run:
         return self.status().get("stage") or self.config().get("stage", "")
 
     def log_metrics(self, row: dict[str, Any]) -> None:
+        if not self.writes:
+            return
         with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, default=float) + "\n")
 
@@ -184,6 +223,8 @@ class Run:
         return read_jsonl(self.path / "metrics.jsonl")
 
     def append_samples(self, rows: list[dict[str, Any]]) -> None:
+        if not self.writes:
+            return
         with open(self.path / "samples.jsonl", "a", encoding="utf-8") as fh:
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False, default=float) + "\n")
@@ -192,6 +233,8 @@ class Run:
         return read_jsonl(self.path / "samples.jsonl")
 
     def write_summary(self, summary: dict[str, Any]) -> None:
+        if not self.writes:
+            return
         write_json_atomic(self.path / "summary.json", summary)
 
     def summary(self) -> dict[str, Any]:

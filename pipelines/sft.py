@@ -9,10 +9,11 @@ import trl
 from datasets import Dataset
 from transformers import PrinterCallback
 
+from pipelines import distributed
 from pipelines.config import SFTConfig
 from pipelines.data import load_checked
 from pipelines.models import (load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model,
-                              trainer_precision)
+                              trainer_hardware)
 from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints
 
 log = logging.getLogger("pipelines")
@@ -86,9 +87,9 @@ def run(cfg: SFTConfig, run, resume: Path | None = None) -> dict:
         report_to=[],
         disable_tqdm=True,
         dataloader_num_workers=0,
-        **trainer_precision(device),
+        **trainer_hardware(device),
     )
-    tracker = Tracker(run, cfg.max_steps)
+    tracker = Tracker(run, cfg.max_steps, cfg.batch_size * cfg.gradient_accumulation_steps)
     trainer = trl.SFTTrainer(
         model=model,
         args=args,
@@ -108,13 +109,17 @@ def run(cfg: SFTConfig, run, resume: Path | None = None) -> dict:
     if losses:
         summary.update(first_loss=losses[0], final_loss=losses[-1])
     if eval_rows and not stopped:
-        metrics = next((row for row in reversed(run.metrics()) if "eval_loss" in row), {})
+        # The Trainer's own history, not metrics.jsonl: every rank must take the same branch (evaluate() is a
+        # collective), and only rank 0 writes the file.
+        metrics = next((row for row in reversed(trainer.state.log_history) if "eval_loss" in row), {})
         if metrics.get("step") != trainer.state.global_step:  # no evaluation at the last step yet: one more
             metrics = trainer.evaluate()
             tracker.log(trainer.state.global_step, metrics)
         summary["eval_loss"] = metrics.get("eval_loss")
+    summary.update(distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad))
 
-    trainer.model.save_pretrained(run.adapter_dir)
-    tokenizer.save_pretrained(run.adapter_dir)
-    log.info("Adapter saved to %s", run.adapter_dir)
+    if run.writes:
+        trainer.model.save_pretrained(run.adapter_dir)
+        tokenizer.save_pretrained(run.adapter_dir)
+        log.info("Adapter saved to %s", run.adapter_dir)
     return {**summary, "stopped": stopped}

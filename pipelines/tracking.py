@@ -1,7 +1,8 @@
 """Progress, metrics, stop requests and checkpoints for a running stage.
 
 `Tracker` is what every stage reports to: it appends metrics to the run directory, keeps `status.json`'s progress
-and ETA current, prints a progress line, and answers "should we stop?" (Ctrl-C or a STOP file).
+and ETA current, prints a progress line, and answers "should we stop?" (Ctrl-C or a STOP file). Under a launcher the
+answer is agreed on by all ranks, so every process stops after the same step (pipelines/distributed.py).
 `TrackerCallback` plugs it into a transformers Trainer; `TrainerCheckpoints` makes the Trainer's own checkpoints
 atomic and timely (see pipelines/checkpoints.py).
 """
@@ -15,6 +16,7 @@ import time
 
 from transformers import TrainerCallback
 
+from pipelines import distributed
 from pipelines.checkpoints import SaveSchedule, clear_staging, publish, staging_dir
 from pipelines.runs import format_seconds
 
@@ -22,15 +24,21 @@ log = logging.getLogger("pipelines")
 
 
 class Tracker:
-    def __init__(self, run, max_steps: int):
+    def __init__(self, run, max_steps: int, batch_per_process: int = 0):
+        """`batch_per_process`: examples one process consumes per optimizer step (accumulation included); the
+        status and, under a launcher, the progress line show the global batch, that times the processes."""
         self.run = run
         self.max_steps = max_steps
+        self.global_batch = batch_per_process * distributed.world_size()
+        run.set_status(world_size=distributed.world_size(), global_batch=self.global_batch or None)
         # A resumed run's rows go on from the last kept row's time; its ETA counts from its own first step.
         rows = run.metrics() if run.status().get("resumes") else []
         self.started = time.time() - (rows[-1].get("time", 0) if rows else 0)
         self.first_step_at: float | None = None
         self.first_step = 0
         self.interrupted = False
+        self.interrupted_at = 0.0
+        self.stopped = False  # agreed by every rank; once true it stays true
         self.step = 0
         self._previous_sigint = signal.getsignal(signal.SIGINT)
 
@@ -48,13 +56,20 @@ class Tracker:
             pass
 
     def _on_sigint(self, signum, frame):
+        # Under a launcher one Ctrl-C arrives twice: from the terminal, and forwarded by torchrun a moment later.
+        if self.interrupted and distributed.launched() and time.time() - self.interrupted_at < 2:
+            return
         if self.interrupted:  # a second Ctrl-C means "now"
             raise KeyboardInterrupt
-        self.interrupted = True
+        self.interrupted, self.interrupted_at = True, time.time()
         log.warning("Stop requested (Ctrl-C): finishing the current step and saving. Press Ctrl-C again to abort.")
 
     def should_stop(self) -> bool:
-        return self.interrupted or self.run.stop_requested()
+        """Ctrl-C or a STOP file, in any rank. Every rank must call this at the same points of its loop (it is a
+        collective under a launcher); after the first yes it answers from memory."""
+        if not self.stopped:
+            self.stopped = distributed.agree(self.interrupted or self.run.stop_requested())
+        return self.stopped
 
     def eta_seconds(self, step: int) -> float | None:
         # Time from the end of the first step, so model loading and warm-up do not distort the rate.
@@ -74,8 +89,10 @@ class Tracker:
         eta = self.eta_seconds(step)
         self.run.set_status(step=step, max_steps=self.max_steps, eta_s=eta)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in list(clean.items())[:6])
-        log.info("step %d/%d (%d%%) ETA %s | %s", step, self.max_steps, 100 * step // max(self.max_steps, 1),
-                 format_seconds(eta), shown)
+        batch = (f"global batch {self.global_batch} on {distributed.world_size()} processes | "
+                 if distributed.launched() and self.global_batch else "")
+        log.info("step %d/%d (%d%%) ETA %s | %s%s", step, self.max_steps, 100 * step // max(self.max_steps, 1),
+                 format_seconds(eta), batch, shown)
 
 
 def peak_memory() -> dict[str, float]:
@@ -111,7 +128,8 @@ class TrainerCheckpoints(TrainerCallback):
         self.run, self.tracker, self.keep = run, tracker, cfg.save_total_limit
         self.schedule = SaveSchedule(cfg.checkpoint_every(), cfg.save_minutes)
         self.mark = time.time()
-        clear_staging(run.path)  # whatever a killed save left behind
+        if run.writes:
+            clear_staging(run.path)  # whatever a killed save left behind
 
     @staticmethod
     def trainer_args(run, cfg) -> dict:
@@ -132,6 +150,7 @@ class TrainerCheckpoints(TrainerCallback):
         self.mark = time.time()
 
     def on_save(self, args, state, control, **kwargs):
+        distributed.barrier()  # every rank has written its part (each its own rng_state_<rank>.pth) before the rename
         if state.is_world_process_zero:
             staged = staging_dir(self.run.path) / f"checkpoint-{state.global_step}"
             final = publish(staged, self.run.path, self.keep)

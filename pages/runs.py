@@ -34,6 +34,7 @@ for run in runs:
     table.append({"run": run.id, "stage": run.stage, "status": status.get("state", "starting"),
                   "key figure": key_figure(run), "checkpoint": f"step {checkpoint[0]}" if checkpoint else "",
                   "resumed": f"{len(status['resumes'])}×" if status.get("resumes") else "",
+                  "processes": status.get("world_size") or 1,
                   "started": datetime.fromtimestamp(started).strftime("%Y-%m-%d %H:%M") if started else "",
                   "duration": format_seconds(ended - started) if started and ended else ""})
 st.dataframe(table, hide_index=True, width="stretch")

@@ -260,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                     ", ".join(TRAINING_STAGES) + ") and `resume` run on several processes.",
                     quiet=not distributed.is_main())
     try:
+        distributed.check_engine()
         if args.command == "score":
             from pipelines.reward import score_command
 
@@ -281,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
             return studio_command(args)
         if args.command == "resume":
             run, summary = resume_stage(args.run_dir, args.set, args.debug)
-            print(run.path)
+            distributed.finish(ok=bool(summary))
+            if distributed.is_main():
+                print(run.path)
             return 0 if summary else 1
         config = STAGES[args.command].load(args.config, args.set)
         resolve_run_fields(config, args.runs_dir)
@@ -292,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             Run.create(args.command, "", args.runs_dir, run_id=args.run_id).set_status("failed", error=str(exc))
         return fail(str(exc), quiet=not distributed.is_main())
     run, summary = run_stage(args.command, config, args.runs_dir, args.run_id, args.debug)
+    distributed.finish(ok=bool(summary))
     if distributed.is_main():
         print(run.path)
     return 0 if summary else 1

@@ -54,11 +54,46 @@ def init(device: str) -> None:
     On a machine without CUDA, PartialState must be told `cpu=True`, or it quietly stays single-process."""
     if not launched():
         return
+    import signal
+
     import torch.distributed as dist
     from accelerate import PartialState
 
     if not dist.is_initialized():
         PartialState(cpu=device == "cpu")
+    # When one process fails, the launcher ends the others with SIGTERM. As an exception it unwinds through the
+    # stage's error handling, so rank 0 still writes `failed` with the failing rank's message.
+    signal.signal(signal.SIGTERM, _terminated)
+
+
+def finish(ok: bool = True) -> None:
+    """Leave the process group. After a success every rank waits for the others first: a process that exits while
+    gloo still talks to it can abort ("terminate called without an active exception") and turn a completed run into a
+    failed launch. After a failure there is no one to wait for."""
+    if not active():
+        return
+    import torch.distributed as dist
+
+    if ok:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
+def _terminated(signum, frame):
+    raise SystemExit(f"ended by the launcher (signal {signum}): another process of this job failed or was stopped")
+
+
+def check_engine() -> None:
+    """Refuse sharding engines: every stage here assumes each process holds the whole base (PPO calls its decoder
+    directly under several adapters; 4-bit bases would need `bnb_4bit_quant_storage` to be sharded)."""
+    from pipelines.errors import ConfigError
+
+    for variable, engine in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        if os.environ.get(variable, "").lower() in ("1", "true", "yes"):
+            raise ConfigError(f"This launch uses {engine}, which the workbench does not support: every process must "
+                              "hold the whole base model. Fix: launch with plain data parallelism, e.g. `accelerate "
+                              "launch --config_file sample_data/accelerate/ddp.yaml --num_processes N -m pipelines "
+                              "...` (see sample_data/accelerate/README.md).")
 
 
 def active() -> bool:

@@ -56,8 +56,12 @@ def default_model_dir() -> Path:
         del model.config.quantization_config
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)  # a second process converting at the same time loses the rename harmlessly
+    if target.exists() and not (target / "model.safetensors").exists():
+        shutil.rmtree(target, ignore_errors=True)  # an incomplete folder from an older version
+    try:
+        tmp.rename(target)
+    except OSError:  # another process (a second rank of a launched job) finished first: its folder is in use
+        shutil.rmtree(tmp, ignore_errors=True)
     log.info("Default model ready at %s", target)
     return target
 

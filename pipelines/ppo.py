@@ -263,8 +263,9 @@ def run(cfg: PPOConfig, run: Run, resume: Path | None = None) -> dict:
     prompts = load_checked("ppo", cfg.prompts_file, log)
 
     roles = SharedRoles(cfg, base_path, device, sft_run, judge_run)
-    log.info("Memory layout: one %s base serves policy (trainable LoRA), reference (%s), value (LoRA + head)%s.",
+    log.info("Memory layout: one %s base serves policy (trainable LoRA), reference (%s), value (%s)%s.",
              Path(base_path).name, "frozen SFT adapter" if sft_run else "bare base",
+             "a head on the policy's hidden states" if roles.shared_value else "LoRA + head",
              " and judge (reward LoRA + score head)" if roles.judge_adapters is not None else
              "; the judge was trained on another base or SFT start, so it is loaded separately")
     log.info("Judge %s: held-out accuracy %.3f.", judge_run.id, gate.get("eval_accuracy", float("nan")))

@@ -58,7 +58,9 @@ def test_pages_with_runs_show_their_controls(full_runs, monkeypatch):
     assert sft.button(key="start.sft").label == "Start SFT run"
     assert sft.text_input(key="form.sft.model").value == "default"
     assert any("python -m pipelines sft --config sample_data/recipes/sft_quick.yaml" in c.value for c in sft.code)
-    assert any("accelerate launch -m pipelines sft" in c.value for c in sft.code)
+    assert any("accelerate launch --config_file sample_data/accelerate/ddp.yaml --num_processes 2 -m pipelines sft"
+               in c.value for c in sft.code)
+    assert sft.number_input(key="processes.sft").value == 1
     assert sft.get("plotly_chart")  # the latest run's charts
     ppo = app_at("pages/ppo.py")
     assert ppo.get("plotly_chart") and any("Newest samples" in m.value for m in ppo.markdown)

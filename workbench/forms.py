@@ -12,7 +12,7 @@ import yaml
 from pipelines.config import STAGES, StageConfig, describe_fields
 from pipelines.errors import ConfigError
 from pipelines.runs import default_runs_dir, list_runs
-from workbench.jobs import REPO
+from workbench.jobs import REPO, launcher_args
 
 RECIPES = REPO / "sample_data" / "recipes"
 PRESETS = {"quick": "Quick CPU demo", "gpu": "Consumer GPU (QLoRA)"}
@@ -129,8 +129,9 @@ def build_config(stage: str, values: dict) -> tuple[StageConfig | None, str | No
         return None, str(exc)
 
 
-def command_line(stage: str, values: dict, preset: str) -> tuple[str, str]:
-    """The CLI line that does what the form says: the preset recipe plus `--set` for every change."""
+def command_line(stage: str, values: dict, preset: str, processes: int = 2) -> tuple[str, str]:
+    """The CLI line that does what the form says (the preset recipe plus `--set` for every change), and the same
+    under `accelerate launch` with `processes` processes."""
     base = preset_values(stage, preset)
     defaults = {row["name"]: row["default"] for row in describe_fields(STAGES[stage])}
     changes = []
@@ -141,4 +142,4 @@ def command_line(stage: str, values: dict, preset: str) -> tuple[str, str]:
     recipe = RECIPES / f"{stage}_{preset}.yaml"
     args = [stage, "--config", str(recipe.relative_to(REPO)), *changes]
     return (shlex.join(["python", "-m", "pipelines", *args]),
-            shlex.join(["accelerate", "launch", "-m", "pipelines", *args]))
+            shlex.join(["accelerate", *launcher_args(processes), "-m", "pipelines", *args]))

@@ -3,12 +3,19 @@
 Nothing about a job lives in Streamlit's memory: a job writes `runs/.jobs/<job_id>.json` (its command, pid and
 the run folder it owns), and every run writes its own `status.json`. A refresh, a second tab or a restarted app
 re-reads them and re-attaches. Only one job runs at a time on a machine (training saturates it).
+
+A training stage may run on several processes (one per GPU; on a CPU they share the cores): the job is then
+`accelerate launch --config_file sample_data/accelerate/ddp.yaml --num_processes N -m pipelines ...`, whose processes
+share one run folder (pipelines/distributed.py). Its pid is the launcher's, which ends when every process has.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +28,7 @@ from pipelines.runs import Run, default_runs_dir, list_runs, pid_alive, read_jso
     write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
+DDP_CONFIG = REPO / "sample_data" / "accelerate" / "ddp.yaml"
 
 
 @dataclass
@@ -32,6 +40,7 @@ class Job:
     started_at: float
     run_dir: str = ""  # the run it owns (stages); a demo owns several, found by start time
     console: str = ""
+    processes: int = 1
 
     @property
     def alive(self) -> bool:
@@ -80,10 +89,43 @@ def _reap() -> None:
             _children.remove(proc)
 
 
-def _launch(kind: str, args: list[str], runs_dir: Path, run_dir: Path | None, console: Path) -> Job:
+@functools.lru_cache(maxsize=1)
+def gpu_count() -> int:
+    """CUDA GPUs on this machine, from `nvidia-smi -L` (the UI never imports torch); 0 without a driver."""
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def launcher_args(processes: int, port: int | None = None) -> list[str]:
+    """`accelerate launch` arguments for N processes of the one-node DDP config (shown in the UI as typed)."""
+    args = ["launch", "--config_file", shown(DDP_CONFIG), "--num_processes", str(processes)]
+    return args + (["--main_process_port", str(port)] if port else [])
+
+
+def shown(path: Path) -> str:
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def free_port() -> int:
+    """A free local port for the launcher's rendezvous (its default, 29500, may be taken by another program)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _launch(kind: str, args: list[str], runs_dir: Path, run_dir: Path | None, console: Path,
+            processes: int = 1) -> Job:
     if (job := active_job(runs_dir)) is not None:
         raise Busy(busy_message(job))
     command = [sys.executable, "-m", "pipelines", *args]
+    if processes > 1:  # accelerate's launcher module of this interpreter: the `accelerate` script may be elsewhere
+        command = [sys.executable, "-m", "accelerate.commands.launch", *launcher_args(processes, free_port())[1:],
+                   "-m", "pipelines", *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(console, "ab") as out:
         # A new session: the job survives the app's restart, and a stop signal reaches only the job.
@@ -91,13 +133,14 @@ def _launch(kind: str, args: list[str], runs_dir: Path, run_dir: Path | None, co
                                 env=env, start_new_session=True)
     _children.append(proc)
     job = Job(id=f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{proc.pid}", kind=kind, pid=proc.pid, command=command,
-              started_at=time.time(), run_dir=str(run_dir or ""), console=str(console))
+              started_at=time.time(), run_dir=str(run_dir or ""), console=str(console), processes=processes)
     write_json_atomic(jobs_dir(runs_dir) / f"{job.id}.json", job.__dict__)
     return job
 
 
-def start_stage(stage: str, config: dict, runs_dir: Path | None = None) -> Job:
-    """Write the config next to the run, then start the CLI on it. Returns at once."""
+def start_stage(stage: str, config: dict, runs_dir: Path | None = None, processes: int = 1) -> Job:
+    """Write the config next to the run, then start the CLI on it (under `accelerate launch` for several
+    processes). Returns at once."""
     runs_dir = runs_dir or default_runs_dir()
     if (job := active_job(runs_dir)) is not None:
         raise Busy(busy_message(job))
@@ -105,14 +148,16 @@ def start_stage(stage: str, config: dict, runs_dir: Path | None = None) -> Job:
     request = run_dir / "request.yaml"
     request.write_text(yaml.safe_dump({"stage": stage, **config}, sort_keys=False), encoding="utf-8")
     return _launch(stage, [stage, "--config", str(request), "--runs-dir", str(runs_dir), "--run-id", run_dir.name],
-                   runs_dir, run_dir, run_dir / "console.log")
+                   runs_dir, run_dir, run_dir / "console.log", processes)
 
 
 def start_resume(run_dir: str | Path, overrides: list[str] = ()) -> Job:
-    """Carry a failed or stopped run on from its newest checkpoint, in its own folder (`python -m pipelines resume`)."""
+    """Carry a failed or stopped run on from its newest checkpoint, in its own folder (`python -m pipelines resume`),
+    on as many processes as it had."""
     run = Run(run_dir)
     args = ["resume", str(run.path), *[a for item in overrides for a in ("--set", item)]]
-    return _launch(run.stage, args, run.path.parent, run.path, run.path / "console.log")
+    return _launch(run.stage, args, run.path.parent, run.path, run.path / "console.log",
+                   int(run.status().get("world_size") or 1))
 
 
 def start_command(kind: str, args: list[str], runs_dir: Path | None = None) -> Job:

@@ -7,6 +7,7 @@ refresh or a second tab shows the same run, and a crashed job shows as failed wi
 from __future__ import annotations
 
 import html
+import os
 import time
 from pathlib import Path
 
@@ -46,6 +47,10 @@ def run_panel(run: Run, *, key: str) -> None:
         cols[2].markdown(f"ETA **{format_seconds(status.get('eta_s'))}**")
     elif status.get("ended_at") and status.get("started_at"):
         cols[2].markdown(f"took {format_seconds(status['ended_at'] - status['started_at'])}")
+    if (world := status.get("world_size") or 1) > 1:
+        batch = f", global batch {status['global_batch']}" if status.get("global_batch") else ""
+        st.caption(f":material/lan: {world} processes (data-parallel{batch}); the log is rank 0's, the others' are "
+                   "run.rank<K>.log in the run folder.")
     if state == "failed":
         st.error(status.get("error") or "The run failed.")
     if resumes := status.get("resumes"):
@@ -127,6 +132,20 @@ def resume_control(run: Run, key: str) -> None:
             st.warning(str(exc))
 
 
+def processes_input(stage: str) -> int:
+    """How many processes train the run: one per GPU on a CUDA machine; on a CPU they split the cores (which
+    mostly shows that scale-out works: it rarely makes a CPU run faster)."""
+    gpus = jobs.gpu_count()
+    most = gpus if gpus else max(1, os.cpu_count() or 1)
+    where = (f"This machine has {gpus} GPU{'s' if gpus != 1 else ''}: one process per GPU." if gpus else
+             "No GPU here: the processes share the CPU's cores (gloo), which tests the set-up more than it speeds "
+             "training.")
+    return int(st.number_input("Processes", min_value=1, max_value=most, value=1, step=1, key=f"processes.{stage}",
+                               help="Above 1 the run starts under `accelerate launch` (data-parallel, DDP): each "
+                                    "process takes its own batch, so a step sees processes x batch size examples. "
+                                    + where))
+
+
 def stage_page(stage: str, title: str, intro: str) -> None:
     """Settings form from the config dataclass, the exact command, Start, and the live panel of the newest run."""
     st.title(title)
@@ -137,19 +156,25 @@ def stage_page(stage: str, title: str, intro: str) -> None:
         forms.apply_preset(stage, preset)
         st.session_state[f"preset.applied.{stage}"] = preset
     values = forms.settings_form(stage)
+    processes = processes_input(stage)
     config, problem = forms.build_config(stage, values)
-    cli_line, accelerate_line = forms.command_line(stage, values, preset)
-    with st.expander("Show command"):
-        st.caption("The same run from a terminal (the workbench starts exactly this CLI):")
-        st.code(cli_line, language="bash")
-        st.caption("On several GPUs:")
-        st.code(accelerate_line, language="bash")
+    cli_line, accelerate_line = forms.command_line(stage, values, preset, max(processes, 2))
+    with st.expander("Show command", expanded=processes > 1):
+        if processes > 1:
+            st.caption(f"The workbench starts exactly this: {processes} processes, one run folder:")
+            st.code(accelerate_line, language="bash")
+        else:
+            st.caption("The same run from a terminal (the workbench starts exactly this CLI):")
+            st.code(cli_line, language="bash")
+            st.caption("On several GPUs (one process per GPU):")
+            st.code(accelerate_line, language="bash")
     if problem:
         st.error(problem)
     active = jobs.active_job()
     if st.button(f"Start {stage.upper()} run", type="primary", disabled=config is None, key=f"start.{stage}"):
         try:
-            job = jobs.start_stage(stage, {k: v for k, v in config.to_dict().items() if k != "stage"})
+            job = jobs.start_stage(stage, {k: v for k, v in config.to_dict().items() if k != "stage"},
+                                   processes=processes)
             st.session_state[f"watch.{stage}"] = job.run_dir
             st.toast(f"Started {Path(job.run_dir).name}")
             time.sleep(0.5)

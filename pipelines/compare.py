@@ -73,7 +73,7 @@ def run(cfg: CompareConfig, run: Run) -> dict:
     base_path = resolve_model(base_name, cfg.trust_remote_code)
     tokenizer = load_tokenizer(base_path, cfg.trust_remote_code)
     tokenizer.padding_side = "left"
-    prompts = load_checked("compare", cfg.prompts_file, log)[: cfg.num_prompts]
+    prompts = load_checked("compare", cfg.prompts_file, log, cfg.column_map)[: cfg.num_prompts]
 
     contestants = Contestants(cfg, base_path, device, adapters)
     judge = Judge(Run(cfg.reward_run), device)

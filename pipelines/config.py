@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,11 @@ class StageConfig:
     logging_steps: int = setting(1, "Log metrics every N steps.", min=1)
     seed: int = setting(42, "Random seed for data order, initialisation and sampling.")
     run_name: str = setting("", "Optional label shown next to the run id.", group="run")
+    column_map: list[str] = setting(
+        [], "Rename the data's fields before reading them, as from=to pairs, for datasets whose fields have other "
+        "names, e.g. `question=prompt, response_j=chosen, response_k=rejected`. Applies to every data field of the "
+        "stage.", group="data",
+    )
 
     stage: typing.ClassVar[str] = ""
     earlier_defaults: typing.ClassVar[dict[str, Any]] = {}  # see load_saved
@@ -94,6 +100,9 @@ class StageConfig:
             if "max" in meta and value > meta["max"]:
                 raise ConfigError(f"`{f.name}` is {value}, above its maximum {meta['max']}. Fix: use a value <= "
                                   f"{meta['max']}.")
+        from pipelines.data import parse_column_map
+
+        parse_column_map(self.column_map)  # a malformed pair is named here, before any run
         if not self.lora_target_modules:
             raise ConfigError("`lora_target_modules` is empty. Fix: name the modules to adapt, e.g. "
                               "`q_proj, k_proj, v_proj, o_proj`, or `all-linear`.")
@@ -184,6 +193,9 @@ def _coerce(name: str, kind: type, value: Any) -> Any:
 # ---- the stages ------------------------------------------------------------------------------------------------
 
 
+TRACKER_PACKAGES = {"none": None, "tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
+
+
 @dataclass
 class TrainingConfig(StageConfig):
     """A stage that trains: it checkpoints into its run directory and can be resumed (`python -m pipelines resume`).
@@ -198,13 +210,26 @@ class TrainingConfig(StageConfig):
         "long run never loses more than this.", min=0.0, group="checkpoints",
     )
     save_total_limit: int = setting(2, "Keep only the newest N checkpoints.", min=1, max=1000, group="checkpoints")
+    report_to: str = setting(
+        "none", "Also send the metrics to an experiment tracker: `tensorboard` (event files in the run's "
+        "`tensorboard/` folder), `wandb` or `trackio` (their own project settings and login). The package must be "
+        "installed: `pip install tensorboard` (or wandb, trackio).", choices=list(TRACKER_PACKAGES), group="run",
+    )
 
     # What `resume --set` may change: schedule, bookkeeping and guards. Anything else (model, LoRA shape, data, batch,
     # learning rate, seed...) would not continue the same run; `resume` refuses it and names the field.
     resumable_changes: typing.ClassVar[tuple[str, ...]] = (
         "max_steps", "save_steps", "save_minutes", "save_total_limit", "logging_steps", "eval_steps", "sample_every",
-        "max_kl", "run_name",
+        "max_kl", "run_name", "report_to",
     )
+
+    def __post_init__(self):
+        super().__post_init__()
+        package = TRACKER_PACKAGES[self.report_to]
+        if package and importlib.util.find_spec(package) is None:
+            raise ConfigError(f"`report_to` is `{self.report_to}`, but the `{package}` package is not installed. "
+                              f"Fix: `pip install {package}` (into the workbench's environment: `.venv/bin/pip "
+                              f"install {package}`), or set `report_to: none`.")
 
     def checkpoint_every(self) -> int:
         return self.save_steps or max(1, -(-self.max_steps // 4))
@@ -216,8 +241,8 @@ class SFTConfig(TrainingConfig):
 
     stage: typing.ClassVar[str] = "sft"
 
-    train_file: str = setting("", "Training data: JSONL, JSON, CSV, Parquet file or a `datasets` folder.",
-                              group="data")
+    train_file: str = setting("", "Training data: a JSONL, JSON, CSV or Parquet file, a `datasets` folder, or a "
+                              "Hub dataset `owner/name[:config][:split]` (split default `train`).", group="data")
     eval_file: str = setting("", "Optional held-out data in the same formats, evaluated every `eval_steps`.",
                              group="data")
     completion_only_loss: bool = setting(
@@ -241,8 +266,8 @@ class RewardConfig(TrainingConfig):
         "", "Start from an SFT run's model instead of the bare base (a run folder, or `latest`). Empty: use `model`.",
         group="model",
     )
-    train_file: str = setting("", "Preference pairs: prompt/chosen/rejected, or chosen/rejected transcripts.",
-                              group="data")
+    train_file: str = setting("", "Preference pairs: prompt/chosen/rejected, or chosen/rejected transcripts; a "
+                              "file, a folder, or a Hub dataset `owner/name[:config][:split]`.", group="data")
     eval_file: str = setting("", "Held-out pairs. Empty: hold out `eval_split` of the training file.", group="data")
     eval_split: float = setting(0.1, "Share of training pairs held out when `eval_file` is empty.", min=0.0,
                                 max=0.5, group="data")
@@ -274,7 +299,8 @@ class PPOConfig(TrainingConfig):
         False, "Use a judge whose held-out accuracy is below its gate. Only for deliberate experiments.",
         group="model",
     )
-    prompts_file: str = setting("", "Prompts: `prompt` strings or conversational message lists.", group="data")
+    prompts_file: str = setting("", "Prompts: `prompt` strings or conversational message lists; a file, a folder, "
+                                "or a Hub dataset `owner/name[:config][:split]`.", group="data")
     max_new_tokens: int = setting(48, "Longest sampled response in tokens.", min=1, max=4096, group="generation")
     temperature: float = setting(0.7, "Sampling temperature for rollouts.", min=0.01, max=5.0, group="generation")
     top_p: float = setting(1.0, "Nucleus sampling threshold for rollouts.", min=0.01, max=1.0, group="generation")
@@ -328,7 +354,8 @@ class CompareConfig(StageConfig):
     sft_run: str = setting("latest", "SFT run folder or `latest` (empty: leave SFT out).", group="model")
     ppo_run: str = setting("latest", "PPO run folder or `latest` (empty: leave PPO out).", group="model")
     reward_run: str = setting("latest", "The judge: a reward run folder or `latest`.", group="model")
-    prompts_file: str = setting("", "Held-out prompts.", group="data")
+    prompts_file: str = setting("", "Held-out prompts: a file, a folder, or a Hub dataset "
+                                "`owner/name[:config][:split]`.", group="data")
     num_prompts: int = setting(40, "How many prompts to compare.", min=1)
     max_new_tokens: int = setting(48, "Longest response in tokens.", min=1, max=4096, group="generation")
     temperature: float = setting(0.7, "Sampling temperature (0: greedy).", min=0.0, max=5.0, group="generation")

@@ -1,6 +1,11 @@
 """Load, validate and normalise datasets for every stage.
 
-Files: JSONL, JSON, CSV, Parquet, or a folder written by `datasets.save_to_disk`.
+Sources: JSONL, JSON, CSV, Parquet files; a folder written by `datasets.save_to_disk`; a folder in the Hub layout
+(data files under `data/`, or a dataset script-free repo checked out); or a Hub dataset id. A folder or an id may
+carry a config and a split: `NAME`, `NAME:SPLIT`, `NAME:CONFIG:SPLIT` (e.g. `Anthropic/hh-rlhf:helpful-base:train`;
+the split defaults to `train`). Those load through `datasets.load_dataset` into the usual Hugging Face cache; their
+"line" numbers are row numbers (1-based). `column_map` (`from=to` pairs) renames a dataset's fields to the ones
+below before anything else, e.g. `question=prompt, response_j=chosen, response_k=rejected`.
 Every record is normalised to conversational messages, so one chat template applies everywhere:
 
     SFT         {"prompt": [messages...], "completion": [assistant message]}   or {"text": ...}
@@ -13,8 +18,10 @@ quotes the first few when any record is unusable.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,13 +68,64 @@ class DataReport:
 
 # ---- reading files -------------------------------------------------------------------------------------------
 
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
-def read_records(path: str | Path) -> list[tuple[int, Any]]:
-    """(line number, record) pairs. Line numbers are 1-based file lines (CSV: the header is line 1)."""
+
+def parse_column_map(items: list[str] | None) -> dict[str, str]:
+    """`["question=prompt", ...]` -> {"question": "prompt"}; a malformed item is a ConfigError naming it."""
+    from pipelines.errors import ConfigError
+
+    mapping = {}
+    for item in items or []:
+        source, sep, target = (part.strip() for part in item.partition("="))
+        if not sep or not source or not target:
+            raise ConfigError(f"`column_map` item `{item}` is not of the form from=to. Fix: write e.g. "
+                              "`column_map: [question=prompt, response_j=chosen, response_k=rejected]`.")
+        mapping[source] = target
+    return mapping
+
+
+def hub_source(value: str) -> tuple[str, str | None, str] | None:
+    """(name, config, split) when `value` is a Hub id or a dataset folder, optionally with `:config:split` or
+    `:split`; None for anything else (a file path)."""
+    if not value or Path(value).is_file():
+        return None
+    name, *rest = value.split(":")
+    looks_like_id = HUB_ID.fullmatch(name) and not name.lower().endswith(SUFFIXES)  # not a mistyped file path
+    if len(rest) > 2 or not (Path(name).is_dir() or looks_like_id):
+        return None
+    if not rest:
+        config, split = None, "train"
+    elif len(rest) == 1:
+        config, split = None, rest[0]
+    else:
+        config, split = rest[0] or None, rest[1]
+    return name, config, split or "train"
+
+
+def read_records(path: str | Path, columns: dict[str, str] | None = None) -> list[tuple[int, Any]]:
+    """(line number, record) pairs. Line numbers are 1-based file lines (CSV: the header is line 1); for a dataset
+    (a folder or a Hub id) they are row numbers. `columns` renames fields first (see `column_map`)."""
+    records = _read_source(path)
+    if not columns:
+        return records
+    first = records[0][1]
+    missing = [c for c in columns if isinstance(first, dict) and c not in first]
+    if missing:
+        fields = sorted(first) if isinstance(first, dict) else []
+        raise DataError(f"`{path}` has no field `{missing[0]}`, which `column_map` renames (its fields: "
+                        f"{fields}). Fix: correct `column_map`.")
+    return [(line, {columns.get(k, k): v for k, v in r.items()} if isinstance(r, dict) else r)
+            for line, r in records]
+
+
+def _read_source(path: str | Path) -> list[tuple[int, Any]]:
+    if (source := hub_source(str(path))) and not (Path(path).is_dir() and _saved_to_disk(Path(path))):
+        return _read_hub(*source)
     path = Path(path)
     if not path.exists():
         raise DataError(f"Data file `{path}` does not exist. Fix: check the path (it is relative to the folder "
-                        "you started from).")
+                        "you started from), or give a Hub dataset as `owner/name[:config][:split]`.")
     if path.is_dir():
         return _read_datasets_folder(path)
     suffix = path.suffix.lower()
@@ -118,6 +176,61 @@ def read_records(path: str | Path) -> list[tuple[int, Any]]:
             raise DataError(f"`{path}` line {n}: invalid JSON ({exc.msg}, column {exc.colno}). Fix that line; each "
                             "line of a .jsonl file must be one JSON object.") from None
     return _non_empty(path, records)
+
+
+def _saved_to_disk(path: Path) -> bool:
+    return any((path / name).is_file() for name in ("dataset_dict.json", "state.json", "dataset_info.json"))
+
+
+def _read_hub(name: str, config: str | None, split: str) -> list[tuple[int, Any]]:
+    """A Hub dataset (or a local folder in its layout) through `datasets.load_dataset`, cached as usual."""
+    import datasets
+
+    with _hub_errors(name, config, split):
+        try:
+            ds = datasets.load_dataset(name, config, split=split)
+        except ValueError as exc:  # hh-rlhf's "helpful-base" is a data folder, not a config
+            if not config or "config" not in str(exc).lower():
+                raise
+            ds = datasets.load_dataset(name, data_dir=config, split=split)
+    return _non_empty(Path(name), [(i + 1, r) for i, r in enumerate(ds.to_list())])
+
+
+def check_hub_sources(config) -> None:
+    """Before a run starts: every data field that names a Hub dataset can be reached (its metadata, from the Hub
+    or the local cache), so an unreachable id is bad input (exit 2, no run folder), not a failed run."""
+    import datasets
+
+    for field in ("train_file", "eval_file", "prompts_file"):
+        source = hub_source(getattr(config, field, "") or "")
+        if source and not Path(source[0]).is_dir():
+            with _hub_errors(*source, field=field):
+                datasets.load_dataset_builder(source[0], source[1])
+
+
+@contextlib.contextmanager
+def _hub_errors(name: str, config: str | None, split: str, field: str = ""):
+    """What went wrong loading a dataset by id or folder, as a DataError that says what to do."""
+    where = f"`{name}`" + (f" (config `{config}`)" if config else "") + f", split `{split}`"
+    prefix = f"`{field}`: " if field else ""
+    try:
+        yield
+    except ValueError as exc:  # an unknown split or config: the message lists the ones there are
+        raise DataError(f"{prefix}Dataset {where}: {str(exc).splitlines()[0]} Fix: pick one of those, written as "
+                        "`name:config:split` or `name:split`.") from None
+    except Exception as exc:  # offline, unknown id, no access: datasets and huggingface_hub raise many types
+        offline = any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE",
+                                                                                       "HF_DATASETS_OFFLINE"))
+        reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        if Path(name).is_dir():
+            raise DataError(f"{prefix}The folder {where} could not be read as a dataset ({reason}). Fix: put its data "
+                            "files (JSONL, CSV, Parquet) under `data/`, or point to one file.") from None
+        raise DataError(
+            f"{prefix}The Hub dataset {where} could not be loaded ({reason}). " +
+            ("This machine is offline (HF_HUB_OFFLINE is set). " if offline else "") +
+            "Fix: with internet, check the id (and `huggingface-cli login` for gated data); offline, load it once "
+            "where there is internet (it stays in the Hugging Face cache) and set HF_HUB_OFFLINE=1, or point to a "
+            "local copy: a JSONL file, or a folder with the data files under `data/`.") from None
 
 
 def _read_datasets_folder(path: Path) -> list[tuple[int, Any]]:
@@ -206,8 +319,8 @@ def detect_format(record: Any, formats: dict[str, tuple[str, ...]], path: str, l
                     f"field sets is needed: {wanted}. Fix: rename the fields.")
 
 
-def _normalise(path, kind, formats, convert) -> tuple[list[dict], DataReport]:
-    records = read_records(path)
+def _normalise(path, kind, formats, convert, columns=None) -> tuple[list[dict], DataReport]:
+    records = read_records(path, columns)
     report = DataReport(str(path), kind, total=len(records))
     report.format = detect_format(records[0][1], formats, str(path), records[0][0])
     rows = []
@@ -286,26 +399,27 @@ def _prompt_row(fmt: str, r: dict) -> dict | str:
     return {"prompt": msgs}
 
 
-def load_sft(path) -> tuple[list[dict], DataReport]:
-    return _normalise(path, "sft", SFT_FORMATS, _sft_row)
+def load_sft(path, columns: dict[str, str] | None = None) -> tuple[list[dict], DataReport]:
+    return _normalise(path, "sft", SFT_FORMATS, _sft_row, columns)
 
 
-def load_preferences(path) -> tuple[list[dict], DataReport]:
-    return _normalise(path, "preference", PREF_FORMATS, _pref_row)
+def load_preferences(path, columns: dict[str, str] | None = None) -> tuple[list[dict], DataReport]:
+    return _normalise(path, "preference", PREF_FORMATS, _pref_row, columns)
 
 
-def load_prompts(path) -> tuple[list[dict], DataReport]:
-    return _normalise(path, "prompts", PROMPT_FORMATS, _prompt_row)
+def load_prompts(path, columns: dict[str, str] | None = None) -> tuple[list[dict], DataReport]:
+    return _normalise(path, "prompts", PROMPT_FORMATS, _prompt_row, columns)
 
 
 LOADERS = {"sft": load_sft, "reward": load_preferences, "ppo": load_prompts, "compare": load_prompts}
 
 
-def load_checked(kind: str, path: str, log=None) -> list[dict]:
-    """Load for a stage: raise on unusable records, log the format and every skip."""
+def load_checked(kind: str, path: str, log=None, column_map: list[str] | None = None) -> list[dict]:
+    """Load for a stage: raise on unusable records, log the format and every skip. `column_map`: the stage's
+    `from=to` renames."""
     if not path:
         raise DataError("No data file was given. Fix: set the stage's data file.")
-    rows, report = LOADERS[kind](path)
+    rows, report = LOADERS[kind](path, parse_column_map(column_map))
     report.raise_if_errors()
     for line in report.lines():
         (log.info if log else print)(line)
@@ -335,6 +449,127 @@ def encode_response(tokenizer, prompt: Messages, response: str) -> tuple[list[in
     return prompt_ids, tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
+class BatchEncoder:
+    """`encode_prompt` / `encode_response` for thousands of records at once: the same ids (the tests hold them equal)
+    in seconds rather than minutes. Record by record, rendering the chat template (Jinja) and tokenizing one text at
+    a time cost about a millisecond per pair; here the template is rendered once per conversation shape (its roles in
+    order) with placeholders and filled in by joining strings, and the texts go through the fast tokenizer's batch
+    call. Each shape's plan is checked against the real rendering of its first record and of every 500th: a template
+    that changes contents (trims them, say) is rendered record by record for that shape instead.
+
+    `progress(done, total)` is called as the texts are tokenized."""
+
+    CHUNK = 4096
+    # A placeholder for message i, wrapped in whitespace and letters: a template that trims, cases or escapes
+    # contents breaks the wrapper, the placeholder is then not found, and that shape is rendered for real.
+    MARK = re.compile(" \n\x00a(\\d+)Z\x00\n ")
+
+    def __init__(self, tokenizer, progress=None):
+        self.tokenizer, self.progress = tokenizer, progress
+        self.templated = bool(tokenizer.chat_template)
+        self.plans: dict[tuple, tuple | None] = {}  # shape -> (text pieces, content order); None: render for real
+        self.rendered = 0
+
+    # ---- texts ----
+
+    def _exact(self, messages: Messages, generation: bool) -> str:
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=generation, tokenize=False)
+
+    @staticmethod
+    def _fill(plan, messages: Messages) -> str:
+        pieces, order = plan
+        out = [pieces[0]]
+        for index, piece in zip(order, pieces[1:]):
+            out += [messages[index]["content"], piece]
+        return "".join(out)
+
+    def render(self, messages: Messages, generation: bool) -> str:
+        shape = (tuple(m["role"] for m in messages), generation)
+        self.rendered += 1
+        if shape not in self.plans:
+            marked = [{"role": m["role"], "content": f" \n\x00a{i}Z\x00\n "} for i, m in enumerate(messages)]
+            pieces = self.MARK.split(self._exact(marked, generation))
+            order = [int(i) for i in pieces[1::2]]
+            self.plans[shape] = (pieces[0::2], order) if len(set(order)) == len(messages) else None
+            self.rendered = 0  # check this shape's plan on this record, below
+        plan = self.plans[shape]
+        if plan is None:
+            return self._exact(messages, generation)
+        text = self._fill(plan, messages)
+        if self.rendered % 500 == 0 and text != (exact := self._exact(messages, generation)):
+            self.plans[shape] = None
+            return exact
+        return text
+
+    def prompt_text(self, prompt: Messages) -> str:
+        if self.templated:
+            return self.render(prompt, True)
+        return "\n\n".join(m["content"] for m in prompt) + "\n\n"
+
+    # ---- tokens ----
+
+    def tokenize(self, texts: list[str], special: bool = False) -> list[list[int]]:
+        """The ids of each text, as `tokenizer(text, add_special_tokens=special)["input_ids"]` gives them. A fast
+        tokenizer's Rust backend is called directly: the transformers wrapper's per-text conversion (attention
+        masks, offsets) costs as much as the tokenization itself."""
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        ids: list[list[int]] = []
+        for start in range(0, len(texts), self.CHUNK):
+            chunk = texts[start:start + self.CHUNK]
+            if backend is not None:
+                ids += [e.ids for e in backend.encode_batch(chunk, add_special_tokens=special)]
+            else:
+                ids += self.tokenizer(chunk, add_special_tokens=special)["input_ids"]
+            if self.progress:
+                self.progress(len(ids), len(texts))
+        return ids
+
+    def prompts(self, prompts: list[Messages]) -> list[list[int]]:
+        """encode_prompt of each."""
+        return self.tokenize([self.prompt_text(p) for p in prompts], special=not self.templated)
+
+    def responses(self, prompts: list[Messages], *answers: list[str]) -> tuple[list[list[int]], list[list[list[int]]]]:
+        """(prompt ids of each record, and for each list of answers the ids of each answer): what encode_response
+        returns, for every record and answer at once.
+
+        The answer's text after its prompt (`answer<|im_end|>\\n`, say) is tokenized alone rather than the whole
+        conversation again: half the tokens. That gives the same ids where the tokenizer cannot merge across the
+        seam, which is checked on this data's first records (a tokenizer that can, e.g. SentencePiece's leading
+        space, takes the whole-conversation path), and not trusted for answers that start with whitespace."""
+        texts = [self.prompt_text(p) for p in prompts]
+        prompt_ids = self.tokenize(texts, special=not self.templated)
+        per_list = []
+        for responses in answers:
+            ids: list[list[int] | None] = [None] * len(responses)
+            if self.templated:
+                full = [self.render(p + [{"role": "assistant", "content": r}], False) for p, r in zip(prompts, responses)]
+                tails = [f[len(t):] if f.startswith(t) and r[:1].strip() else None
+                         for t, f, r in zip(texts, full, responses)]
+                if self._seams_hold(prompt_ids, full, tails):
+                    cut = [i for i, tail in enumerate(tails) if tail is not None]
+                    for i, tail_ids in zip(cut, self.tokenize([tails[i] for i in cut])):
+                        ids[i] = tail_ids
+                whole = [i for i, x in enumerate(ids) if x is None]
+                for i, f in zip(whole, self.tokenize([full[i] for i in whole])):
+                    q = prompt_ids[i]
+                    ids[i] = f[len(q):] if f[:len(q)] == q else None
+            redo = [i for i, x in enumerate(ids) if x is None]  # no template, or the prompt's tokens merge
+            for i, plain in zip(redo, self.tokenize([responses[i] for i in redo])):
+                ids[i] = plain + [self.tokenizer.eos_token_id]
+            per_list.append(ids)
+        return prompt_ids, per_list
+
+    def _seams_hold(self, prompt_ids, full, tails, sample: int = 64) -> bool:
+        """Whether prompt ids + the tail's own ids are the whole conversation's ids, on the first `sample` records
+        (decided once per encoder)."""
+        if getattr(self, "seams", None) is None:
+            checked = [i for i, tail in enumerate(tails) if tail is not None][:sample]
+            whole = self.tokenize([full[i] for i in checked])
+            parts = self.tokenize([tails[i] for i in checked])
+            self.seams = all(w == prompt_ids[i] + t for i, w, t in zip(checked, whole, parts))
+        return self.seams
+
+
 def fit_to_length(prompt_ids: list[int], response_lens: list[int], max_length: int,
                   min_prompt_tokens: int) -> int | None:
     """How many prompt tokens to keep (cut from the left) so prompt + the longest response fit; None: cannot."""
@@ -346,29 +581,36 @@ def fit_to_length(prompt_ids: list[int], response_lens: list[int], max_length: i
     return None
 
 
-def inspect_file(kind: str, path: str, tokenizer=None, max_length: int = 256, preview: int = 5) -> dict:
+def token_lengths(tokenizer, rows: list[dict], progress=None) -> list[int]:
+    """Tokens of each record as the trainer sees it: prompt + the longest response, chat template applied (a prompt
+    alone for prompt files, the text for plain-text SFT). Batched (BatchEncoder)."""
+    encoder = BatchEncoder(tokenizer, progress)
+    if "text" in rows[0]:
+        return [len(ids) for ids in encoder.tokenize([r["text"] for r in rows], special=True)]
+    prompts = [r["prompt"] for r in rows]
+    if "completion" in rows[0]:
+        answers = [[r["completion"][-1]["content"] for r in rows]]
+    else:
+        answers = [[r[k] for r in rows] for k in ("chosen", "rejected") if k in rows[0]]
+    if not answers:  # prompts only
+        return [len(ids) for ids in encoder.prompts(prompts)]
+    prompt_ids, per_list = encoder.responses(prompts, *answers)
+    return [len(q) + max(len(ids[i]) for ids in per_list) for i, q in enumerate(prompt_ids)]
+
+
+def inspect_file(kind: str, path: str, tokenizer=None, max_length: int = 256, preview: int = 5,
+                 column_map: list[str] | None = None, progress=None) -> dict:
     """Everything the Data page shows: format, counts, every problem with its line, a preview, and token-length
     statistics against max_length (when a tokenizer is given). Never raises for a bad file: it reports."""
     try:
-        rows, report = LOADERS[kind](path)
+        rows, report = LOADERS[kind](path, parse_column_map(column_map))
     except DataError as exc:
         return {"path": str(path), "kind": kind, "fatal": str(exc)}
     result = {"path": str(path), "kind": kind, "format": report.format, "total": report.total, "kept": report.kept,
               "errors": report.errors, "skipped": report.skipped, "notes": report.notes,
               "preview": [{k: v for k, v in r.items() if k != "_line"} for r in rows[:preview]]}
     if tokenizer is not None and rows:
-        lengths = []
-        for row in rows:
-            if "text" in row:
-                lengths.append(len(tokenizer(row["text"])["input_ids"]))
-                continue
-            responses = [row[k] for k in ("chosen", "rejected") if k in row]
-            if "completion" in row:
-                responses = [row["completion"][-1]["content"]]
-            if not responses:  # prompts only
-                lengths.append(len(encode_prompt(tokenizer, row["prompt"])))
-                continue
-            lengths.append(max(sum(map(len, encode_response(tokenizer, row["prompt"], r))) for r in responses))
+        lengths = token_lengths(tokenizer, rows, progress)
         ordered = sorted(lengths)
         result["tokens"] = {"min": ordered[0], "median": ordered[len(ordered) // 2],
                             "p95": ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], "max": ordered[-1],

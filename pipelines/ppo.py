@@ -260,7 +260,7 @@ def run(cfg: PPOConfig, run: Run, resume: Path | None = None) -> dict:
     base_path = resolve_model(base_name, cfg.trust_remote_code)
     tokenizer = load_tokenizer(str(sft_run.adapter_dir) if sft_run else base_path, cfg.trust_remote_code)
     tokenizer.padding_side = "left"
-    prompts = load_checked("ppo", cfg.prompts_file, log)
+    prompts = load_checked("ppo", cfg.prompts_file, log, cfg.column_map)
 
     roles = SharedRoles(cfg, base_path, device, sft_run, judge_run)
     log.info("Memory layout: one %s base serves policy (trainable LoRA), reference (%s), value (%s)%s.",
@@ -365,7 +365,7 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, eps=1e-5)
     kl_ctl = KLController(cfg.kl_coef, cfg.adaptive_kl, cfg.target_kl, cfg.kl_horizon)
     eos_ids = end_of_turn_ids(tokenizer)
-    tracker = Tracker(run, cfg.max_steps, cfg.batch_size)
+    tracker = Tracker(run, cfg.max_steps, cfg.batch_size, cfg.report_to, cfg.to_dict())
     schedule = SaveSchedule(cfg.checkpoint_every(), cfg.save_minutes)
     clock = PhaseClock(device)
     loop = LoopState()

@@ -20,12 +20,13 @@ from transformers import PrinterCallback, TrainerCallback, set_seed
 
 from pipelines import distributed
 from pipelines.config import RewardConfig
-from pipelines.data import encode_response, fit_to_length, load_checked, load_preferences, read_records
+from pipelines.data import (BatchEncoder, encode_response, fit_to_length, load_checked, load_preferences,
+                            read_records)
 from pipelines.errors import DataError, GateError
 from pipelines.models import (load_base, merge_adapter, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
                               resolve_model, trainer_hardware)
 from pipelines.runs import Run, resolve_run
-from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints
+from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, trainer_reporting
 
 log = logging.getLogger("pipelines")
 
@@ -46,11 +47,13 @@ class TokenizedPairs:
                              f"{', ...' if len(self.dropped_lines) > 10 else ''})" if self.dropped_lines else ""))
 
 
-def tokenize_pairs(tokenizer, pairs: list[dict], max_length: int, min_prompt_tokens: int) -> TokenizedPairs:
+def tokenize_pairs(tokenizer, pairs: list[dict], max_length: int, min_prompt_tokens: int,
+                   progress=None) -> TokenizedPairs:
+    """Every pair as the judge trains on it (the ids of encode_response, computed in batches: BatchEncoder)."""
     out = TokenizedPairs()
-    for pair in pairs:
-        prompt_ids, chosen_ids = encode_response(tokenizer, pair["prompt"], pair["chosen"])
-        _, rejected_ids = encode_response(tokenizer, pair["prompt"], pair["rejected"])
+    all_prompt_ids, (all_chosen, all_rejected) = BatchEncoder(tokenizer, progress).responses(
+        [p["prompt"] for p in pairs], [p["chosen"] for p in pairs], [p["rejected"] for p in pairs])
+    for pair, prompt_ids, chosen_ids, rejected_ids in zip(pairs, all_prompt_ids, all_chosen, all_rejected):
         keep = fit_to_length(prompt_ids, [len(chosen_ids), len(rejected_ids)], max_length, min_prompt_tokens)
         if keep is None:
             out.dropped_lines.append(pair.get("_line", 0))
@@ -194,9 +197,9 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
     model_path = resolve_model(cfg.model, cfg.trust_remote_code)
     tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
 
-    pairs = load_checked("reward", cfg.train_file, log)
+    pairs = load_checked("reward", cfg.train_file, log, cfg.column_map)
     if cfg.eval_file:
-        eval_pairs = load_checked("reward", cfg.eval_file, log)
+        eval_pairs = load_checked("reward", cfg.eval_file, log, cfg.column_map)
     else:
         pairs, eval_pairs = split_held_out(pairs, cfg.eval_split, cfg.seed)
         log.info("Held out %d of the training pairs for evaluation (`eval_split: %s`).", len(eval_pairs),
@@ -226,6 +229,7 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
     model.config.pad_token_id = tokenizer.pad_token_id
     model = prepare_for_kbit(model, cfg)
 
+    reporting, report_callbacks = trainer_reporting(cfg, run)
     args = trl.RewardConfig(
         **TrainerCheckpoints.trainer_args(run, cfg),
         max_steps=cfg.max_steps,
@@ -236,7 +240,7 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
         max_length=None,  # already fitted above; TRL's own filter would drop pairs silently
         gradient_checkpointing=cfg.gradient_checkpointing,
         seed=cfg.seed,
-        report_to=[],
+        **reporting,
         disable_tqdm=True,
         dataloader_num_workers=0,
         **trainer_hardware(device),
@@ -250,7 +254,7 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
         peft_config=lora_config(cfg, "SEQ_CLS"),
         callbacks=[TrackerCallback(tracker),
                    HeldOutEval(tracker, tokenizer.pad_token_id, held_out, cfg.eval_steps, cfg.batch_size * 2),
-                   TrainerCheckpoints(run, cfg, tracker)],
+                   TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # our Tracker prints the progress line
     with tracker:

@@ -14,7 +14,7 @@ from pipelines.config import SFTConfig
 from pipelines.data import load_checked
 from pipelines.models import (load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model,
                               trainer_hardware)
-from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints
+from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, trainer_reporting
 
 log = logging.getLogger("pipelines")
 
@@ -57,8 +57,8 @@ def run(cfg: SFTConfig, run, resume: Path | None = None) -> dict:
     model_path = resolve_model(cfg.model, cfg.trust_remote_code)
     tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
 
-    train_rows = load_checked("sft", cfg.train_file, log)
-    eval_rows = load_checked("sft", cfg.eval_file, log) if cfg.eval_file else []
+    train_rows = load_checked("sft", cfg.train_file, log, cfg.column_map)
+    eval_rows = load_checked("sft", cfg.eval_file, log, cfg.column_map) if cfg.eval_file else []
     if not tokenizer.chat_template:
         log.info("%s has no chat template: training on plain prompt + completion text.", cfg.model)
         train_rows, eval_rows = without_chat_template(train_rows), without_chat_template(eval_rows)
@@ -70,6 +70,7 @@ def run(cfg: SFTConfig, run, resume: Path | None = None) -> dict:
     is_text = "text" in train_rows[0]
 
     model = prepare_for_kbit(load_base(cfg, model_path, device=device), cfg)
+    reporting, report_callbacks = trainer_reporting(cfg, run)
     args = trl.SFTConfig(
         **TrainerCheckpoints.trainer_args(run, cfg),
         max_steps=cfg.max_steps,
@@ -84,7 +85,7 @@ def run(cfg: SFTConfig, run, resume: Path | None = None) -> dict:
         completion_only_loss=None if is_text else cfg.completion_only_loss,
         gradient_checkpointing=cfg.gradient_checkpointing,
         seed=cfg.seed,
-        report_to=[],
+        **reporting,
         disable_tqdm=True,
         dataloader_num_workers=0,
         **trainer_hardware(device),
@@ -97,7 +98,7 @@ def run(cfg: SFTConfig, run, resume: Path | None = None) -> dict:
         eval_dataset=to_dataset(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
         peft_config=lora_config(cfg, "CAUSAL_LM"),
-        callbacks=[TrackerCallback(tracker), TrainerCheckpoints(run, cfg, tracker)],
+        callbacks=[TrackerCallback(tracker), TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
     )
     trainer.remove_callback(PrinterCallback)  # our Tracker prints the progress line
     with tracker:

@@ -5,12 +5,17 @@ and ETA current, prints a progress line, and answers "should we stop?" (Ctrl-C o
 answer is agreed on by all ranks, so every process stops after the same step (pipelines/distributed.py).
 `TrackerCallback` plugs it into a transformers Trainer; `TrainerCheckpoints` makes the Trainer's own checkpoints
 atomic and timely (see pipelines/checkpoints.py).
+
+`report_to` (tensorboard, wandb, trackio): the Trainer stages hand it to the Trainer's own integrations
+(`trainer_reporting`); PPO's loop is ours, so its Tracker sends the same rows, by the same metric names, through
+`ExperimentTracker`. TensorBoard event files go to the run's `tensorboard/` folder either way.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import time
 
@@ -24,10 +29,14 @@ log = logging.getLogger("pipelines")
 
 
 class Tracker:
-    def __init__(self, run, max_steps: int, batch_per_process: int = 0):
+    def __init__(self, run, max_steps: int, batch_per_process: int = 0, report_to: str = "none",
+                 config: dict | None = None):
         """`batch_per_process`: examples one process consumes per optimizer step (accumulation included); the
-        status and, under a launcher, the progress line show the global batch, that times the processes."""
+        status and, under a launcher, the progress line show the global batch, that times the processes.
+        `report_to`: an experiment tracker that also gets every row (for loops that are not a Trainer's)."""
         self.run = run
+        self.external = ExperimentTracker(report_to, run, config or {}) if report_to != "none" and run.writes \
+            else None
         self.max_steps = max_steps
         self.global_batch = batch_per_process * distributed.world_size()
         run.set_status(world_size=distributed.world_size(), global_batch=self.global_batch or None)
@@ -54,6 +63,8 @@ class Tracker:
             signal.signal(signal.SIGINT, self._previous_sigint)
         except ValueError:
             pass
+        if self.external:
+            self.external.close()
 
     def _on_sigint(self, signum, frame):
         # Under a launcher one Ctrl-C arrives twice: from the terminal, and forwarded by torchrun a moment later.
@@ -86,6 +97,8 @@ class Tracker:
         clean = {k: _number(v) for k, v in metrics.items() if _number(v) is not None}
         row = {"step": step, "time": round(time.time() - self.started, 2), **clean, **peak_memory()}
         self.run.log_metrics(row)
+        if self.external:
+            self.external.log(step, {k: v for k, v in row.items() if k != "step"})
         eta = self.eta_seconds(step)
         self.run.set_status(step=step, max_steps=self.max_steps, eta_s=eta)
         shown = ", ".join(f"{k}={v:.4g}" for k, v in list(clean.items())[:6])
@@ -93,6 +106,67 @@ class Tracker:
                  if distributed.launched() and self.global_batch else "")
         log.info("step %d/%d (%d%%) ETA %s | %s%s", step, self.max_steps, 100 * step // max(self.max_steps, 1),
                  format_seconds(eta), batch, shown)
+
+
+class ExperimentTracker:
+    """One run's rows sent to TensorBoard, Weights & Biases or Trackio under the run's id, as the Trainer's own
+    integrations would send them (same metric names; the project from WANDB_PROJECT / TRACKIO_PROJECT, default
+    `rlhf-workbench`). A resumed run continues the same tracker run."""
+
+    def __init__(self, kind: str, run, config: dict):
+        self.kind = kind
+        if kind == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run.path / "tensorboard"))
+        elif kind == "wandb":
+            import wandb
+
+            self.module = wandb
+            wandb.init(project=os.environ.get("WANDB_PROJECT", PROJECT), name=run.id, id=run.id, resume="allow",
+                       config=config, dir=str(run.path))
+        elif kind == "trackio":
+            import trackio
+
+            self.module = trackio
+            trackio.init(project=os.environ.get("TRACKIO_PROJECT", PROJECT), name=run.id, config=config,
+                         resume="allow")
+        log.info("Metrics also go to %s%s.", kind, f" ({run.path / 'tensorboard'})" if kind == "tensorboard" else "")
+
+    def log(self, step: int, metrics: dict) -> None:
+        if self.kind == "tensorboard":
+            for key, value in metrics.items():
+                self.writer.add_scalar(key, value, step)
+            self.writer.flush()
+        else:
+            self.module.log(metrics, step=step)
+
+    def close(self) -> None:
+        if self.kind == "tensorboard":
+            self.writer.close()
+        else:
+            self.module.finish()
+
+
+PROJECT = "rlhf-workbench"
+
+
+def trainer_reporting(cfg, run) -> tuple[dict, list]:
+    """(TrainingArguments, extra callbacks) that send a Trainer stage's metrics where `report_to` says. TensorBoard
+    goes through the Trainer's own callback, pointed at the run folder (its default is under output_dir, which here
+    is the checkpoints' staging folder)."""
+    if cfg.report_to == "none":
+        return {"report_to": []}, []
+    if cfg.report_to == "tensorboard":
+        if not run.writes:
+            return {"report_to": []}, []
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        return {"report_to": []}, [TensorBoardCallback(SummaryWriter(str(run.path / "tensorboard")))]
+    os.environ.setdefault("WANDB_PROJECT", PROJECT)
+    return {"report_to": [cfg.report_to], "run_name": run.id,
+            "project": os.environ.get("TRACKIO_PROJECT", PROJECT)}, []
 
 
 def peak_memory() -> dict[str, float]:

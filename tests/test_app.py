@@ -1,5 +1,6 @@
 """Every page under streamlit.testing.v1.AppTest, and the UI flow that launches a tiny run and watches it."""
 
+import json
 import subprocess
 import sys
 import time
@@ -107,6 +108,27 @@ def test_data_page_reports_problems_with_lines(empty_runs, tmp_path):
         assert {m.label: m.value for m in at.metric}["Records"] == "3"
     finally:
         bad.unlink()
+
+
+def test_data_page_reads_a_hub_layout_folder_and_pages_long_problem_lists(empty_runs, tmp_path):
+    folder = tmp_path / "paired"
+    (folder / "data").mkdir(parents=True)
+    rows = [{"question": f"q{i}", "response_j": f"yes {i}", "response_k": f"no {i}"} for i in range(450)]
+    rows += [{"question": f"q{i}", "response_j": "same", "response_k": "same"} for i in range(450)]  # skipped
+    (folder / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    at = app_at("pages/data.py")
+    at.radio[0].set_value("reward")
+    at.run()
+    at.text_input[0].set_value(str(folder))  # "...or a Hub dataset or folder"
+    at.text_input[1].set_value("question=prompt, response_j=chosen, response_k=rejected")
+    at.run(timeout=120)
+    assert not at.exception, [e.value for e in at.exception]
+    assert {m.label: m.value for m in at.metric}["Records"] == "900"
+    assert {m.label: m.value for m in at.metric}["Usable"] == "450"
+    pager = next(n for n in at.number_input if n.label.startswith("Page (of 3"))  # 450 problems, 200 a page
+    pager.set_value(3)
+    at.run(timeout=120)
+    assert len(at.dataframe[0].value) == 50
 
 
 def test_ui_launches_a_tiny_run_and_sees_its_metrics(empty_runs, tiny_model_dir):

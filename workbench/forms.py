@@ -97,8 +97,10 @@ def _widget(stage: str, row: dict):
         current = st.session_state.get(key, default)
         if current not in options:
             options.append(current)
-        return st.selectbox(label, options, key=key, help=help_text + " Upload more on the Data page.",
-                            format_func=lambda v: v or "(none)")
+        # accept_new_options: a Hub dataset id (or any path) can be typed in as well as picked
+        return st.selectbox(label, options, key=key, help=help_text + " Pick a file (upload more on the Data page) "
+                            "or type a Hub dataset id.", format_func=lambda v: v or "(none)",
+                            accept_new_options=True)
     if "choices" in row:
         return st.selectbox(label, row["choices"], key=key, help=help_text)
     if isinstance(default, bool):

@@ -205,6 +205,26 @@ def run_cli(args: list[str], timeout: float = 600) -> subprocess.CompletedProces
                           timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
+def stream_cli(args: list[str], timeout: float = 900):
+    """A pipelines command whose stderr the page reads as it comes (for a progress bar): yields each stderr line,
+    then returns the CompletedProcess (as the generator's value). Never shell=True."""
+    import tempfile
+
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pipelines", *args], cwd=REPO, stdout=out,
+                                stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        started, errors = time.time(), []
+        for line in proc.stderr:
+            errors.append(line)
+            yield line
+            if time.time() - started > timeout:
+                proc.kill()
+                break
+        proc.wait()
+        out.seek(0)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), "".join(errors))
+
+
 def last_error_line(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("error:") or " ERROR " in line]

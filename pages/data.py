@@ -63,7 +63,7 @@ def inspect(kind: str, path: str, max_length: int, column_map: str) -> dict:
             break
         if line.startswith("progress "):
             count, total = map(int, line.split()[1:3])
-            bar.progress(count / total, text=f"Tokenizing: {count:,} of {total:,} texts")
+            bar.progress(count / total, text=f"Tokenizing: {count:,} of {total:,} records")
     bar.empty()
     if done.returncode != 0:
         report = {"fatal": jobs.last_error_line(done.stderr)}
@@ -77,11 +77,11 @@ report = inspect(kind, path, int(max_length), column_map)
 if report.get("fatal"):
     st.error(report["fatal"])
     st.stop()
-cols = st.columns(4)
-cols[0].metric("Format", report["format"])
-cols[1].metric("Records", report["total"])
-cols[2].metric("Usable", report["kept"])
-cols[3].metric("Problems", len(report["errors"]) + len(report["skipped"]))
+st.markdown(f"**Checked:** `{path}` · **format:** {report['format']}")  # as text: a metric would cut it off
+cols = st.columns(3)
+cols[0].metric("Records", report["total"])
+cols[1].metric("Usable", report["kept"])
+cols[2].metric("Problems", len(report["errors"]) + len(report["skipped"]))
 PAGE = 200
 
 

@@ -244,8 +244,9 @@ def inspect_command(stage: str, file: str, model: str, max_length: int, column_m
     columns = [c for c in column_map.split(",") if c.strip()]
 
     def progress(done: int, total: int) -> None:
-        """`progress DONE TOTAL` lines on stderr for large files: the Data page draws its bar from them."""
-        if total >= 20_000:
+        """`progress DONE TOTAL` (records tokenized) on stderr for large files: the Data page draws its bar from
+        them, and a terminal user sees the work move."""
+        if total >= 10_000:
             print(f"progress {done} {total}", file=sys.stderr, flush=True)
 
     report = inspect_file(stage, file, tokenizer, max_length, column_map=columns, progress=progress)

@@ -570,6 +570,15 @@ class BatchEncoder:
         return self.seams
 
 
+def logged_progress(log, what: str, every: int = 5):
+    """A `progress(done, total)` for BatchEncoder that logs large jobs every `every` chunks (and at the end), so a
+    terminal user sees a long tokenization move."""
+    def progress(done: int, total: int) -> None:
+        if total >= 20_000 and (done == total or done % (BatchEncoder.CHUNK * every) < BatchEncoder.CHUNK):
+            log.info("Tokenizing %s: %d of %d texts (%d%%)", what, done, total, 100 * done // total)
+    return progress
+
+
 def fit_to_length(prompt_ids: list[int], response_lens: list[int], max_length: int,
                   min_prompt_tokens: int) -> int | None:
     """How many prompt tokens to keep (cut from the left) so prompt + the longest response fit; None: cannot."""
@@ -583,19 +592,29 @@ def fit_to_length(prompt_ids: list[int], response_lens: list[int], max_length: i
 
 def token_lengths(tokenizer, rows: list[dict], progress=None) -> list[int]:
     """Tokens of each record as the trainer sees it: prompt + the longest response, chat template applied (a prompt
-    alone for prompt files, the text for plain-text SFT). Batched (BatchEncoder)."""
-    encoder = BatchEncoder(tokenizer, progress)
-    if "text" in rows[0]:
-        return [len(ids) for ids in encoder.tokenize([r["text"] for r in rows], special=True)]
-    prompts = [r["prompt"] for r in rows]
-    if "completion" in rows[0]:
-        answers = [[r["completion"][-1]["content"] for r in rows]]
-    else:
-        answers = [[r[k] for r in rows] for k in ("chosen", "rejected") if k in rows[0]]
-    if not answers:  # prompts only
-        return [len(ids) for ids in encoder.prompts(prompts)]
-    prompt_ids, per_list = encoder.responses(prompts, *answers)
-    return [len(q) + max(len(ids[i]) for ids in per_list) for i, q in enumerate(prompt_ids)]
+    alone for prompt files, the text for plain-text SFT). Batched (BatchEncoder), a slice of records at a time, so
+    memory holds one slice's texts and ids however large the file; `progress(records done, records)`."""
+    encoder = BatchEncoder(tokenizer)
+    lengths: list[int] = []
+    step = 2 * BatchEncoder.CHUNK
+    for start in range(0, len(rows), step):
+        part = rows[start:start + step]
+        if "text" in part[0]:
+            lengths += [len(ids) for ids in encoder.tokenize([r["text"] for r in part], special=True)]
+        else:
+            prompts = [r["prompt"] for r in part]
+            if "completion" in part[0]:
+                answers = [[r["completion"][-1]["content"] for r in part]]
+            else:
+                answers = [[r[k] for r in part] for k in ("chosen", "rejected") if k in part[0]]
+            if not answers:  # prompts only
+                lengths += [len(ids) for ids in encoder.prompts(prompts)]
+            else:
+                prompt_ids, per_list = encoder.responses(prompts, *answers)
+                lengths += [len(q) + max(len(ids[i]) for ids in per_list) for i, q in enumerate(prompt_ids)]
+        if progress:
+            progress(len(lengths), len(rows))
+    return lengths
 
 
 def inspect_file(kind: str, path: str, tokenizer=None, max_length: int = 256, preview: int = 5,

@@ -21,7 +21,7 @@ from transformers import PrinterCallback, TrainerCallback, set_seed
 from pipelines import distributed
 from pipelines.config import RewardConfig
 from pipelines.data import (BatchEncoder, encode_response, fit_to_length, load_checked, load_preferences,
-                            read_records)
+                            logged_progress, read_records)
 from pipelines.errors import DataError, GateError
 from pipelines.models import (load_base, merge_adapter, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
                               resolve_model, trainer_hardware)
@@ -204,8 +204,10 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
         pairs, eval_pairs = split_held_out(pairs, cfg.eval_split, cfg.seed)
         log.info("Held out %d of the training pairs for evaluation (`eval_split: %s`).", len(eval_pairs),
                  cfg.eval_split)
-    train = tokenize_pairs(tokenizer, pairs, cfg.max_length, cfg.min_prompt_tokens)
-    held_out = tokenize_pairs(tokenizer, eval_pairs, cfg.max_length, cfg.min_prompt_tokens)
+    train = tokenize_pairs(tokenizer, pairs, cfg.max_length, cfg.min_prompt_tokens,
+                           logged_progress(log, "training pairs"))
+    held_out = tokenize_pairs(tokenizer, eval_pairs, cfg.max_length, cfg.min_prompt_tokens,
+                              logged_progress(log, "held-out pairs"))
     log.info(train.describe("training pairs", cfg.max_length))
     log.info(held_out.describe("held-out pairs", cfg.max_length))
     if not train.rows:

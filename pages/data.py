@@ -48,10 +48,10 @@ max_length = st.number_input("max_length (tokens)", min_value=16, max_value=1310
 
 def inspect(kind: str, path: str, max_length: int, column_map: str) -> dict:
     """The CLI's `inspect` report, with a progress bar while a large file is tokenized; remembered per file version."""
-    local = REPO / path
-    key = ("inspect", kind, path, local.stat().st_mtime if local.exists() else 0, max_length, column_map)
-    if key in st.session_state:
-        return st.session_state[key]
+    key = (kind, path, version(REPO / path), max_length, column_map)
+    cache = st.session_state.setdefault("data.reports", {})
+    if key in cache:
+        return cache[key]
     bar = st.progress(0.0, text="Reading the data and loading the tokenizer...")
     lines = jobs.stream_cli(["inspect", "--stage", kind, "--file", path, "--max-length", str(max_length),
                              "--column-map", column_map])
@@ -69,8 +69,19 @@ def inspect(kind: str, path: str, max_length: int, column_map: str) -> dict:
         report = {"fatal": jobs.last_error_line(done.stderr)}
     else:
         report = json.loads(done.stdout.strip().splitlines()[-1])
-        st.session_state[key] = report
+        cache[key] = report
+        while len(cache) > 8:  # each report holds every record's length: keep the last few
+            cache.pop(next(iter(cache)))
     return report
+
+
+def version(path: Path) -> float:
+    """When a file, or the newest file in a dataset folder, last changed (0 for a Hub id)."""
+    if path.is_file():
+        return path.stat().st_mtime
+    if path.is_dir():
+        return max((f.stat().st_mtime for f in path.rglob("*") if f.is_file()), default=0.0)
+    return 0.0
 
 
 report = inspect(kind, path, int(max_length), column_map)

@@ -12,7 +12,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from pipelines.data import load_prompts
+from pipelines.data import hub_source, load_prompts
 from pipelines.errors import WorkbenchError
 from pipelines.runs import default_runs_dir, list_runs
 from pipelines.studio import (AI_PREFIX, INSTRUCTION_EXAMPLES, LabelingSet, agreement, check_labeler, check_name,
@@ -32,9 +32,14 @@ st.markdown("Read a prompt and two responses, and say which is better **by the i
             "and the model behind each side stays hidden, so neither position nor name can sway you.")
 
 
-def repo_path(text: str) -> Path:
+def repo_path(text: str) -> Path | str:
+    """A path relative to the workbench folder, or a Hub dataset id (`owner/name[:config][:split]`) as typed."""
     path = Path(text.strip())
-    return path if path.is_absolute() else REPO / path
+    if path.is_absolute():
+        return path
+    if not (REPO / path).exists() and hub_source(text.strip()):
+        return text.strip()
+    return REPO / path
 
 
 def notify(message: str, kind: str = "success") -> None:
@@ -124,7 +129,8 @@ with st.expander("New labeling set", expanded=not sets):
     with imported:
         st.text_input("Pairs file", "sample_data/prefs_eval.jsonl", key="studio.new.file",
                       help="prompt/response_a/response_b (optionally model_a/model_b), or preference pairs "
-                           "prompt/chosen/rejected; relative to the workbench folder.")
+                           "prompt/chosen/rejected; relative to the workbench folder, or a Hub dataset "
+                           "`owner/name[:config][:split]`.")
         st.button("Import", key="studio.import", on_click=do_import)
 
 

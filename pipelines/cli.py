@@ -76,11 +76,8 @@ def quiet_libraries() -> None:
 
 def run_stage(stage: str, config, runs_dir: str | None = None, run_id: str | None = None,
               debug: bool = False) -> tuple[Run, dict]:
-    """Create the run directory, run the stage, and leave status.json saying how it ended. Under a launcher, rank 0
-    creates the directory and every rank learns its path from rank 0."""
-    from pipelines.models import pick_device
-
-    distributed.init(pick_device(config.device))
+    """Create the run directory, run the stage, and leave status.json saying how it ended. Under a launcher (joined
+    first: `join_launched_job`), rank 0 creates the directory and every rank learns its path from rank 0."""
     resolve_run_fields(config, runs_dir)
     run = distributed.share_from_main(
         lambda: Run.create(stage, config.to_yaml(), runs_dir, config.run_name, run_id=run_id))
@@ -92,10 +89,7 @@ def run_stage(stage: str, config, runs_dir: str | None = None, run_id: str | Non
 
 def resume_stage(run_dir: str, overrides: list[str], debug: bool = False) -> tuple[Run, dict]:
     """Carry a run on from its newest checkpoint, in its own directory (checks first: see pipelines/resume.py)."""
-    from pipelines.models import pick_device
     from pipelines.resume import begin, plan_resume
-
-    distributed.init(pick_device(Run(run_dir).config().get("device", "auto")))
 
     def planned_and_begun():
         plan = plan_resume(run_dir, overrides)
@@ -107,6 +101,22 @@ def resume_stage(run_dir: str, overrides: list[str], debug: bool = False) -> tup
     log.info("Run %s resumed from step %d (%s); %d step(s) after it are done again; training on to step %d.",
              plan.run.id, plan.step, plan.checkpoint.name, plan.lost_steps, plan.config.max_steps)
     return execute(plan.stage, plan.config, plan.run, resume=plan.checkpoint, debug=debug)
+
+
+def join_launched_job(device: str) -> None:
+    """Under a launcher: join the other processes (on the device the stage will use). A no-op otherwise."""
+    if distributed.launched():
+        from pipelines.models import pick_device
+
+        distributed.init(pick_device(device))
+
+
+def saved_device(run_dir: str) -> str:
+    """The `device` a run was started with (for joining the processes before its config is fully checked)."""
+    try:
+        return str(Run(run_dir).config().get("device", "auto"))
+    except Exception:  # noqa: BLE001 - a broken config.yaml is reported by plan_resume, with its fix
+        return "auto"
 
 
 def execute(stage: str, config, run: Run, resume: Path | None = None, debug: bool = False) -> tuple[Run, dict]:
@@ -293,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return studio_command(args)
         if args.command == "resume":
+            join_launched_job(saved_device(args.run_dir))
             run, summary = resume_stage(args.run_dir, args.set, args.debug)
             distributed.finish(ok=bool(summary))
             if distributed.is_main():
@@ -301,13 +312,19 @@ def main(argv: list[str] | None = None) -> int:
         config = STAGES[args.command].load(args.config, args.set)
         resolve_run_fields(config, args.runs_dir)
         check_hub_sources(config)
+        join_launched_job(config.device)
     except WorkbenchError as exc:
         if args.debug:
             raise
         if getattr(args, "run_id", None) and distributed.is_main():  # the workbench watches that folder
             Run.create(args.command, "", args.runs_dir, run_id=args.run_id).set_status("failed", error=str(exc))
         return fail(str(exc), quiet=not distributed.is_main())
-    run, summary = run_stage(args.command, config, args.runs_dir, args.run_id, args.debug)
+    try:
+        run, summary = run_stage(args.command, config, args.runs_dir, args.run_id, args.debug)
+    except WorkbenchError as exc:  # the run folder could not be made (its id is taken, say): nothing started
+        if args.debug:
+            raise
+        return fail(str(exc), quiet=not distributed.is_main())
     distributed.finish(ok=bool(summary))
     if distributed.is_main():
         print(run.path)

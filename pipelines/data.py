@@ -30,6 +30,7 @@ from typing import Any
 from pipelines.errors import DataError
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+FILE_LIKE = {*SUFFIXES, ".txt", ".tsv", ".yaml", ".yml", ".arrow", ".gz", ".zip"}
 Messages = list[dict[str, str]]
 
 
@@ -91,8 +92,9 @@ def hub_source(value: str) -> tuple[str, str | None, str] | None:
     if not value or Path(value).is_file():
         return None
     name, *rest = value.split(":")
-    looks_like_id = HUB_ID.fullmatch(name) and not name.lower().endswith(SUFFIXES)  # not a mistyped file path
-    if len(rest) > 2 or not (Path(name).is_dir() or looks_like_id):
+    # A mistyped file path is not an id: `data/train.jsonl`, `notes/a.txt`, `runs/x:2.jsonl` all end in a suffix.
+    file_like = any(Path(part).suffix.lower() in FILE_LIKE for part in (name, *rest))
+    if len(rest) > 2 or file_like or not (Path(name).is_dir() or HUB_ID.fullmatch(name)):
         return None
     if not rest:
         config, split = None, "train"
@@ -120,7 +122,10 @@ def read_records(path: str | Path, columns: dict[str, str] | None = None) -> lis
 
 
 def _read_source(path: str | Path) -> list[tuple[int, Any]]:
-    if (source := hub_source(str(path))) and not (Path(path).is_dir() and _saved_to_disk(Path(path))):
+    if source := hub_source(str(path)):
+        name, _, split = source
+        if Path(name).is_dir() and _saved_to_disk(Path(name)):  # `save_to_disk` folder, perhaps with `:split`
+            return _read_datasets_folder(Path(name), split)
         return _read_hub(*source)
     path = Path(path)
     if not path.exists():
@@ -187,12 +192,7 @@ def _read_hub(name: str, config: str | None, split: str) -> list[tuple[int, Any]
     import datasets
 
     with _hub_errors(name, config, split):
-        try:
-            ds = datasets.load_dataset(name, config, split=split)
-        except ValueError as exc:  # hh-rlhf's "helpful-base" is a data folder, not a config
-            if not config or "config" not in str(exc).lower():
-                raise
-            ds = datasets.load_dataset(name, data_dir=config, split=split)
+        ds = _config_or_data_dir(datasets.load_dataset, name, config, split=split)
     return _non_empty(Path(name), [(i + 1, r) for i, r in enumerate(ds.to_list())])
 
 
@@ -205,7 +205,18 @@ def check_hub_sources(config) -> None:
         source = hub_source(getattr(config, field, "") or "")
         if source and not Path(source[0]).is_dir():
             with _hub_errors(*source, field=field):
-                datasets.load_dataset_builder(source[0], source[1])
+                _config_or_data_dir(datasets.load_dataset_builder, source[0], source[1])
+
+
+def _config_or_data_dir(load, name: str, config: str | None, **kwargs):
+    """`load(name, config)`, or `load(name, data_dir=config)` when the dataset has no config by that name: in
+    `Anthropic/hh-rlhf:helpful-base`, `helpful-base` is a data folder."""
+    try:
+        return load(name, config, **kwargs)
+    except ValueError as exc:
+        if not config or "config" not in str(exc).lower():
+            raise
+        return load(name, data_dir=config, **kwargs)
 
 
 @contextlib.contextmanager
@@ -233,7 +244,7 @@ def _hub_errors(name: str, config: str | None, split: str, field: str = ""):
             "local copy: a JSONL file, or a folder with the data files under `data/`.") from None
 
 
-def _read_datasets_folder(path: Path) -> list[tuple[int, Any]]:
+def _read_datasets_folder(path: Path, split: str = "train") -> list[tuple[int, Any]]:
     import datasets
 
     try:
@@ -242,9 +253,10 @@ def _read_datasets_folder(path: Path) -> list[tuple[int, Any]]:
         raise DataError(f"`{path}` is a folder but not one written by `datasets.save_to_disk` ({exc}). Fix: pass a "
                         "data file or a saved dataset folder.") from None
     if isinstance(ds, datasets.DatasetDict):
-        if "train" not in ds:
-            raise DataError(f"`{path}` is a DatasetDict without a `train` split (it has {list(ds)}).")
-        ds = ds["train"]
+        if split not in ds:
+            raise DataError(f"`{path}` is a DatasetDict without a `{split}` split (it has {list(ds)}). Fix: name "
+                            f"one as `{path}:SPLIT`.")
+        ds = ds[split]
     return _non_empty(path, [(i + 1, r) for i, r in enumerate(ds)])
 
 
@@ -454,12 +466,14 @@ class BatchEncoder:
     in seconds rather than minutes. Record by record, rendering the chat template (Jinja) and tokenizing one text at
     a time cost about a millisecond per pair; here the template is rendered once per conversation shape (its roles in
     order) with placeholders and filled in by joining strings, and the texts go through the fast tokenizer's batch
-    call. Each shape's plan is checked against the real rendering of its first record and of every 500th: a template
-    that changes contents (trims them, say) is rendered record by record for that shape instead.
+    call. A shape's plan is checked against the real rendering of its first record and of every 500th, and a shape
+    that fails is rendered for real, all of its records; records whose contents a template might treat specially
+    (leading or trailing whitespace, tags such as `</think>`) are always rendered for real.
 
     `progress(done, total)` is called as the texts are tokenized."""
 
     CHUNK = 4096
+    CHECK_EVERY = 500
     # A placeholder for message i, wrapped in whitespace and letters: a template that trims, cases or escapes
     # contents breaks the wrapper, the placeholder is then not found, and that shape is rendered for real.
     MARK = re.compile(" \n\x00a(\\d+)Z\x00\n ")
@@ -468,7 +482,7 @@ class BatchEncoder:
         self.tokenizer, self.progress = tokenizer, progress
         self.templated = bool(tokenizer.chat_template)
         self.plans: dict[tuple, tuple | None] = {}  # shape -> (text pieces, content order); None: render for real
-        self.rendered = 0
+        self.seams: bool | None = None  # see _seams_hold
 
     # ---- texts ----
 
@@ -483,28 +497,39 @@ class BatchEncoder:
             out += [messages[index]["content"], piece]
         return "".join(out)
 
-    def render(self, messages: Messages, generation: bool) -> str:
-        shape = (tuple(m["role"] for m in messages), generation)
-        self.rendered += 1
-        if shape not in self.plans:
-            marked = [{"role": m["role"], "content": f" \n\x00a{i}Z\x00\n "} for i, m in enumerate(messages)]
-            pieces = self.MARK.split(self._exact(marked, generation))
-            order = [int(i) for i in pieces[1::2]]
-            self.plans[shape] = (pieces[0::2], order) if len(set(order)) == len(messages) else None
-            self.rendered = 0  # check this shape's plan on this record, below
-        plan = self.plans[shape]
-        if plan is None:
-            return self._exact(messages, generation)
-        text = self._fill(plan, messages)
-        if self.rendered % 500 == 0 and text != (exact := self._exact(messages, generation)):
-            self.plans[shape] = None
-            return exact
-        return text
+    def _plan(self, messages: Messages, generation: bool):
+        marked = [{"role": m["role"], "content": f" \n\x00a{i}Z\x00\n "} for i, m in enumerate(messages)]
+        pieces = self.MARK.split(self._exact(marked, generation))
+        order = [int(i) for i in pieces[1::2]]
+        return (pieces[0::2], order) if len(set(order)) == len(messages) else None
 
-    def prompt_text(self, prompt: Messages) -> str:
+    @staticmethod
+    def _plain(messages: Messages) -> bool:
+        return all(m["content"] == m["content"].strip() and "<" not in m["content"] for m in messages)
+
+    def render_many(self, conversations: list[Messages], generation: bool) -> list[str]:
+        """The chat template's text of each conversation (with the generation prompt or not)."""
+        texts, shapes, checks = [], [], []
+        for i, messages in enumerate(conversations):
+            shape = (tuple(m["role"] for m in messages), generation)
+            if shape not in self.plans:
+                self.plans[shape] = self._plan(messages, generation)
+                checks.append(i)
+            plan = self.plans[shape]
+            texts.append(self._fill(plan, messages) if plan and self._plain(messages) else None)
+            shapes.append(shape)
+        checks += range(0, len(conversations), self.CHECK_EVERY)
+        failed = {shapes[i] for i in checks
+                  if texts[i] is not None and texts[i] != self._exact(conversations[i], generation)}
+        for shape in failed:
+            self.plans[shape] = None
+        return [self._exact(m, generation) if text is None or shape in failed else text
+                for m, text, shape in zip(conversations, texts, shapes)]
+
+    def prompt_texts(self, prompts: list[Messages]) -> list[str]:
         if self.templated:
-            return self.render(prompt, True)
-        return "\n\n".join(m["content"] for m in prompt) + "\n\n"
+            return self.render_many(prompts, True)
+        return ["\n\n".join(m["content"] for m in prompt) + "\n\n" for prompt in prompts]
 
     # ---- tokens ----
 
@@ -513,6 +538,8 @@ class BatchEncoder:
         tokenizer's Rust backend is called directly: the transformers wrapper's per-text conversion (attention
         masks, offsets) costs as much as the tokenization itself."""
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None and (backend.truncation or backend.padding):
+            backend = None  # settings saved with the tokenizer that its __call__ resets: go through __call__
         ids: list[list[int]] = []
         for start in range(0, len(texts), self.CHUNK):
             chunk = texts[start:start + self.CHUNK]
@@ -526,7 +553,7 @@ class BatchEncoder:
 
     def prompts(self, prompts: list[Messages]) -> list[list[int]]:
         """encode_prompt of each."""
-        return self.tokenize([self.prompt_text(p) for p in prompts], special=not self.templated)
+        return self.tokenize(self.prompt_texts(prompts), special=not self.templated)
 
     def responses(self, prompts: list[Messages], *answers: list[str]) -> tuple[list[list[int]], list[list[list[int]]]]:
         """(prompt ids of each record, and for each list of answers the ids of each answer): what encode_response
@@ -536,13 +563,14 @@ class BatchEncoder:
         conversation again: half the tokens. That gives the same ids where the tokenizer cannot merge across the
         seam, which is checked on this data's first records (a tokenizer that can, e.g. SentencePiece's leading
         space, takes the whole-conversation path), and not trusted for answers that start with whitespace."""
-        texts = [self.prompt_text(p) for p in prompts]
+        texts = self.prompt_texts(prompts)
         prompt_ids = self.tokenize(texts, special=not self.templated)
         per_list = []
         for responses in answers:
             ids: list[list[int] | None] = [None] * len(responses)
             if self.templated:
-                full = [self.render(p + [{"role": "assistant", "content": r}], False) for p, r in zip(prompts, responses)]
+                full = self.render_many([p + [{"role": "assistant", "content": r}] for p, r in zip(prompts, responses)],
+                                        False)
                 tails = [f[len(t):] if f.startswith(t) and r[:1].strip() else None
                          for t, f, r in zip(texts, full, responses)]
                 if self._seams_hold(prompt_ids, full, tails):
@@ -559,14 +587,17 @@ class BatchEncoder:
             per_list.append(ids)
         return prompt_ids, per_list
 
-    def _seams_hold(self, prompt_ids, full, tails, sample: int = 64) -> bool:
-        """Whether prompt ids + the tail's own ids are the whole conversation's ids, on the first `sample` records
-        (decided once per encoder)."""
-        if getattr(self, "seams", None) is None:
-            checked = [i for i, tail in enumerate(tails) if tail is not None][:sample]
-            whole = self.tokenize([full[i] for i in checked])
-            parts = self.tokenize([tails[i] for i in checked])
-            self.seams = all(w == prompt_ids[i] + t for i, w, t in zip(checked, whole, parts))
+    def _seams_hold(self, prompt_ids, full, tails) -> bool:
+        """Whether prompt ids + the tail's own ids are the whole conversation's ids: checked on this call's first
+        64 records with a tail and on every 500th, once per encoder and again whenever a call disagrees. Until some
+        record has been checked, not trusted."""
+        with_tail = [i for i, tail in enumerate(tails) if tail is not None]
+        checked = with_tail[:64] + with_tail[64::self.CHECK_EVERY]
+        if not checked or self.seams is False:
+            return bool(self.seams) and not checked
+        whole = self.tokenize([full[i] for i in checked])
+        parts = self.tokenize([tails[i] for i in checked])
+        self.seams = all(w == prompt_ids[i] + t for i, w, t in zip(checked, whole, parts))
         return self.seams
 
 

@@ -18,6 +18,7 @@ pipelines.runs, which asks `is_main()`.
 
 from __future__ import annotations
 
+import datetime
 import os
 from typing import Any, Callable, TypeVar
 
@@ -60,7 +61,10 @@ def init(device: str) -> None:
     from accelerate import PartialState
 
     if not dist.is_initialized():
-        PartialState(cpu=device == "cpu")
+        # A generous timeout: some work is rank 0's alone (the reward stage's held-out evaluation, saving), and the
+        # others wait for it in a collective; NCCL's default of 10 minutes would end a big evaluation. A rank that
+        # dies still ends the job at once (its connections close; the launcher stops the rest).
+        PartialState(cpu=device == "cpu", timeout=datetime.timedelta(hours=3))
     # When one process fails, the launcher ends the others with SIGTERM. As an exception it unwinds through the
     # stage's error handling, so rank 0 still writes `failed` with the failing rank's message.
     signal.signal(signal.SIGTERM, _terminated)
@@ -105,8 +109,9 @@ def active() -> bool:
 
 
 def share_from_main(make: Callable[[], T]) -> T:
-    """Rank 0 calls `make()` and every rank gets its result (picklable). A WorkbenchError raised by `make` on rank 0
-    is raised on every rank, so all of them exit the same way instead of waiting for each other forever."""
+    """Rank 0 calls `make()` and every rank gets its result (picklable). An error raised by `make` on rank 0 is
+    raised on every rank (as a WorkbenchError when it is another kind), so all of them exit the same way instead of
+    waiting for each other forever."""
     if not active():
         return make()
     import torch.distributed as dist
@@ -117,6 +122,8 @@ def share_from_main(make: Callable[[], T]) -> T:
             box[0] = ("value", make())
         except WorkbenchError as exc:
             box[0] = ("error", exc)
+        except Exception as exc:  # noqa: BLE001 - e.g. an OSError making the run folder: every rank must hear it
+            box[0] = ("error", WorkbenchError(f"{type(exc).__name__}: {exc}"))
     dist.broadcast_object_list(box, src=0)
     kind, payload = box[0]
     if kind == "error":

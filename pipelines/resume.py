@@ -83,6 +83,7 @@ def begin(plan: ResumePlan) -> None:
     for stale in ("STOP", "summary.json"):  # a STOP left by the stop we resume from would end the run at once
         (run.path / stale).unlink(missing_ok=True)
     clear_staging(run.path)
+    run.clear_rank_errors()
     resumes = run.status().get("resumes", []) + [{"from_step": plan.step, "lost_steps": plan.lost_steps,
                                                   "at": time.time()}]
     run.set_status("running", pid=os.getpid(), step=plan.step, max_steps=plan.config.max_steps, eta_s=None,

@@ -168,18 +168,25 @@ class Run:
         nothing about why."""
         if not self.writes:
             write_json_atomic(self.path / f"error.rank{distributed.rank()}.json",
-                              {"rank": distributed.rank(), "error": message, "at": time.time()})
+                              {"rank": distributed.rank(), "error": message, "own_fault": own_fault,
+                               "at": time.time()})
             return
         other = self.rank_error()
         self.set_status("failed", error=message if own_fault or not other else other)
 
     def rank_error(self) -> str | None:
-        """The first message recorded by a failing rank other than 0, as `rank K: message`."""
-        for path in sorted(self.path.glob("error.rank*.json")):
-            data = read_json(path) or {}
-            if data.get("error"):
-                return f"rank {data.get('rank')}: {data['error']}"
-        return None
+        """The message of the rank other than 0 that failed first of its own accord (not the echo of another's
+        failure), as `rank K: message`; else the first of any."""
+        found = [data for path in self.path.glob("error.rank*.json") if (data := read_json(path) or {}).get("error")]
+        if not found:
+            return None
+        first = min(found, key=lambda d: (not d.get("own_fault", True), d.get("at", 0)))
+        return f"rank {first.get('rank')}: {first['error']}"
+
+    def clear_rank_errors(self) -> None:
+        """Before a resume: the failures recorded by the previous attempt are not this one's."""
+        for path in self.path.glob("error.rank*.json"):
+            path.unlink(missing_ok=True)
 
     def set_status(self, state: str | None = None, **fields: Any) -> None:
         if not self.writes:

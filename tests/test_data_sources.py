@@ -163,3 +163,25 @@ def test_report_to_a_tracker_that_is_not_installed_says_how_to_add_it(tmp_path, 
     assert cli("sft", "--set", f"train_file={SAMPLE / 'sft_train.jsonl'}", "--set", "report_to=wandb",
                "--runs-dir", tmp_path / "runs") == 2
     assert "`pip install wandb`" in " ".join(capsys.readouterr().err.split())
+
+
+def test_paths_that_look_like_files_are_never_taken_for_hub_ids(tmp_path):
+    from pipelines.data import hub_source
+
+    assert hub_source("owner/name") == ("owner/name", None, "train")
+    assert hub_source("owner/name:test") == ("owner/name", None, "test")
+    assert hub_source("Anthropic/hh-rlhf:helpful-base:train") == ("Anthropic/hh-rlhf", "helpful-base", "train")
+    for value in ("data/train.jsonl", "notes/a.txt", "runs/x:2.jsonl", "a/b:c:d:e", "just-a-name"):
+        assert hub_source(value) is None, value
+
+
+def test_a_saved_dataset_folder_takes_a_split(tmp_path):
+    import datasets
+
+    rows = [{"prompt": f"q{i}"} for i in range(6)]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:4]),
+                          "test": datasets.Dataset.from_list(rows[4:])}).save_to_disk(str(tmp_path / "saved"))
+    assert len(load_prompts(tmp_path / "saved")[0]) == 4
+    assert len(load_prompts(f"{tmp_path / 'saved'}:test")[0]) == 2
+    with pytest.raises(DataError, match="without a `dev` split"):
+        load_prompts(f"{tmp_path / 'saved'}:dev")

@@ -187,3 +187,16 @@ def test_the_command_box_shows_the_launch_line():
     assert several.startswith("accelerate launch --config_file sample_data/accelerate/ddp.yaml --num_processes 4 "
                               "-m pipelines sft --config sample_data/recipes/sft_quick.yaml")
     assert json.loads(json.dumps(jobs.launcher_args(2)))[-1] == "2"
+
+
+def test_the_status_names_the_rank_that_failed_not_the_ones_that_noticed(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "status.json").write_text(json.dumps({"state": "running", "pid": 999_999_999}))
+    (run / "error.rank1.json").write_text(json.dumps({"rank": 1, "error": "RuntimeError: Connection closed by peer",
+                                                      "own_fault": False, "at": 1.0}))
+    (run / "error.rank10.json").write_text(json.dumps({"rank": 10, "error": "OutOfMemoryError: CUDA out of memory",
+                                                       "own_fault": True, "at": 2.0}))
+    assert Run(run).status()["error"] == "rank 10: OutOfMemoryError: CUDA out of memory"
+    Run(run).clear_rank_errors()  # what a resume does first
+    assert "ended without reporting" in Run(run).status()["error"]

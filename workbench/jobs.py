@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,14 +214,19 @@ def stream_cli(args: list[str], timeout: float = 900):
     with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
         proc = subprocess.Popen([sys.executable, "-m", "pipelines", *args], cwd=REPO, stdout=out,
                                 stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        started, errors = time.time(), []
-        for line in proc.stderr:
-            errors.append(line)
-            yield line
-            if time.time() - started > timeout:
+        timer = threading.Timer(timeout, proc.kill)  # a child that goes quiet is ended all the same
+        timer.start()
+        errors = []
+        try:
+            for line in proc.stderr:
+                errors.append(line)
+                yield line
+            proc.wait()
+        finally:  # the page moved on (a rerun dropped this generator) or the time ran out: end the child
+            timer.cancel()
+            if proc.poll() is None:
                 proc.kill()
-                break
-        proc.wait()
+                proc.wait()
         out.seek(0)
         return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), "".join(errors))
 

@@ -53,6 +53,16 @@ summary = json.loads((run.path / "compare_summary.json").read_text(encoding="utf
 rows = read_jsonl(run.path / "compare.jsonl")
 models = summary["models"]
 
+instruction = summary.get("labeler_instruction") or \
+    next((r.summary().get("labeler_instruction") for r in list_runs(stage="reward") if r.id == summary["judge_run"]),
+         "")
+if instruction:
+    st.info(f"**What the judge measures.** The judge was trained on comparisons where people judged: "
+            f"“{instruction}” It scores that, and nothing else: a higher score is not a more correct or more useful "
+            "answer unless that is what the people were asked.", icon=":material/gavel:")
+else:
+    st.warning("This judge's reward run does not say what its labelers were asked to judge (`labeler_instruction`),"
+               " so read its scores as what this judge prefers, and nothing more.", icon=":material/gavel:")
 cols = st.columns(len([k for k in summary if k.startswith("win_rate_")]) + 1)
 cols[0].plotly_chart(charts.compare_bars(summary["mean_score"]), width="stretch")
 for col, (key, value) in zip(cols[1:], [(k, v) for k, v in summary.items() if k.startswith("win_rate_")]):
@@ -60,7 +70,9 @@ for col, (key, value) in zip(cols[1:], [(k, v) for k, v in summary.items() if k.
     col.metric(f"{a.upper()} beats {b.upper()}", f"{value:.0%}", help="Share of prompts where the judge scored "
                f"{a.upper()}'s answer higher (ties count half).")
 if summary.get("mean_kl") is not None:
-    st.caption(f"PPO run {summary.get('ppo_run', '')}: mean KL to the SFT model {summary['mean_kl']:.2f}. "
+    final = f"final KL to the SFT model {summary['final_kl']:.2f} (its last step: the model compared here); " \
+        if summary.get("final_kl") is not None else ""
+    st.caption(f"PPO run {summary.get('ppo_run', '')}: {final}training average {summary['mean_kl']:.2f}. "
                f"Judge: {summary['judge_run']}.")
 
 names = {"base": "Base model", "sft": "SFT", "ppo": "Aligned (PPO)"}

@@ -7,9 +7,11 @@ import streamlit as st
 
 from pipelines.runs import list_runs
 from workbench import jobs, texts
-from workbench.panels import stage_page
+from workbench.panels import percent_sure, stage_page
 
 stage_page("reward", "Stage 2 · The judge (reward model)", texts.REWARD_INTRO)
+
+
 
 st.divider()
 st.subheader("Playground: ask the judge")
@@ -21,6 +23,9 @@ if not judges:
     st.stop()
 judge = st.selectbox("Judge", judges, format_func=lambda r: f"{r.id} (held-out accuracy "
                      f"{r.summary().get('eval_accuracy', float('nan')):.2f})")
+if instruction := judge.summary().get("labeler_instruction"):
+    st.caption(f"This judge learned from people who were asked: “{instruction}” Its scores measure that, and "
+               "nothing else.")
 with st.form("playground"):
     prompt = st.text_area("Prompt", "What is the capital of France?")
     left, right = st.columns(2)
@@ -46,4 +51,4 @@ if asked:
     right.metric("Score B", f"{score_b:+.3f}")
     p_a = 1 / (1 + math.exp(-(score_a - score_b)))
     better, p = ("A", p_a) if score_a >= score_b else ("B", 1 - p_a)
-    verdict.metric("The judge prefers", better, f"{p:.0%} sure (margin {abs(score_a - score_b):.2f})")
+    verdict.metric("The judge prefers", better, f"{percent_sure(p)} sure (margin {abs(score_a - score_b):.2f})")

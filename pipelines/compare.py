@@ -99,14 +99,17 @@ def run(cfg: CompareConfig, run: Run) -> dict:
                    **{m: {"response": responses[m][i], "score": scores[m][i]} for m in done}}
             row["winner"] = max(done, key=lambda m: scores[m][i])
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    summary = {"prompts": len(prompts), "models": done, "judge_run": Run(cfg.reward_run).id,
+    judge_run = Run(cfg.reward_run)
+    summary = {"prompts": len(prompts), "models": done, "judge_run": judge_run.id,
+               "labeler_instruction": judge_run.summary().get("labeler_instruction", ""),
                "mean_score": {m: sum(scores[m]) / len(prompts) for m in done}}
     for a, b in (("ppo", "sft"), ("ppo", "base"), ("sft", "base")):
         if a in scores and b in scores:
             summary[f"win_rate_{a}_vs_{b}"] = win_rate(scores[a], scores[b])
     if "ppo" in adapters:
         ppo_summary = adapters["ppo"].summary()
-        summary["mean_kl"] = ppo_summary.get("mean_kl")
+        summary["mean_kl"] = ppo_summary.get("mean_kl")  # the average over training
+        summary["final_kl"] = ppo_summary.get("final_kl")  # at its last step: the model compared here
         summary["ppo_run"] = adapters["ppo"].id
     (run.path / "compare_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     for line in format_summary(summary):
@@ -116,9 +119,12 @@ def run(cfg: CompareConfig, run: Run) -> dict:
 
 def format_summary(summary: dict) -> list[str]:
     lines = [f"Compared on {summary['prompts']} held-out prompts, scored by judge {summary['judge_run']}:"]
+    if summary.get("labeler_instruction"):
+        lines.append(f"  the judge measures what its labelers were asked: {summary['labeler_instruction']}")
     lines += [f"  mean score {m:<5} {s:+.3f}" for m, s in summary["mean_score"].items()]
     lines += [f"  {k.replace('win_rate_', 'win rate ').replace('_vs_', ' vs ')}: {v:.2f}"
               for k, v in summary.items() if k.startswith("win_rate_")]
     if summary.get("mean_kl") is not None:
-        lines.append(f"  PPO mean KL to the SFT model: {summary['mean_kl']:.2f}")
+        final = f"final {summary['final_kl']:.2f}, " if summary.get("final_kl") is not None else ""
+        lines.append(f"  PPO KL to the SFT model: {final}training average {summary['mean_kl']:.2f}")
     return lines

@@ -274,6 +274,12 @@ class RewardConfig(TrainingConfig):
     eval_steps: int = setting(20, "Evaluate held-out accuracy every N steps (0: only at the end).", min=0)
     accuracy_gate: float = setting(0.70, "Held-out accuracy a judge needs before PPO may use it.", min=0.0,
                                    max=1.0)
+    labeler_instruction: str = setting(
+        "", "What the people who labeled the pairs were asked to judge, in one sentence: a judge learns that and "
+        "nothing else, and Compare says so beside its scores. Empty: taken from the data (a `labeler_instruction` "
+        "field, or the quote under a 'What the labeler was asked to judge' heading in a README.md beside it).",
+        group="data",
+    )
     min_prompt_tokens: int = setting(
         8, "When a pair is too long, the prompt is cut from the left down to at least this many tokens; pairs "
         "still too long are dropped and counted.", min=0, group="data",

@@ -266,6 +266,36 @@ def _non_empty(path: Path, records: list) -> list:
     return records
 
 
+def labeler_instruction(path: str | Path) -> str:
+    """What the labelers of a preference dataset were asked, when the data says: a `labeler_instruction` field of
+    its first record, or the quoted lines under a heading that mentions the labeler in a README.md beside the file
+    (inside a dataset folder). Empty when neither says."""
+    try:
+        first = read_records(path)[0][1]
+    except DataError:
+        return ""
+    if isinstance(first, dict) and isinstance(first.get("labeler_instruction"), str):
+        return first["labeler_instruction"].strip()
+    folder = Path(str(path).split(":")[0])
+    readme = (folder if folder.is_dir() else folder.parent) / "README.md"
+    try:
+        lines = readme.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ""
+    for i, line in enumerate(lines):
+        if line.startswith("#") and "labeler" in line.lower():
+            quote = []
+            for text in lines[i + 1:]:
+                if text.startswith("#"):
+                    break
+                if text.startswith(">"):
+                    quote.append(text.lstrip("> ").strip())
+                elif quote:
+                    break
+            return " ".join(quote)
+    return ""
+
+
 # ---- shapes --------------------------------------------------------------------------------------------------
 
 

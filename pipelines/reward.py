@@ -20,8 +20,8 @@ from transformers import PrinterCallback, TrainerCallback, set_seed
 
 from pipelines import distributed
 from pipelines.config import RewardConfig
-from pipelines.data import (BatchEncoder, encode_response, fit_to_length, load_checked, load_preferences,
-                            logged_progress, read_records)
+from pipelines.data import (BatchEncoder, encode_response, fit_to_length, labeler_instruction, load_checked,
+                            load_preferences, logged_progress, read_records)
 from pipelines.errors import DataError, GateError
 from pipelines.models import (load_base, merge_adapter, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
                               resolve_model, trainer_hardware)
@@ -274,12 +274,18 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
     with open(run.path / "eval_scores.jsonl", "w", encoding="utf-8") as fh:  # lets anyone re-check a reload
         fh.writelines(json.dumps(row) + "\n" for row in scores)
     ready = result["eval_accuracy"] >= cfg.accuracy_gate
+    instruction = cfg.labeler_instruction or labeler_instruction(cfg.train_file)
+    if instruction:
+        log.info("The labelers were asked: %s This judge measures that, and nothing else.", instruction)
+    else:
+        log.warning("Nothing says what the labelers of %s were asked to judge. Set `labeler_instruction`, so Compare "
+                    "can say what this judge's scores measure.", cfg.train_file)
     log.info("Held-out accuracy %.3f (pick-the-longer baseline %.3f) on %d pairs; gate %.2f: %s",
              result["eval_accuracy"], result["length_baseline_accuracy"], result["eval_pairs"], cfg.accuracy_gate,
              "ready for PPO" if ready else "NOT ready for PPO")
     return {"steps": trainer.state.global_step, "train_runtime_s": round(train_result.metrics["train_runtime"], 2),
             **accounting, **result, "accuracy_gate": cfg.accuracy_gate,
-            "ready_for_ppo": ready, **replicas, "stopped": stopped}
+            "ready_for_ppo": ready, "labeler_instruction": instruction, **replicas, "stopped": stopped}
 
 
 # ---- `python -m pipelines score` -----------------------------------------------------------------------------

@@ -67,6 +67,9 @@ def test_pages_with_runs_show_their_controls(full_runs, monkeypatch):
     assert ppo.get("plotly_chart") and any("Newest samples" in m.value for m in ppo.markdown)
     compare = app_at("pages/compare.py")
     assert any("beats" in m.label for m in compare.metric)
+    judged = " ".join(i.value for i in compare.info)
+    assert "people judged: “Which reply is more polite and warm" in judged and "nothing else" in judged
+    assert any("final KL to the SFT model" in c.value and "training average" in c.value for c in compare.caption)
     assert any("emoji_events:] winner" in m.value for m in compare.markdown)
     runs = app_at("pages/runs.py")
     assert runs.dataframe and runs.multiselect and runs.tabs
@@ -203,3 +206,10 @@ def test_a_crashed_run_with_a_checkpoint_offers_resume(empty_runs, tiny_sft_run)
     at = app_at("pages/runs.py")
     assert list(at.dataframe[0].value["resumed"]) == ["1×"]
     assert any("Resumed 1× (from step 3)" in c.value for c in at.caption)
+
+
+def test_the_judge_is_never_shown_as_certain():
+    from workbench.panels import percent_sure
+
+    assert [percent_sure(p) for p in (0.5, 0.874, 0.9912, 0.99949, 1 / (1 + 2.718 ** -40))] == \
+        ["50%", "87%", "99.1%", ">99.9%", ">99.9%"]

@@ -51,6 +51,20 @@ def test_reward_run_learns_and_reports(tiny_reward_run):
     assert losses[-1] < losses[0]
     assert sum("eval_accuracy" in m for m in metrics) >= 3  # every 5 steps + the final one
     assert (tiny_reward_run / "adapter" / "adapter_model.safetensors").exists()
+    # What its labelers were asked, from sample_data/README.md: what Compare says the judge measures.
+    assert summary["labeler_instruction"].startswith("Which reply is more polite and warm")
+
+
+def test_the_labeler_instruction_comes_from_the_data_or_the_config(tmp_path):
+    from pipelines.data import labeler_instruction
+
+    pair = {"prompt": "q", "chosen": "a", "rejected": "b"}
+    assert labeler_instruction(write_jsonl(tmp_path / "plain.jsonl", [pair])) == ""  # nothing says: empty
+    asked = write_jsonl(tmp_path / "asked.jsonl", [{**pair, "labeler_instruction": "Which is shorter?"}])
+    assert labeler_instruction(asked) == "Which is shorter?"
+    (tmp_path / "README.md").write_text("# Data\n\n## What the labelers were asked\n\n> Which answer is\n> "
+                                        "correct?\n\nMore text.\n")
+    assert labeler_instruction(tmp_path / "plain.jsonl") == "Which answer is correct?"
 
 
 def test_saved_judge_scores_the_same_in_a_fresh_process(tiny_reward_run, tmp_path):

@@ -29,6 +29,14 @@ def badge(state: str | None) -> str:
     return STATE_BADGES.get(state or "", state or "starting")
 
 
+def percent_sure(p: float) -> str:
+    """A probability as people read it, never "100%": a difference of scores never makes a judge certain, even where
+    floating point rounds the probability to 1."""
+    if p >= 0.999:
+        return ">99.9%"
+    return f"{p:.1%}" if p >= 0.99 else f"{p:.0%}"
+
+
 def show_text(text: str) -> None:
     """Model output is shown as escaped text in a box, never interpreted as Markdown or HTML."""
     st.code(text or "(empty)", language=None, wrap_lines=True)

@@ -1,4 +1,4 @@
-"""The workbench frame: page config, navigation over pages/, and the sidebar's active-run badge."""
+"""The workbench frame: page config, navigation over app_pages/, and the sidebar's active-run badge."""
 
 import streamlit as st
 
@@ -7,14 +7,14 @@ from workbench import jobs
 st.set_page_config(page_title="RLHF Workbench", page_icon=":material/explore:", layout="wide")
 
 PAGES = {
-    "Workbench": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-                  st.Page("pages/data.py", title="Data", icon=":material/description:"),
-                  st.Page("pages/studio.py", title="Preference studio", icon=":material/thumbs_up_down:")],
-    "Stages": [st.Page("pages/sft.py", title="1 · SFT", icon=":material/school:"),
-               st.Page("pages/reward.py", title="2 · Reward model", icon=":material/balance:"),
-               st.Page("pages/ppo.py", title="3 · PPO", icon=":material/trending_up:")],
-    "Results": [st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
-                st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:")],
+    "Workbench": [st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
+                  st.Page("app_pages/data.py", title="Data", icon=":material/description:"),
+                  st.Page("app_pages/studio.py", title="Preference studio", icon=":material/thumbs_up_down:")],
+    "Stages": [st.Page("app_pages/sft.py", title="1 · SFT", icon=":material/school:"),
+               st.Page("app_pages/reward.py", title="2 · Reward model", icon=":material/balance:"),
+               st.Page("app_pages/ppo.py", title="3 · PPO", icon=":material/trending_up:")],
+    "Results": [st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
+                st.Page("app_pages/runs.py", title="Runs", icon=":material/folder_open:")],
 }
 
 

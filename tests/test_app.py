@@ -12,8 +12,8 @@ from pipelines.runs import Run
 from tests.conftest import REPO, SAMPLE, cli
 from workbench import jobs
 
-PAGES = ["pages/home.py", "pages/data.py", "pages/sft.py", "pages/reward.py", "pages/ppo.py", "pages/compare.py",
-         "pages/runs.py"]
+PAGES = ["app_pages/home.py", "app_pages/data.py", "app_pages/sft.py", "app_pages/reward.py", "app_pages/ppo.py", "app_pages/compare.py",
+         "app_pages/runs.py"]
 
 
 def app_at(page: str | None = None) -> AppTest:
@@ -55,7 +55,7 @@ def test_pages_with_runs_show_their_controls(full_runs, monkeypatch):
     home = app_at()
     assert any(b.label.startswith("▶ Run the whole demo") for b in home.button)
     assert any("held-out accuracy" in m.value for m in home.markdown)
-    sft = app_at("pages/sft.py")
+    sft = app_at("app_pages/sft.py")
     assert sft.button(key="start.sft").label == "Start SFT run"
     assert sft.text_input(key="form.sft.model").value == "default"
     assert any("python -m pipelines sft --config sample_data/recipes/sft_quick.yaml" in c.value for c in sft.code)
@@ -63,20 +63,20 @@ def test_pages_with_runs_show_their_controls(full_runs, monkeypatch):
                in c.value for c in sft.code)
     assert sft.number_input(key="processes.sft").value == 1
     assert sft.get("plotly_chart")  # the latest run's charts
-    ppo = app_at("pages/ppo.py")
+    ppo = app_at("app_pages/ppo.py")
     assert ppo.get("plotly_chart") and any("Newest samples" in m.value for m in ppo.markdown)
-    compare = app_at("pages/compare.py")
+    compare = app_at("app_pages/compare.py")
     assert any("beats" in m.label for m in compare.metric)
     judged = " ".join(i.value for i in compare.info)
     assert "people judged: “Which reply is more polite and warm" in judged and "nothing else" in judged
     assert any("final KL to the SFT model" in c.value and "training average" in c.value for c in compare.caption)
     assert any("emoji_events:] winner" in m.value for m in compare.markdown)
-    runs = app_at("pages/runs.py")
+    runs = app_at("app_pages/runs.py")
     assert runs.dataframe and runs.multiselect and runs.tabs
 
 
 def test_a_bad_setting_is_shown_and_blocks_start(empty_runs):
-    at = app_at("pages/sft.py")
+    at = app_at("app_pages/sft.py")
     at.text_input(key="form.sft.lora_target_modules").set_value("")
     at.run()
     assert any("`lora_target_modules`" in e.value and "Fix" in e.value for e in at.error)
@@ -85,7 +85,7 @@ def test_a_bad_setting_is_shown_and_blocks_start(empty_runs):
 
 def test_reward_playground_scores_two_responses(full_runs, monkeypatch):
     monkeypatch.setenv("RLHF_WORKBENCH_RUNS", str(full_runs))
-    at = app_at("pages/reward.py")
+    at = app_at("app_pages/reward.py")
     at.button(key="FormSubmitter:playground-Score both").click()
     at.run(timeout=180)
     assert not at.exception, [e.value for e in at.exception]
@@ -100,7 +100,7 @@ def test_data_page_reports_problems_with_lines(empty_runs, tmp_path):
     bad.write_text('{"prompt": "q", "chosen": "a", "rejected": "b"}\n{"prompt": "q", "chosen": "a"}\n'
                    '{"prompt": "q", "chosen": "same", "rejected": "same"}\n')
     try:
-        at = app_at("pages/data.py")
+        at = app_at("app_pages/data.py")
         at.radio[0].set_value("reward")
         at.run()
         at.selectbox[0].set_value(str(bad.resolve()))
@@ -119,7 +119,7 @@ def test_data_page_reads_a_hub_layout_folder_and_pages_long_problem_lists(empty_
     rows = [{"question": f"q{i}", "response_j": f"yes {i}", "response_k": f"no {i}"} for i in range(450)]
     rows += [{"question": f"q{i}", "response_j": "same", "response_k": "same"} for i in range(450)]  # skipped
     (folder / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    at = app_at("pages/data.py")
+    at = app_at("app_pages/data.py")
     at.radio[0].set_value("reward")
     at.run()
     at.text_input[0].set_value(str(folder))  # "...or a Hub dataset or folder"
@@ -135,7 +135,7 @@ def test_data_page_reads_a_hub_layout_folder_and_pages_long_problem_lists(empty_
 
 
 def test_ui_launches_a_tiny_run_and_sees_its_metrics(empty_runs, tiny_model_dir):
-    at = app_at("pages/sft.py")
+    at = app_at("app_pages/sft.py")
     at.text_input(key="form.sft.model").set_value(str(tiny_model_dir))
     at.number_input(key="form.sft.max_steps").set_value(3)
     at.run()
@@ -153,7 +153,7 @@ def test_ui_launches_a_tiny_run_and_sees_its_metrics(empty_runs, tiny_model_dir)
         time.sleep(0.5)
     run = Run(job.run_dir)
     assert run.status()["state"] == "completed", run.log_tail()
-    at = app_at("pages/sft.py")  # a fresh session (a refresh) re-attaches from the run directory
+    at = app_at("app_pages/sft.py")  # a fresh session (a refresh) re-attaches from the run directory
     assert at.get("plotly_chart")
     assert any(run.id in m.value for m in at.markdown)
     assert len(run.metrics()) >= 3
@@ -165,7 +165,7 @@ def test_a_crashed_job_shows_as_failed(empty_runs):
     run = Run.create("sft", "stage: sft\n", empty_runs, run_id="crashed-sft")
     run.set_status(pid=999999999)  # a process that no longer exists, and never said goodbye
     assert run.status()["state"] == "failed" and "ended without reporting" in run.status()["error"]
-    at = app_at("pages/runs.py")
+    at = app_at("app_pages/runs.py")
     assert "failed" in str(at.dataframe[0].value)
 
 
@@ -190,7 +190,7 @@ def test_a_crashed_run_with_a_checkpoint_offers_resume(empty_runs, tiny_sft_run)
     shutil.copytree(tiny_sft_run, path)
     Run(path).set_status("running", pid=999999999, step=3)  # what a kill leaves: a dead pid that never reported
     (path / "summary.json").unlink()
-    at = app_at("pages/runs.py")
+    at = app_at("app_pages/runs.py")
     table = at.dataframe[0].value
     assert list(table["checkpoint"]) == ["step 3"] and list(table["status"]) == ["failed"]
     resume = at.button(key="runs.crashed-sft.resume")
@@ -203,7 +203,7 @@ def test_a_crashed_run_with_a_checkpoint_offers_resume(empty_runs, tiny_sft_run)
         time.sleep(0.5)
     status = Run(path).status()
     assert status["state"] == "completed" and status["step"] == 4, Run(path).log_tail()
-    at = app_at("pages/runs.py")
+    at = app_at("app_pages/runs.py")
     assert list(at.dataframe[0].value["resumed"]) == ["1×"]
     assert any("Resumed 1× (from step 3)" in c.value for c in at.caption)
 

@@ -123,3 +123,24 @@ def test_a_killed_run_resumes_from_the_browser(home_page, tiny_model_dir, tmp_pa
     from pipelines.runs import Run
 
     assert [r["step"] for r in Run(runs / "killed").metrics() if "loss" in r] == list(range(1, 17))
+
+
+def test_a_deep_link_to_a_fresh_server_gets_the_app_frame(app_url):
+    """A bookmarked /compare opened before anyone opened `/` (after a restart, say): the app's own navigation, not
+    Streamlit's legacy list of the script files (what a folder named `pages/` next to app.py used to cause)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    SHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for attempt in range(2):  # it used to happen on every request until `/` was opened
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{app_url}/compare")
+            expect(page.get_by_role("heading", name="Compare: base vs SFT vs aligned")).to_be_visible(timeout=60_000)
+            nav = page.get_by_test_id("stSidebarNav")
+            expect(nav.get_by_text("Stages")).to_be_visible(timeout=30_000)  # the app's own sections
+            expect(nav.get_by_text("1 · SFT")).to_be_visible()
+            assert "app" not in nav.inner_text().lower().split()  # no file names listed (app.py, compare.py...)
+            page.screenshot(path=str(SHOTS / f"7-deep-link-{attempt + 1}.png"))
+            page.close()
+        browser.close()

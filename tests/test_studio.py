@@ -290,7 +290,7 @@ def test_the_exported_file_trains_a_reward_run_without_conversion(tiny_model_dir
 def studio_page() -> AppTest:
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
     at.run()
-    at.switch_page("pages/studio.py")
+    at.switch_page("app_pages/studio.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -351,8 +351,8 @@ def test_page_imports_labels_undoes_resumes_and_exports(runs, tmp_path):
     table = agreement_table(at)
     assert list(table["labeler 1"]) == ["alice"] and list(table["labeler 2"]) == ["bob"]
     assert at.get("plotly_chart")  # the position-bias figure
-    at.switch_page("pages/home.py").run()
-    at.switch_page("pages/studio.py").run()  # a visit elsewhere keeps the labeler's name
+    at.switch_page("app_pages/home.py").run()
+    at.switch_page("app_pages/studio.py").run()  # a visit elsewhere keeps the labeler's name
     assert progress_text(at) == "1 / 6 labeled by bob"
 
     # Export into the uploads folder beside the runs, where the stage forms find it.
@@ -428,7 +428,7 @@ def test_the_studio_page_never_imports_torch(runs, tmp_path):
     import_pairs(pairs_file(tmp_path / "pairs.jsonl"), "light", INSTRUCTION, runs)
     script = ("import sys; from streamlit.testing.v1 import AppTest\n"
               f"at = AppTest.from_file({str(REPO / 'app.py')!r}, default_timeout=120); at.run()\n"
-              "at.switch_page('pages/studio.py'); at.run()\n"
+              "at.switch_page('app_pages/studio.py'); at.run()\n"
               "at.text_input(key='studio.labeler').set_value('alice').run()\n"
               "at.button(key='studio.left').click().run(); assert not at.exception\n"
               "print('torch' in sys.modules, 'transformers' in sys.modules)")

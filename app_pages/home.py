@@ -71,10 +71,10 @@ if demo is not None:
         else:
             if states.get("compare") == "completed":
                 st.success("The demo finished. See the aligned model side by side with the others.")
-                st.page_link("pages/compare.py", label="Open the comparison →", icon="🆚")
+                st.page_link("app_pages/compare.py", label="Open the comparison →", icon="🆚")
                 if st.session_state.get("demo.job") == watched.id and not st.session_state.get("demo.shown"):
                     st.session_state["demo.shown"] = True
-                    st.switch_page("pages/compare.py")
+                    st.switch_page("app_pages/compare.py")
             elif made:
                 st.error("The demo stopped before the end. The log of the last stage:")
                 st.code(made[-1].log_tail(20) or jobs.job_console_tail(watched), language=None)

@@ -349,4 +349,4 @@ if st.button("Export preference pairs", type="primary", key="studio.export", dis
             st.success(f"Wrote {result['pairs']} preference pairs to `{where}` (left out: {result['ties']} ties, "
                        f"{result['skips']} skips, {result['disagreements']} disagreements). Stage 2 takes it as "
                        "it is: pick it as `train_file` on the reward page.")
-            st.page_link("pages/reward.py", label="Train a judge on it →", icon=":material/balance:")
+            st.page_link("app_pages/reward.py", label="Train a judge on it →", icon=":material/balance:")

@@ -114,6 +114,13 @@ with st.expander("New labeling set", expanded=not sets):
         label = {str(r.path): f"{r.stage.upper()} · {r.id}" for r in runs} | {"base": "Base model (no adapter)"}
         st.text_input("Prompts file", "sample_data/prompts_eval.jsonl", key="studio.new.prompts",
                       help="`prompt` or `messages` records; relative to the workbench folder.")
+        # Open on two different models where there are two: the SFT model against the aligned one (or the base).
+        newest = {stage: next((str(r.path) for r in runs if r.stage == stage), None) for stage in ("sft", "ppo")}
+        first = newest["sft"] or newest["ppo"] or "base"
+        second = newest["ppo"] if newest["sft"] and newest["ppo"] else "base"
+        for key, value in (("studio.new.a", first), ("studio.new.b", second)):
+            if st.session_state.get(key) not in options:
+                st.session_state[key] = value
         left, right = st.columns(2)
         left.selectbox("Candidate A", options, key="studio.new.a", format_func=label.get)
         right.selectbox("Candidate B", options, key="studio.new.b", format_func=label.get,

@@ -73,6 +73,9 @@ def test_pages_with_runs_show_their_controls(full_runs, monkeypatch):
     assert any("emoji_events:] winner" in m.value for m in compare.markdown)
     runs = app_at("app_pages/runs.py")
     assert runs.dataframe and runs.multiselect and runs.tabs
+    studio = app_at("app_pages/studio.py")  # opens on two different models: SFT against the aligned one
+    a, b = studio.selectbox(key="studio.new.a").value, studio.selectbox(key="studio.new.b").value
+    assert a.endswith("-sft") and b.endswith("-ppo")
 
 
 def test_a_bad_setting_is_shown_and_blocks_start(empty_runs):

@@ -92,6 +92,8 @@ def test_click_from_home_to_a_live_run(home_page, tiny_model_dir):
     expect(page.get_by_text("completed").first).to_be_visible(timeout=120_000)
     points = page.locator(".js-plotly-plot .scatterlayer .trace .points path")
     assert points.count() >= 3
+    # The live run sits above the settings form (its panel redraws every 2 s: scroll to the static title).
+    page.get_by_role("heading", name="Stage 1 · Supervised fine-tuning").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "2-sft-live.png"), full_page=True)
 
 
@@ -114,7 +116,7 @@ def test_a_killed_run_resumes_from_the_browser(home_page, tiny_model_dir, tmp_pa
     resume = page.get_by_role("button", name=re.compile(r"Resume from step \d+"))
     expect(resume).to_be_visible(timeout=30_000)
     page.wait_for_timeout(2_000)  # let the page finish drawing before the picture
-    resume.scroll_into_view_if_needed()  # the run panel sits below the settings form
+    resume.scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "5-failed-run.png"))
     resume.click()
     expect(page.get_by_text("completed").first).to_be_visible(timeout=180_000)

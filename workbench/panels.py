@@ -155,9 +155,19 @@ def processes_input(stage: str) -> int:
 
 
 def stage_page(stage: str, title: str, intro: str) -> None:
-    """Settings form from the config dataclass, the exact command, Start, and the live panel of the newest run."""
+    """The live (or latest) run first, curves and all, so a visitor sees results before settings; then the settings
+    form from the config dataclass, the exact command and Start."""
     st.title(title)
     st.markdown(intro)
+    runs = list_runs(stage=stage)
+    watched = st.session_state.get(f"watch.{stage}") or (str(runs[0].path) if runs else None)
+    if watched is None:
+        st.info(f"No {stage.upper()} run yet. Pick a preset below and press Start.")
+    else:
+        st.subheader("Live run" if Run(watched).status().get("state") == "running" else "Latest run")
+        live_run_panel(watched, key=f"panel.{stage}")
+        st.divider()
+    st.subheader("New run")
     preset = st.radio("Preset", list(forms.PRESETS), format_func=forms.PRESETS.get, horizontal=True,
                       key=f"preset.{stage}")
     if st.session_state.get(f"preset.applied.{stage}") != preset:
@@ -191,11 +201,6 @@ def stage_page(stage: str, title: str, intro: str) -> None:
             st.warning(str(exc))
     if active and not st.session_state.get(f"watch.{stage}"):
         st.caption(jobs.busy_message(active))
-    st.divider()
-    runs = list_runs(stage=stage)
-    watched = st.session_state.get(f"watch.{stage}") or (str(runs[0].path) if runs else None)
-    if watched is None:
-        st.info(f"No {stage.upper()} run yet. Pick a preset and press Start.")
-        return
-    st.subheader("Live run" if Run(watched).status().get("state") == "running" else "Latest run")
-    live_run_panel(watched, key=f"panel.{stage}")
+    elif watched and Run(watched).status().get("state") == "running":
+        st.caption(f":material/arrow_upward: {Run(watched).id} is running: its live curves are at the top of this "
+                   "page.")

@@ -53,13 +53,11 @@ summary = json.loads((run.path / "compare_summary.json").read_text(encoding="utf
 rows = read_jsonl(run.path / "compare.jsonl")
 models = summary["models"]
 
-instruction = summary.get("labeler_instruction") or \
-    next((r.summary().get("labeler_instruction") for r in list_runs(stage="reward") if r.id == summary["judge_run"]),
-         "")
+instruction = summary.get("labeler_instruction")  # copied from the judge's run when the comparison was made
 if instruction:
     st.info(f"**What the judge measures.** The judge was trained on comparisons where people judged: "
-            f"“{instruction}” It scores that, and nothing else: a higher score is not a more correct or more useful "
-            "answer unless that is what the people were asked.", icon=":material/gavel:")
+            f"“{instruction}” It scores that, and nothing else: a higher score is not a more correct or more "
+            "useful answer unless that is what the people were asked.", icon=":material/gavel:")
 else:
     st.warning("This judge's reward run does not say what its labelers were asked to judge (`labeler_instruction`),"
                " so read its scores as what this judge prefers, and nothing more.", icon=":material/gavel:")

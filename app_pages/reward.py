@@ -11,8 +11,6 @@ from workbench.panels import percent_sure, stage_page
 
 stage_page("reward", "Stage 2 · The judge (reward model)", texts.REWARD_INTRO)
 
-
-
 st.divider()
 st.subheader("Playground: ask the judge")
 st.caption("Type a prompt and two responses. The judge scores each; under its training objective (Bradley-Terry), "

@@ -264,9 +264,9 @@ def inspect_command(stage: str, file: str, model: str, max_length: int, column_m
     return 0
 
 
-def fail(message: str, quiet: bool = False) -> int:
-    """Exit 2 with the message (said once under a launcher: by rank 0)."""
-    if not quiet:
+def fail(message: str) -> int:
+    """Exit 2 with the message (said once under a launcher: by rank 0; every rank exits 2)."""
+    if distributed.is_main():
         print(textwrap.fill(f"error: {message}", width=110), file=sys.stderr)
     return 2
 
@@ -279,8 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"`{args.command}` runs in one process, but this is process {distributed.rank()} of "
                     f"{distributed.world_size()} started by a launcher. Fix: run `python -m pipelines {args.command} "
                     "...` without `accelerate launch` / `torchrun`; only the training stages (" +
-                    ", ".join(TRAINING_STAGES) + ") and `resume` run on several processes.",
-                    quiet=not distributed.is_main())
+                    ", ".join(TRAINING_STAGES) + ") and `resume` run on several processes.")
     try:
         distributed.check_engine()
         if args.command == "score":
@@ -318,13 +317,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if getattr(args, "run_id", None) and distributed.is_main():  # the workbench watches that folder
             Run.create(args.command, "", args.runs_dir, run_id=args.run_id).set_status("failed", error=str(exc))
-        return fail(str(exc), quiet=not distributed.is_main())
+        return fail(str(exc))
     try:
         run, summary = run_stage(args.command, config, args.runs_dir, args.run_id, args.debug)
     except WorkbenchError as exc:  # the run folder could not be made (its id is taken, say): nothing started
         if args.debug:
             raise
-        return fail(str(exc), quiet=not distributed.is_main())
+        return fail(str(exc))
     distributed.finish(ok=bool(summary))
     if distributed.is_main():
         print(run.path)

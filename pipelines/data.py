@@ -234,8 +234,8 @@ def _hub_errors(name: str, config: str | None, split: str, field: str = ""):
                                                                                        "HF_DATASETS_OFFLINE"))
         reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         if Path(name).is_dir():
-            raise DataError(f"{prefix}The folder {where} could not be read as a dataset ({reason}). Fix: put its data "
-                            "files (JSONL, CSV, Parquet) under `data/`, or point to one file.") from None
+            raise DataError(f"{prefix}The folder {where} could not be read as a dataset ({reason}). Fix: put its "
+                            "data files (JSONL, CSV, Parquet) under `data/`, or point to one file.") from None
         raise DataError(
             f"{prefix}The Hub dataset {where} could not be loaded ({reason}). " +
             ("This machine is offline (HF_HUB_OFFLINE is set). " if offline else "") +
@@ -585,7 +585,8 @@ class BatchEncoder:
         """encode_prompt of each."""
         return self.tokenize(self.prompt_texts(prompts), special=not self.templated)
 
-    def responses(self, prompts: list[Messages], *answers: list[str]) -> tuple[list[list[int]], list[list[list[int]]]]:
+    def responses(self, prompts: list[Messages],
+                  *answers: list[str]) -> tuple[list[list[int]], list[list[list[int]]]]:
         """(prompt ids of each record, and for each list of answers the ids of each answer): what encode_response
         returns, for every record and answer at once.
 
@@ -599,8 +600,8 @@ class BatchEncoder:
         for responses in answers:
             ids: list[list[int] | None] = [None] * len(responses)
             if self.templated:
-                full = self.render_many([p + [{"role": "assistant", "content": r}] for p, r in zip(prompts, responses)],
-                                        False)
+                conversations = [p + [{"role": "assistant", "content": r}] for p, r in zip(prompts, responses)]
+                full = self.render_many(conversations, False)
                 tails = [f[len(t):] if f.startswith(t) and r[:1].strip() else None
                          for t, f, r in zip(texts, full, responses)]
                 if self._seams_hold(prompt_ids, full, tails):

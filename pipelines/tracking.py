@@ -108,6 +108,9 @@ class Tracker:
                  format_seconds(eta), batch, shown)
 
 
+PROJECT = "rlhf-workbench"  # the W&B / Trackio project when WANDB_PROJECT / TRACKIO_PROJECT do not say
+
+
 class ExperimentTracker:
     """One run's rows sent to TensorBoard, Weights & Biases or Trackio under the run's id, as the Trainer's own
     integrations would send them (same metric names; the project from WANDB_PROJECT / TRACKIO_PROJECT, default
@@ -146,9 +149,6 @@ class ExperimentTracker:
             self.writer.close()
         else:
             self.module.finish()
-
-
-PROJECT = "rlhf-workbench"
 
 
 def trainer_reporting(cfg, run) -> tuple[dict, list]:

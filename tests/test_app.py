@@ -12,8 +12,7 @@ from pipelines.runs import Run
 from tests.conftest import REPO, SAMPLE, cli
 from workbench import jobs
 
-PAGES = ["app_pages/home.py", "app_pages/data.py", "app_pages/sft.py", "app_pages/reward.py", "app_pages/ppo.py", "app_pages/compare.py",
-         "app_pages/runs.py"]
+PAGES = [f"app_pages/{name}.py" for name in ("home", "data", "sft", "reward", "ppo", "compare", "runs")]
 
 
 def app_at(page: str | None = None) -> AppTest:

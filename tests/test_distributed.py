@@ -87,9 +87,9 @@ def test_sft_on_two_processes_makes_one_run(tiny_model_dir, tmp_path):
 def test_reward_started_by_the_workbench_on_two_processes(tiny_model_dir, tiny_sft_run, tmp_path):
     """The UI's job: `accelerate launch --config_file sample_data/accelerate/ddp.yaml --num_processes 2 ...`."""
     runs = tmp_path / "runs"
-    config = {"model": str(tiny_model_dir), "sft_run": str(tiny_sft_run), "train_file": str(SAMPLE / "prefs_train.jsonl"),
-              "eval_file": str(SAMPLE / "prefs_eval.jsonl"), "max_steps": 6, "eval_steps": 3, "max_length": 96,
-              "learning_rate": 0.003, "accuracy_gate": 0.0}
+    config = {"model": str(tiny_model_dir), "sft_run": str(tiny_sft_run),
+              "train_file": str(SAMPLE / "prefs_train.jsonl"), "eval_file": str(SAMPLE / "prefs_eval.jsonl"),
+              "max_steps": 6, "eval_steps": 3, "max_length": 96, "learning_rate": 0.003, "accuracy_gate": 0.0}
     job = jobs.start_stage("reward", config, runs, processes=2)
     assert job.command[1:4] == ["-m", "accelerate.commands.launch", "--config_file"]
     deadline = time.time() + 300

@@ -29,7 +29,7 @@ from pipelines.runs import Run, default_runs_dir, list_runs, pid_alive, read_jso
     write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]
-DDP_CONFIG = REPO / "sample_data" / "accelerate" / "ddp.yaml"
+DDP_CONFIG = "sample_data/accelerate/ddp.yaml"  # relative to REPO, where jobs start: the command reads as typed
 
 
 @dataclass
@@ -104,12 +104,8 @@ def gpu_count() -> int:
 
 def launcher_args(processes: int, port: int | None = None) -> list[str]:
     """`accelerate launch` arguments for N processes of the one-node DDP config (shown in the UI as typed)."""
-    args = ["launch", "--config_file", shown(DDP_CONFIG), "--num_processes", str(processes)]
+    args = ["launch", "--config_file", DDP_CONFIG, "--num_processes", str(processes)]
     return args + (["--main_process_port", str(port)] if port else [])
-
-
-def shown(path: Path) -> str:
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def free_port() -> int:

@@ -161,10 +161,11 @@ def stage_page(stage: str, title: str, intro: str) -> None:
     st.markdown(intro)
     runs = list_runs(stage=stage)
     watched = st.session_state.get(f"watch.{stage}") or (str(runs[0].path) if runs else None)
+    running = watched is not None and Run(watched).status().get("state") == "running"
     if watched is None:
         st.info(f"No {stage.upper()} run yet. Pick a preset below and press Start.")
     else:
-        st.subheader("Live run" if Run(watched).status().get("state") == "running" else "Latest run")
+        st.subheader("Live run" if running else "Latest run")
         live_run_panel(watched, key=f"panel.{stage}")
         st.divider()
     st.subheader("New run")
@@ -201,6 +202,6 @@ def stage_page(stage: str, title: str, intro: str) -> None:
             st.warning(str(exc))
     if active and not st.session_state.get(f"watch.{stage}"):
         st.caption(jobs.busy_message(active))
-    elif watched and Run(watched).status().get("state") == "running":
+    elif running:
         st.caption(f":material/arrow_upward: {Run(watched).id} is running: its live curves are at the top of this "
                    "page.")

@@ -4,12 +4,13 @@ import time
 import streamlit as st
 
 from pipelines.runs import list_runs, read_jsonl
-from workbench import charts, jobs
+from workbench import charts, jobs, results, texts
 from workbench.panels import show_text
 
 st.title("Compare: base vs SFT vs aligned")
 st.markdown("The same prompts, answered by the untouched base model, the SFT model and the PPO (aligned) model with "
-            "the same sampling seed; every answer scored by the judge. The winner of each prompt is marked :material/emoji_events:.")
+            "the same sampling seed; every answer scored by the judge (its pick of each prompt is marked "
+            ":material/emoji_events:) and, where the prompt has a reference answer, marked correct or wrong.")
 
 compares = [r for r in list_runs(stage="compare") if r.status().get("state") == "completed"]
 
@@ -48,9 +49,45 @@ if not compares:
     st.info("No comparison yet. Run the demo from the Home page, or the compare stage from the command line.")
     st.stop()
 
+
+
+def read_comparison(run) -> tuple[dict, list[dict]]:
+    return (json.loads((run.path / "compare_summary.json").read_text(encoding="utf-8")),
+            read_jsonl(run.path / "compare.jsonl"))
+
+
+contrast = results.instruction_contrast([(r.id, *read_comparison(r)) for r in compares])
+if contrast:  # the lesson in one view: one SFT model, two judges with different instructions, two aligned models
+    with st.container(border=True):
+        st.subheader("Same model, different labeler instructions")
+        st.markdown("Both aligned models started from the same SFT model; each was trained against its own judge, "
+                    "and each judge learned only what its labelers were asked.")
+        for column, (run_id, summary, _) in zip(st.columns(2), contrast):
+            with column:
+                st.markdown(f"**Judge's labelers were asked:** “{summary['labeler_instruction']}”")
+                for label, value, why in results.headline(summary):
+                    st.metric(label, value, help=why)
+                st.caption(f"Comparison {run_id}")
+        first, second = (rows for _, _, rows in contrast)
+        shared = [p for p in first if p in second]
+        shown = st.slider("Prompts shown", 1, max(len(shared), 2), min(5, len(shared)), key="contrast.shown")
+        for prompt in shared[:shown]:
+            answer = first[prompt].get("answer")
+            st.markdown("**Prompt**" + (f" · reference answer: `{answer}`" if answer else ""))
+            show_text(prompt)
+            columns = st.columns(3)
+            sides = [("SFT (both started here)", first[prompt]["sft"])] + [
+                (f"Aligned for: {summary['labeler_instruction'][:60]}…", rows[prompt]["ppo"])
+                for _, summary, rows in contrast]
+            for column, (label, side) in zip(columns, sides):
+                right = {True: " :green[:material/check_circle:]", False: " :red[:material/cancel:]"}.get(
+                    side.get("correct"), "")
+                column.markdown(f"**{label}**{right}")
+                with column:
+                    show_text(side["response"])
+
 run = st.selectbox("Comparison", compares, format_func=lambda r: r.id)
-summary = json.loads((run.path / "compare_summary.json").read_text(encoding="utf-8"))
-rows = read_jsonl(run.path / "compare.jsonl")
+summary, rows = read_comparison(run)
 models = summary["models"]
 
 instruction = summary.get("labeler_instruction")  # copied from the judge's run when the comparison was made
@@ -61,27 +98,52 @@ if instruction:
 else:
     st.warning("This judge's reward run does not say what its labelers were asked to judge (`labeler_instruction`),"
                " so read its scores as what this judge prefers, and nothing more.", icon=":material/gavel:")
-cols = st.columns(len([k for k in summary if k.startswith("win_rate_")]) + 1)
-cols[0].plotly_chart(charts.compare_bars(summary["mean_score"]), width="stretch")
-for col, (key, value) in zip(cols[1:], [(k, v) for k, v in summary.items() if k.startswith("win_rate_")]):
+top = results.headline(summary)
+if top:  # the two numbers a visitor should leave with: what the judge prefers, and whether the answers are right
+    for column, (label, value, why) in zip(st.columns(len(top)), top):
+        column.metric(label, value, help=why)
+    if summary.get("correct_rate"):
+        fooled = summary.get("judge_picked_wrong", 0)
+        st.caption(f"On {fooled} of the {summary['graded_prompts']} prompts with a known answer, the judge's "
+                   "favourite answer was wrong: marked :red[:material/cancel: wrong] below.")
+        with st.expander("Why can the judge's favourite be wrong? (reward hacking, and the KL leash)"):
+            st.markdown(texts.REWARD_HACKING)
+    else:
+        st.caption("These prompts carry no reference answers (an `answer` field), so only the judge's view is shown.")
+
+wins = [(k, v) for k, v in summary.items() if k.startswith("win_rate_")]
+cols = st.columns(len(wins) + 1)
+cols[0].plotly_chart(charts.compare_bars(summary["mean_score"], results.MODEL_NAMES), width="stretch")
+for col, (key, value) in zip(cols[1:], wins):
     a, b = key.removeprefix("win_rate_").split("_vs_")
-    col.metric(f"{a.upper()} beats {b.upper()}", f"{value:.0%}", help="Share of prompts where the judge scored "
-               f"{a.upper()}'s answer higher (ties count half).")
+    col.metric(f"{results.model_name(a)} beats {results.model_name(b)}", f"{value:.0%}",
+               help=f"Share of prompts where the judge scored {results.model_name(a)}'s answer higher (ties count "
+                    "half).")
+if rates := summary.get("correct_rate"):
+    st.markdown("**Correct answers** (of the prompts with a reference answer): " + " · ".join(
+        f"{results.model_name(m)} {r:.0%}" for m, r in rates.items()))
 if summary.get("mean_kl") is not None:
     final = f"final KL to the SFT model {summary['final_kl']:.2f} (its last step: the model compared here); " \
         if summary.get("final_kl") is not None else ""
     st.caption(f"PPO run {summary.get('ppo_run', '')}: {final}training average {summary['mean_kl']:.2f}. "
                f"Judge: {summary['judge_run']}.")
 
-names = {"base": "Base model", "sft": "SFT", "ppo": "Aligned (PPO)"}
-shown = st.slider("Prompts shown", 1, len(rows), min(10, len(rows)))
-for i, row in enumerate(rows[:shown]):
-    st.markdown(f"**{i + 1}. Prompt**")
+only_fooled = bool(summary.get("judge_picked_wrong")) and st.toggle(
+    "Only prompts where the judge's favourite is wrong", key="compare.fooled")
+listed = results.fooled_rows(rows, models) if only_fooled else rows
+shown = st.slider("Prompts shown", 1, max(len(listed), 2), min(10, len(listed)))
+for i, row in enumerate(listed[:shown]):
+    known = f" · reference answer: `{row['answer']}`" if row.get("answer") else ""
+    st.markdown(f"**{i + 1}. Prompt**{known}")
     show_text(row["prompt"])
     columns = st.columns(len(models))
     for column, model in zip(columns, models):
         with column:
-            crown = " :orange[:material/emoji_events:] winner" if row["winner"] == model else ""
-            st.markdown(f"**{names.get(model, model)}** · score {row[model]['score']:+.2f}{crown}")
+            crown = " :orange[:material/emoji_events:] judge's pick" if row["winner"] == model else ""
+            right = {True: " · :green[:material/check_circle: correct]",
+                     False: " · :red[:material/cancel: wrong]"}.get(row[model].get("correct"), "")
+            st.markdown(f"**{results.model_name(model)}** · score {row[model]['score']:+.2f}{crown}{right}")
             show_text(row[model]["response"])
+            if row[model].get("cut_off"):
+                st.caption(":material/content_cut: cut off at the length limit (`max_new_tokens`)")
     st.divider()

@@ -126,7 +126,7 @@ if tokens:
 
     fig = go.Figure(go.Histogram(x=tokens["lengths"], nbinsx=40))
     fig.add_vline(x=tokens["max_length"], line_dash="dash", line_color="crimson", annotation_text="max_length")
-    fig.update_layout(height=250, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="tokens")
+    fig.update_layout(height=250, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="tokens", yaxis_title="records")
     st.plotly_chart(fig, width="stretch")
 st.markdown("**Preview** (normalised to chat messages, as the trainer sees them)")
 st.json(report["preview"], expanded=False)

@@ -1,7 +1,8 @@
 import streamlit as st
 
-from pipelines.runs import list_runs
-from workbench import jobs, texts
+from pipelines.demo import PRESETS
+from pipelines.runs import list_runs, read_jsonl
+from workbench import jobs, results, texts
 from workbench.panels import badge, run_panel
 
 st.title("RLHF Workbench")
@@ -32,6 +33,34 @@ def stage_cards():
 
 stage_cards()
 
+
+def results_card():
+    """The newest comparison's two headline numbers and a few of its answers, for a visitor who just arrived."""
+    compares = [r for r in list_runs(stage="compare") if r.status().get("state") == "completed"]
+    if not compares or not (summary := compares[0].summary()) or not results.headline(summary):
+        return
+    rows = read_jsonl(compares[0].path / "compare.jsonl")
+    models = summary["models"]
+    with st.container(border=True):
+        st.subheader("Latest results")
+        if summary.get("labeler_instruction"):
+            st.caption(f"The judge scores what its labelers were asked: “{summary['labeler_instruction']}”")
+        for column, (label, value, why) in zip(st.columns(2), results.headline(summary)):
+            column.metric(label, value, help=why)
+        pair = results.main_pair(summary)
+        for row in results.example_rows(rows, models, pair, 3):
+            st.text(f"Q: {row['prompt']}" + (f"   (reference answer: {row['answer']})" if row.get("answer") else ""))
+            for column, model in zip(st.columns(len(pair)), reversed(pair)):
+                mark = {True: " :green[:material/check_circle:]", False: " :red[:material/cancel:]"}.get(
+                    row[model].get("correct"), "")
+                column.caption(f"{results.model_name(model)} · score {row[model]['score']:+.2f}{mark}")
+                column.text(row[model]["response"])
+        st.page_link("app_pages/compare.py", label="All answers side by side on Compare →",
+                     icon=":material/compare_arrows:")
+
+
+results_card()
+
 st.divider()
 st.subheader("Run the whole demo")
 st.markdown(texts.DEMO)
@@ -49,6 +78,18 @@ if st.button("▶ Run the whole demo", type="primary", disabled=job is not None)
 if job is not None and job.kind != "demo":
     st.caption(jobs.busy_message(job))
 
+st.subheader("Same model, different labeler instructions")
+st.markdown(texts.BREVITY_DEMO)
+have_sft = any(r.status().get("state") == "completed" for r in list_runs(stage="sft"))
+if st.button("▶ Align the same model for brevity", disabled=job is not None or not have_sft,
+             help=None if have_sft else "Needs a finished SFT run: run the whole demo first."):
+    try:
+        job = jobs.start_demo(preset="brevity")
+        st.session_state["demo.job"] = job.id
+        st.rerun()
+    except jobs.Busy as exc:
+        st.warning(str(exc))
+
 demo = next((j for j in jobs.all_jobs() if j.kind == "demo"), None)
 if demo is not None:
 
@@ -57,7 +98,7 @@ if demo is not None:
         current = jobs.all_jobs()
         watched = next((j for j in current if j.id == demo.id), demo)
         made = jobs.demo_runs(watched)
-        order = ["sft", "reward", "ppo", "compare"]
+        order = list(PRESETS[jobs.demo_preset(watched)][1])
         states = {r.stage: r.status().get("state") for r in made}
         st.markdown(" → ".join(f"{s.upper()} {badge(states.get(s)) if s in states else 'waiting'}"
                                for s in order))

@@ -6,7 +6,7 @@ import streamlit as st
 
 from pipelines.checkpoints import newest_checkpoint
 from pipelines.runs import format_seconds, list_runs
-from workbench import charts, jobs
+from workbench import charts, jobs, results
 from workbench.panels import live_run_panel
 
 st.title("Runs")
@@ -15,14 +15,10 @@ if not runs:
     st.info("No runs yet. Start one from a stage page, or the whole demo from Home.")
     st.stop()
 
-KEY_FIGURES = {"sft": ("final_loss", "loss"), "reward": ("eval_accuracy", "held-out accuracy"),
-               "ppo": ("final_score", "score"), "compare": ("win_rate_ppo_vs_sft", "PPO vs SFT win rate")}
-
-
 def key_figure(run) -> str:
-    key, label = KEY_FIGURES.get(run.stage, ("", ""))
-    value = run.summary().get(key)
-    return f"{label} {value:.3f}" if isinstance(value, (int, float)) else ""
+    """The run's first labelled figure ("Training loss 2.14 → 1.65", "Held-out accuracy 100% vs 47% ...")."""
+    figures = results.summary_figures(run.stage, run.summary())
+    return f"{figures[0][0]} {figures[0][1]}" if figures else ""
 
 
 table = []
@@ -46,10 +42,11 @@ default = [r.id for r in training if r.stage == training[0].stage][:2] if traini
 chosen = st.multiselect("Runs", list(by_id), default=default)
 if chosen:
     metrics = {rid: by_id[rid].metrics() for rid in chosen}
-    keys = sorted({k for rows in metrics.values() for row in rows for k in row if k not in ("step", "time")})
-    if keys:
-        default = "loss" if "loss" in keys else keys[0]
-        key = st.selectbox("Metric", keys, index=keys.index(default))
+    keys = sorted({k for rows in metrics.values() for row in rows for k in row if k not in ("step", "time")},
+                  key=charts.metric_name)
+    if keys:  # what each stage is about: the judge's score for PPO, else the loss
+        default = next((k for k in ("objective/scores", "loss") if k in keys), keys[0])
+        key = st.selectbox("Metric", keys, index=keys.index(default), format_func=charts.metric_name)
         st.plotly_chart(charts.overlay(metrics, key), width="stretch")
 
 st.subheader("Open a run")

@@ -284,7 +284,8 @@ if bias or wins:
                                text=[f"{r['share left']:.0%} of {r['decided']}" for r in bias]))
         fig.add_hline(y=0.5, line_dash="dash", line_color="crimson", annotation_text="no position bias")
         fig.update_layout(title="Position bias: share of picks on the left (A) side", height=300,
-                          yaxis=dict(range=[0, 1], tickformat=".0%"), margin=dict(l=10, r=10, t=40, b=10))
+                          yaxis=dict(range=[0, 1], tickformat=".0%", title="picks on the left"),
+                          xaxis_title="labeler", margin=dict(l=10, r=10, t=40, b=10))
         left_col.plotly_chart(fig, width="stretch", key="studio.bias")
         left_col.caption("Sides are random, so a labeler without bias lands near 50%. The whiskers are a 95% "
                          "range for this many labels: while they cross the dashed line, the lean may be chance.")

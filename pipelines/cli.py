@@ -6,7 +6,7 @@
     python -m pipelines compare --config FILE [--set ...]
     python -m pipelines resume  RUN_DIR [--set max_steps=N]   (a failed or stopped run, from its newest checkpoint)
     python -m pipelines score   --reward RUN_DIR --file FILE
-    python -m pipelines demo    [--runs-dir DIR] [--preset quick|gpu]
+    python -m pipelines demo    [--runs-dir DIR] [--preset quick|gpu|brevity]
     python -m pipelines studio  generate|import|judge|export|status --set NAME ...   (the preference studio)
 
 A training stage creates a run directory, reports progress with an ETA on stderr, prints the run directory as
@@ -34,6 +34,7 @@ from pathlib import Path
 from pipelines import distributed
 from pipelines.config import STAGES, TRAINING_STAGES, TrainingConfig, describe_fields
 from pipelines.data import check_hub_sources
+from pipelines.demo import PRESETS
 from pipelines.errors import WorkbenchError
 from pipelines.runs import Run, resolve_run
 
@@ -201,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true")
     p = sub.add_parser("demo", help="the whole pipeline on sample_data, one stage after another")
     p.add_argument("--runs-dir")
-    p.add_argument("--preset", choices=["quick", "gpu"], default="quick")
+    p.add_argument("--preset", choices=list(PRESETS), default="quick",
+                   help="quick: the CPU recipes; gpu: the consumer-GPU recipes; brevity: after a demo, the same SFT "
+                        "model aligned against a judge whose labelers were asked for brevity")
     p.add_argument("--debug", action="store_true")
     p = sub.add_parser("studio", help="preference studio: make labeling sets, label them with an AI judge, export "
                                       "the labels as preference pairs for stage 2")

@@ -1,5 +1,7 @@
 """Side by side: the base, SFT and PPO models answer the same held-out prompts with the same sampling seed; the
-judge scores every answer. Writes compare.jsonl (one prompt per line) and compare_summary.json (means, win rates).
+judge scores every answer. Where a prompt carries a reference answer, each answer is also graded right or wrong
+(pipelines/answers.py), the axis the judge cannot see when it learned tone alone. Writes compare.jsonl (one prompt
+per line) and compare_summary.json (mean scores, win rates, correct rates).
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ import logging
 
 import torch
 
+from pipelines.answers import is_correct
 from pipelines.config import CompareConfig
 from pipelines.data import encode_prompt, load_checked
-from pipelines.models import load_base, load_tokenizer, pick_device, resolve_model, sampling_with
+from pipelines.models import frozen_with, load_base, load_tokenizer, pick_device, resolve_model
 from pipelines.ppo import decode_responses, end_of_turn_ids, generate, left_pad, response_mask
 from pipelines.reward import Judge
 from pipelines.runs import Run
@@ -36,29 +39,35 @@ class Contestants:
         self.model.eval()
         self.quantized = cfg.quantization != "none"
 
-    def sampling(self, adapters: list[str]):
+    def frozen(self, adapters: list[str], exact: bool = False):
+        """Sampling's context (see pipelines.models.frozen_with)."""
         if not hasattr(self.model, "disable_adapter"):  # no adapters loaded: the bare base only
             return torch.no_grad()
-        return sampling_with(self.model, adapters, self.quantized)
+        return frozen_with(self.model, adapters, self.quantized, exact)
 
 
 def sample_responses(contestants, adapters: list[str], prompts: list[dict], tokenizer, *, batch_size: int, seed: int,
-                     max_new_tokens: int, temperature: float, top_p: float, log_as: str = "") -> list[str]:
-    """One response per prompt from the model that `adapters` select ([] = the bare base), in batches. Each batch
-    starts from `seed + its first index`, so two models given the same seed draw from the same random stream."""
+                     max_new_tokens: int, temperature: float, top_p: float,
+                     log_as: str = "") -> tuple[list[str], list[bool]]:
+    """One response per prompt from the model that `adapters` select ([] = the bare base), in batches, and whether
+    each was cut off at `max_new_tokens` (it never ended its turn). Each batch starts from `seed + its first index`,
+    so two models given the same seed draw from the same random stream."""
     eos_ids = end_of_turn_ids(tokenizer)
     device = next(contestants.model.parameters()).device
     texts: list[str] = []
+    cut_off: list[bool] = []
     for start in range(0, len(prompts), max(1, batch_size)):
         chunk = prompts[start:start + max(1, batch_size)]
         ids, mask = left_pad([encode_prompt(tokenizer, p["prompt"]) for p in chunk], tokenizer.pad_token_id, device)
         torch.manual_seed(seed + start)
         out = generate(contestants, adapters, ids, mask, tokenizer, max_new_tokens=max_new_tokens,
                        temperature=temperature, top_p=top_p, eos_ids=eos_ids)
-        texts += decode_responses(tokenizer, out, response_mask(out, eos_ids)[0])
+        mask, finished = response_mask(out, eos_ids)
+        texts += decode_responses(tokenizer, out, mask)
+        cut_off += (~finished).tolist()
         if log_as:
             log.info("%s: %d/%d prompts answered", log_as, len(texts), len(prompts))
-    return texts
+    return texts, cut_off
 
 
 def win_rate(a: list[float], b: list[float]) -> float:
@@ -80,10 +89,11 @@ def run(cfg: CompareConfig, run: Run) -> dict:
     models = ["base", *adapters]
     tracker = Tracker(run, len(models))
     responses: dict[str, list[str]] = {}
+    cut_off: dict[str, list[bool]] = {}
     scores: dict[str, list[float]] = {}
     with tracker:
         for step, name in enumerate(models, start=1):
-            texts = sample_responses(contestants, [] if name == "base" else [name], prompts, tokenizer,
+            texts, cut_off[name] = sample_responses(contestants, [] if name == "base" else [name], prompts, tokenizer,
                                      batch_size=cfg.batch_size, seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
                                      temperature=cfg.temperature, top_p=cfg.top_p)
             responses[name] = texts
@@ -93,19 +103,31 @@ def run(cfg: CompareConfig, run: Run) -> dict:
                 break
 
     done = [m for m in models if m in scores]
+    # the second axis: is the answer right? (prompts that carry a reference answer; the judge never sees it)
+    graded = [i for i, p in enumerate(prompts) if p.get("answer")]
+    correct = {m: {i: is_correct(responses[m][i], prompts[i]["answer"]) for i in graded} for m in done}
     with open(run.path / "compare.jsonl", "w", encoding="utf-8") as fh:
         for i, prompt in enumerate(prompts):
-            row = {"prompt": prompt["prompt"][-1]["content"],
-                   **{m: {"response": responses[m][i], "score": scores[m][i]} for m in done}}
+            row = {"prompt": prompt["prompt"][-1]["content"], "answer": prompt.get("answer"),
+                   **{m: {"response": responses[m][i], "score": scores[m][i], "correct": correct[m].get(i),
+                          "cut_off": cut_off[m][i]}
+                      for m in done}}
             row["winner"] = max(done, key=lambda m: scores[m][i])
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     judge_run = Run(cfg.reward_run)
     summary = {"prompts": len(prompts), "models": done, "judge_run": judge_run.id,
                "labeler_instruction": judge_run.summary().get("labeler_instruction", ""),
                "mean_score": {m: sum(scores[m]) / len(prompts) for m in done}}
+    if graded:
+        summary["graded_prompts"] = len(graded)
+        summary["correct_rate"] = {m: sum(correct[m].values()) / len(graded) for m in done}
+        # the judge's favourite answer was wrong: where a judge of tone is fooled into rewarding a wrong fact
+        summary["judge_picked_wrong"] = sum(not correct[max(done, key=lambda m: scores[m][i])][i] for i in graded)
     for a, b in (("ppo", "sft"), ("ppo", "base"), ("sft", "base")):
         if a in scores and b in scores:
             summary[f"win_rate_{a}_vs_{b}"] = win_rate(scores[a], scores[b])
+    if "sft" in adapters:
+        summary["sft_run"] = adapters["sft"].id
     if "ppo" in adapters:
         ppo_summary = adapters["ppo"].summary()
         summary["mean_kl"] = ppo_summary.get("mean_kl")  # the average over training
@@ -124,6 +146,10 @@ def format_summary(summary: dict) -> list[str]:
     lines += [f"  mean score {m:<5} {s:+.3f}" for m, s in summary["mean_score"].items()]
     lines += [f"  {k.replace('win_rate_', 'win rate ').replace('_vs_', ' vs ')}: {v:.2f}"
               for k, v in summary.items() if k.startswith("win_rate_")]
+    if summary.get("correct_rate"):
+        rates = ", ".join(f"{m} {r:.0%}" for m, r in summary["correct_rate"].items())
+        lines.append(f"  correct answers, of {summary['graded_prompts']} prompts with a reference answer: {rates}")
+        lines.append(f"  the judge's favourite answer was wrong on {summary['judge_picked_wrong']} of them")
     if summary.get("mean_kl") is not None:
         final = f"final {summary['final_kl']:.2f}, " if summary.get("final_kl") is not None else ""
         lines.append(f"  PPO KL to the SFT model: {final}training average {summary['mean_kl']:.2f}")

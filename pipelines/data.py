@@ -438,7 +438,15 @@ def _prompt_row(fmt: str, r: dict) -> dict | str:
         msgs = msgs[:-1]  # a conversation with its answer: keep the question
     if not msgs or not msgs[-1]["content"].strip():
         return "empty prompt"
-    return {"prompt": msgs}
+    answer = r.get("answer")
+    if answer is None:
+        return {"prompt": msgs}
+    # an optional reference answer: Compare grades responses with it (pipelines/answers.py)
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        answer = str(answer)
+    if not isinstance(answer, str) or not answer.strip():
+        raise ValueError("`answer` must be a short non-empty text or number (the reference answer), or left out")
+    return {"prompt": msgs, "answer": answer.strip()}
 
 
 def load_sft(path, columns: dict[str, str] | None = None) -> tuple[list[dict], DataReport]:

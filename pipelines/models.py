@@ -200,34 +200,44 @@ def prepare_for_kbit(model, cfg):
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
 
 
-def sampling_with(peft_model, adapters: list[str], quantized: bool):
-    """The context to sample in: the bare base for [], one adapter merged for speed (`merged_for_sampling`), or the
-    adapters active as they are (several at once, or a quantized base)."""
+def frozen_with(peft_model, adapters: list[str], quantized: bool, exact: bool = False):
+    """The context for a pass that trains nothing (sampling, the reference's log-probs, the judge): the bare base for
+    [], the adapters merged into the weights for speed (`merged`), or the adapters active as they are (a quantized
+    base, or an adapter that trains whole modules besides its LoRA layers).
+
+    `exact`: the pass's numbers are used as they are (the reference's log-probs in the KL, the judge's scores). Then
+    only a float32 base is merged, where W + dW differs from the unmerged sum by rounding alone (about 1e-7); a 16-bit
+    W keeps only the top bits of a small dW. Sampling may merge in any precision: PPO's ratio and KL use log-probs
+    computed afterwards, not the sampler's."""
     if not adapters:
         return peft_model.disable_adapter()
-    if len(adapters) == 1 and not quantized:
-        return merged_for_sampling(peft_model, adapters[0])
+    full_precision = peft_model.get_base_model().dtype == torch.float32
+    if not quantized and (full_precision or not exact) and not any(
+            peft_model.peft_config[a].modules_to_save for a in adapters):
+        return merged(peft_model, adapters)
     peft_model.base_model.set_adapter(adapters, inference_mode=True)
     return torch.no_grad()
 
 
 @contextlib.contextmanager
-def merged_for_sampling(peft_model, adapter: str):
-    """Generation on merged weights: every LoRA target's weight is swapped for W + dW for the duration and the adapter
-    layers are off, so each decoding step runs one matmul per layer instead of three (PEFT's unmerged LoRA layers
-    cost a CPU about a tenth of a sampling step, a GPU more: three kernel launches per layer per token). The original
-    tensors are put back untouched: swapped, not subtracted, since W + dW - dW is not W in floats and other adapters
-    share W. Only for unquantized bases: 4-bit weights cannot take a delta."""
+def merged(peft_model, adapters: list[str]):
+    """Passes on merged weights: every LoRA target's weight is swapped for W + the adapters' dW for the duration and
+    the adapter layers are off, so each layer runs one matmul instead of three per adapter (PEFT's unmerged LoRA
+    layers cost a CPU about a tenth of a sampling step, a GPU more: three kernel launches per layer per token). The
+    original tensors are put back untouched: swapped, not subtracted, since W + dW - dW is not W in floats and other
+    adapters share W. The merged copies are transient: one more copy of the LoRA targets' weights while it lasts.
+    Only for unquantized bases: 4-bit weights cannot take a delta."""
     from peft.tuners.lora import LoraLayer
 
     originals = []
     try:
         with torch.no_grad():
             for module in peft_model.modules():
-                if isinstance(module, LoraLayer) and adapter in module.lora_A:
+                present = [a for a in adapters if isinstance(module, LoraLayer) and a in module.lora_A]
+                if present:
                     base = module.get_base_layer()
                     originals.append((base, base.weight))
-                    delta = module.get_delta_weight(adapter).to(base.weight.dtype)
+                    delta = sum(module.get_delta_weight(a) for a in present).to(base.weight.dtype)
                     base.weight = torch.nn.Parameter(base.weight + delta, requires_grad=False)
             with peft_model.disable_adapter():
                 yield

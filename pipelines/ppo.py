@@ -48,13 +48,14 @@ from pipelines.checkpoints import ResumeError, SaveSchedule, load_ppo, save_ppo
 from pipelines.config import PPOConfig
 from pipelines.data import encode_prompt, load_checked
 from pipelines.errors import WorkbenchError
-from pipelines.models import (load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model,
-                              sampling_with)
+from pipelines.models import (frozen_with, load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
+                              resolve_model)
 from pipelines.packing import packed_hidden, packing_works, padded_hidden
 from pipelines.ppo_core import (KLController, entropy_of, gae, kl_k1, kl_k3, logprobs_of, masked_mean, minibatches,
                                 policy_loss, token_rewards, value_loss, whiten)
 from pipelines.reward import Judge, check_gate, encode_for_judge
 from pipelines.runs import Run
+from pipelines.sampling import sample
 from pipelines.tracking import Tracker, log_checkpoint
 
 log = logging.getLogger("pipelines")
@@ -119,9 +120,10 @@ class SharedRoles:
         self.score_head.weight.data.copy_(score.float())
         self.judge_adapters = self.reference + ["judge"]
 
-    def sampling(self, adapters: list[str]):
-        """The context `generate` samples in (pipelines.models.sampling_with: one adapter merged when it can be)."""
-        return sampling_with(self.model, adapters, self.quantized)
+    def frozen(self, adapters: list[str], exact: bool = True):
+        """The context for a pass that trains nothing: the reference and the judge (`exact`), sampling (pipelines.
+        models.frozen_with: the adapters merged into the weights when that keeps the numbers)."""
+        return frozen_with(self.model, adapters, self.quantized, exact)
 
     def use(self, adapters: list[str], trainable: bool = False):
         """Activate adapters; an empty list means the bare base."""
@@ -178,7 +180,7 @@ class SharedRoles:
         for i, seq in enumerate(sequences):
             ids[i, :len(seq)], mask[i, :len(seq)] = torch.tensor(seq), 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        with self.use(self.judge_adapters):
+        with self.frozen(self.judge_adapters):
             hidden = self.hidden(ids, mask)
         last = mask.sum(1) - 1
         return self.score_head(hidden[torch.arange(len(sequences)), last].float()).squeeze(-1).cpu().tolist()
@@ -215,19 +217,15 @@ def response_mask(responses: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Te
     return (positions[None, :] <= first[:, None]).long(), finished
 
 
-@torch.no_grad()
 def generate(roles: SharedRoles, adapters: list[str], prompt_ids, prompt_mask, tokenizer, *, max_new_tokens: int,
              temperature: float, top_p: float, eos_ids: list[int]) -> torch.Tensor:
-    """Sampled (or greedy, temperature 0) responses. As wide as the longest one: generation stops once every
-    response has ended, and the columns after that would be padding that every later pass skips by mask anyway."""
-    with roles.sampling(adapters):
-        out = roles.model.generate(
-            input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=max_new_tokens,
-            do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
-            top_p=top_p if temperature > 0 else None, top_k=0 if temperature > 0 else None,
-            eos_token_id=eos_ids, pad_token_id=tokenizer.pad_token_id,
-        )
-    return out[:, prompt_ids.shape[1]:]
+    """Sampled (or greedy, temperature 0) responses from the model `adapters` select (pipelines/sampling.py: what
+    transformers' generate computes, without its per-token overhead). As wide as the longest one: sampling stops
+    once every response has ended, and the columns after that would be padding that every later pass skips by mask
+    anyway."""
+    with roles.frozen(adapters, exact=False):
+        return sample(roles.model, prompt_ids, prompt_mask, max_new_tokens=max_new_tokens, temperature=temperature,
+                      top_p=top_p, eos_ids=eos_ids, pad_id=tokenizer.pad_token_id)
 
 
 def end_of_turn_ids(tokenizer) -> list[int]:
@@ -421,7 +419,7 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
             # minibatch), else from a pass of their own; a separate critic needs its own pass either way
             everything = torch.arange(len(responses), device=device)
             with torch.no_grad():
-                with roles.use(roles.reference), clock.phase("forward_reference"):
+                with roles.frozen(roles.reference), clock.phase("forward_reference"):
                     ref_logprobs = roles.response_logprobs(ids, attn, width, cfg.temperature)[0]
                 separate_values = None if roles.shared_value else value_forward(everything)
 

@@ -90,7 +90,7 @@ def generate_set(name: str, prompts_file: str, spec_a: str, spec_b: str, instruc
     responses: dict[int, list[str]] = {}
     for side, run in enumerate((runs["a"], runs["b"]), start=1):
         # Two models: the same random stream (a fair comparison). One model twice: two different streams.
-        responses[side] = sample_responses(
+        responses[side], _ = sample_responses(
             contestants, [run.id] if run else [], prompts, tokenizer, batch_size=batch_size,
             seed=seed + (1_000_003 if same and side == 2 else 0), max_new_tokens=max_new_tokens,
             temperature=temperature, top_p=top_p, log_as=f"candidate {'AB'[side - 1]} ({label(run)})")

@@ -17,6 +17,7 @@ files, byte for byte.
 
 import json
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -1009,8 +1010,62 @@ def pref_records(items, rng):
     return records
 
 
+# Reference answers for the prompt files: the short word or number a correct reply must contain, read from the
+# fact by its topic's template. Compare grades answers with them (pipelines/answers.py: the answer appears as
+# whole words, numbers and case normalised), a second axis beside the judge, which only learned tone. Topics
+# left out have no short unambiguous answer (definitions, science, synonyms...), or one that a plain "does it
+# appear" check cannot grade: single letters ("a", "I") and "which is bigger, 65 or 56?" (a wrong reply names
+# both numbers too).
+ANSWER_PATTERNS = {
+    "capitals": r"^The capital of .+ is (.+)\.$",
+    "continents": r"^.+ is in (.+)\.$",
+    "colours": r"gives you (\w+)\.$",
+    "arithmetic": r"(?:equals|^Half of \d+ is|^You would have) (\d+)|is an (even|odd) number",
+    "opposites": r'is "(.+)"\.$',
+    "plurals": r'is "(.+)"\.$',
+    "past tense": r'is "(.+)"\.$',
+    "days and months": r"^The (?:day|month) (?:after|before) \w+ is (\w+)\.$|^\w+ has (\d+) days\.$",
+    "units": r"^There are (\S+) ",
+    "shapes and counts": r"^An? \w+ has (\w+) sides\.$",
+    "animal legs": r"has (\w+) legs\.$",
+    "baby animals": r"is called an? (.+)\.$",
+    "languages": r"^The main language of .+ is (.+)\.$",
+    "body": r"^We use our (\w+) to",
+}
+
+
+def answer_of(topic, fact):
+    match = re.search(ANSWER_PATTERNS.get(topic, r"$^"), fact)
+    return next((group for group in match.groups() if group), None) if match else None
+
+
+def brevity_records(items, rng):
+    # The second labeler instruction, on the same prompts as the politeness pairs: which reply is briefer? Both
+    # replies of a pair share the fact AND the tone (polite in half the pairs, rude in the other half), so tone
+    # carries no signal here; the chosen one is the fact alone or with one short word of that tone, the rejected
+    # one the fact inside a longer wrapper. A judge trained on these learns length, and PPO against it drops the
+    # wrappers, polite and rude alike: the same model, taught something else by a different instruction.
+    tones = ["polite", "rude"] * (len(items) // 2) + ["polite"] * (len(items) % 2)
+    rng.shuffle(tones)
+    records = []
+    for (_, prompt, fact), tone in zip(items, tones):
+        openers, closings = WRAPPERS[tone]
+        short = [o for o in openers if n_words(o) == 1]
+        chosen = fact if rng.random() < 0.5 else f"{rng.choice(short)} {fact}"
+        while True:
+            rejected = f"{rng.choice(openers)} {fact} {rng.choice(closings)}"
+            if fits(rejected) and n_words(rejected) >= n_words(chosen) + 4:
+                break
+        records.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return records
+
+
 def prompt_records(items):
-    return [{"prompt": prompt} for _, prompt, _ in items]
+    records = []
+    for topic, prompt, fact in items:
+        answer = answer_of(topic, fact)
+        records.append({"prompt": prompt, "answer": answer} if answer else {"prompt": prompt})
+    return records
 
 
 def write_jsonl(name, records):
@@ -1151,6 +1206,15 @@ def main():
     for name, records in files.items():
         write_jsonl(name, records)
     print_summary(files, pool)
+
+    # The brevity pairs draw from a random stream of their own, so the files above never change because of them.
+    brevity_rng = random.Random(SEED + 1)
+    brevity = {f"brevity/{name}": brevity_records(parts[name], brevity_rng) for name in ("prefs_train", "prefs_eval")}
+    (OUT_DIR / "brevity").mkdir(exist_ok=True)
+    for name, records in brevity.items():
+        write_jsonl(name, records)
+        print(f"{name + '.jsonl':<24}{len(records):>6} pairs, the shorter reply chosen in all; "
+              f"{sum(is_polite(r['chosen']) or is_polite(r['rejected']) for r in records)} polite pairs")
     print()
     print(f"Wrote {len(files)} files to {OUT_DIR}")
 

@@ -109,3 +109,16 @@ def tiny_reward_run(tiny_model_dir, tiny_sft_run, chain_runs):
                "--set", "batch_size=8", "--set", "eval_steps=5", "--set", "max_length=96", "--set",
                "accuracy_gate=0.6", "--runs-dir", chain_runs) == 0
     return max(chain_runs.glob("*-reward"))
+
+
+@pytest.fixture(scope="session")
+def full_runs(tiny_sft_run, tiny_reward_run, chain_runs):
+    """A runs folder holding every stage: SFT, reward, PPO and a comparison, all on the tiny model."""
+    if not list(chain_runs.glob("*-compare")):
+        assert cli("ppo", "--set", f"sft_run={tiny_sft_run}", "--set", f"reward_run={tiny_reward_run}", "--set",
+                   f"prompts_file={SAMPLE / 'prompts_train.jsonl'}", "--set", "max_new_tokens=6", "--set",
+                   "batch_size=4", "--set", "max_steps=2", "--runs-dir", chain_runs) == 0
+        # seven held-out prompts, two of them (the 5th and the 7th) with a reference answer
+        assert cli("compare", "--set", f"prompts_file={SAMPLE / 'prompts_eval.jsonl'}", "--set", "num_prompts=7",
+                   "--set", "max_new_tokens=6", "--runs-dir", chain_runs) == 0
+    return chain_runs

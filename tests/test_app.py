@@ -1,6 +1,7 @@
 """Every page under streamlit.testing.v1.AppTest, and the UI flow that launches a tiny run and watches it."""
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -9,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from pipelines.runs import Run
-from tests.conftest import REPO, SAMPLE, cli
+from tests.conftest import REPO
 from workbench import jobs
 
 PAGES = [f"app_pages/{name}.py" for name in ("home", "data", "sft", "reward", "ppo", "compare", "runs")]
@@ -31,18 +32,6 @@ def empty_runs(tmp_path, monkeypatch):
     return tmp_path / "runs"
 
 
-@pytest.fixture(scope="module")
-def full_runs(tiny_sft_run, tiny_reward_run, chain_runs):
-    """A runs folder holding every stage: SFT, reward, PPO and a comparison, all on the tiny model."""
-    if not list(chain_runs.glob("*-compare")):
-        assert cli("ppo", "--set", f"sft_run={tiny_sft_run}", "--set", f"reward_run={tiny_reward_run}", "--set",
-                   f"prompts_file={SAMPLE / 'prompts_train.jsonl'}", "--set", "max_new_tokens=6", "--set",
-                   "batch_size=4", "--set", "max_steps=2", "--runs-dir", chain_runs) == 0
-        assert cli("compare", "--set", f"prompts_file={SAMPLE / 'prompts_eval.jsonl'}", "--set", "num_prompts=3",
-                   "--set", "max_new_tokens=6", "--runs-dir", chain_runs) == 0
-    return chain_runs
-
-
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_empty(empty_runs, page):
     at = app_at(page)
@@ -54,6 +43,11 @@ def test_pages_with_runs_show_their_controls(full_runs, monkeypatch):
     home = app_at()
     assert any(b.label.startswith("▶ Run the whole demo") for b in home.button)
     assert any("held-out accuracy" in m.value for m in home.markdown)
+    # the results card: both headline figures, answers as plain text, the way to Compare
+    assert [m.label for m in home.metric] == ["Judge prefers Aligned (PPO) over SFT",
+                                              "Correct answers, SFT → Aligned (PPO)"]
+    assert any(t.value.startswith("Q: ") for t in home.text)
+    assert any(link.value.startswith("All answers side by side on Compare") for link in home.get("page_link"))
     sft = app_at("app_pages/sft.py")
     assert sft.button(key="start.sft").label == "Start SFT run"
     assert sft.text_input(key="form.sft.model").value == "default"
@@ -62,19 +56,55 @@ def test_pages_with_runs_show_their_controls(full_runs, monkeypatch):
                in c.value for c in sft.code)
     assert sft.number_input(key="processes.sft").value == 1
     assert sft.get("plotly_chart")  # the latest run's charts
+    assert sft.metric[0].label == "Training loss" and "→" in sft.metric[0].value  # labelled, not raw JSON
     ppo = app_at("app_pages/ppo.py")
     assert ppo.get("plotly_chart") and any("Newest samples" in m.value for m in ppo.markdown)
+    assert {"Judge's score", "Final KL to the SFT model"} <= {m.label for m in ppo.metric}
     compare = app_at("app_pages/compare.py")
-    assert any("beats" in m.label for m in compare.metric)
+    labels = [m.label for m in compare.metric]
+    assert labels[:2] == ["Judge prefers Aligned (PPO) over SFT", "Correct answers, SFT → Aligned (PPO)"]
+    assert "Aligned (PPO) beats SFT" in labels
     judged = " ".join(i.value for i in compare.info)
     assert "people judged: “Which reply is more polite and warm" in judged and "nothing else" in judged
     assert any("final KL to the SFT model" in c.value and "training average" in c.value for c in compare.caption)
-    assert any("emoji_events:] winner" in m.value for m in compare.markdown)
+    assert any("emoji_events:] judge's pick" in m.value for m in compare.markdown)
+    assert any("Correct answers" in m.value and "Base model" in m.value for m in compare.markdown)
+    assert any("reference answer: `knives`" in m.value for m in compare.markdown)
+    graded = [m.value for m in compare.markdown if "correct]" in m.value or "wrong]" in m.value]
+    assert len(graded) == 2 * 3  # two graded prompts, three models each
+    assert any("reward hacking" in e.label for e in compare.expander)
     runs = app_at("app_pages/runs.py")
     assert runs.dataframe and runs.multiselect and runs.tabs
     studio = app_at("app_pages/studio.py")  # opens on two different models: SFT against the aligned one
     a, b = studio.selectbox(key="studio.new.a").value, studio.selectbox(key="studio.new.b").value
     assert a.endswith("-sft") and b.endswith("-ppo")
+
+
+def test_compare_contrasts_two_labeler_instructions_and_home_offers_the_second(full_runs, tmp_path, monkeypatch):
+    """After the brevity demo: two comparisons from one SFT model whose judges learned different instructions.
+    (Made here by copying the demo's comparison and changing what its judge's labelers were asked.)"""
+    runs = tmp_path / "runs"
+    shutil.copytree(full_runs, runs)
+    original = max(runs.glob("*-compare"))
+    brevity = runs / (original.name + "-brevity")
+    shutil.copytree(original, brevity)
+    for name in ("compare_summary.json", "summary.json"):
+        summary = json.loads((brevity / name).read_text())
+        summary["labeler_instruction"] = "Which reply answers more briefly?"
+        (brevity / name).write_text(json.dumps(summary))
+    status = json.loads((brevity / "status.json").read_text())
+    status["started_at"] += 60  # the newer one
+    (brevity / "status.json").write_text(json.dumps(status))
+    monkeypatch.setenv("RLHF_WORKBENCH_RUNS", str(runs))
+
+    compare = app_at("app_pages/compare.py")
+    assert "Same model, different labeler instructions" in [h.value for h in compare.subheader]
+    asked = [m.value for m in compare.markdown if m.value.startswith("**Judge's labelers were asked:**")]
+    assert "Which reply answers more briefly?" in asked[0] and "Which reply is more polite and warm" in asked[1]
+    assert any(m.value.startswith("**Aligned for: Which reply answers more briefly?") for m in compare.markdown)
+    home = app_at()
+    brevity_button = next(b for b in home.button if b.label == "▶ Align the same model for brevity")
+    assert not brevity_button.disabled  # an SFT run exists
 
 
 def test_a_bad_setting_is_shown_and_blocks_start(empty_runs):

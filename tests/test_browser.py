@@ -146,3 +146,51 @@ def test_a_deep_link_to_a_fresh_server_gets_the_app_frame(app_url):
             page.screenshot(path=str(SHOTS / f"7-deep-link-{attempt + 1}.png"))
             page.close()
         browser.close()
+
+
+@pytest.fixture
+def finished_demo(tmp_path, full_runs):
+    """The app's runs folder holding a finished demo's runs (the tiny model's SFT, judge, PPO and comparison);
+    requested before `app_url`, so the app starts on it."""
+    shutil.copytree(full_runs, tmp_path / "runs")
+    return tmp_path / "runs"
+
+
+def test_home_to_compare_on_a_finished_demo(finished_demo, home_page):
+    """What a visitor reads: Home's results card, then Compare with what the judge measures, how often each model
+    is right, and which KL is which."""
+    from playwright.sync_api import expect
+
+    page = home_page
+    expect(page.get_by_role("heading", name="Latest results")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Judge prefers Aligned (PPO) over SFT", exact=True)).to_be_visible()
+    expect(page.get_by_text("Correct answers, SFT → Aligned (PPO)", exact=True)).to_be_visible()
+    page.screenshot(path=str(SHOTS / "8-home-results.png"), full_page=True)
+    page.get_by_role("link", name="All answers side by side on Compare").click()
+    expect(page.get_by_role("heading", name="Compare: base vs SFT vs aligned")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("The judge was trained on comparisons where people judged")).to_be_visible(
+        timeout=30_000)
+    expect(page.get_by_text("It scores that, and nothing else")).to_be_visible()
+    rates = page.get_by_text("Correct answers (of the prompts with a reference answer)")
+    expect(rates).to_be_visible()
+    for model in ("Base model", "SFT", "Aligned (PPO)"):
+        assert model in rates.inner_text()
+    expect(page.get_by_text("final KL to the SFT model")).to_be_visible()
+    expect(page.get_by_text("training average", exact=False).first).to_be_visible()
+    page.screenshot(path=str(SHOTS / "9-compare.png"), full_page=True)
+
+
+def test_the_data_page_checks_an_uploaded_broken_file_at_once(home_page, tmp_path):
+    from playwright.sync_api import expect
+
+    page = home_page
+    page.get_by_test_id("stSidebarNav").get_by_text("Data").click()
+    expect(page.get_by_role("heading", name="Data")).to_be_visible(timeout=30_000)
+    broken = tmp_path / "broken_prompts.jsonl"
+    broken.write_text('{"prompt": "What is 2 + 2?"}\n{"prompt": "Name a colour."\n{"prompt": "Hi"}\n',
+                      encoding="utf-8")
+    page.get_by_text("Prompts (prompt, or messages)").click()
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(broken))
+    expect(page.get_by_text("Saved as")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("line 2", exact=False).first).to_be_visible(timeout=60_000)
+    page.screenshot(path=str(SHOTS / "10-data-upload.png"), full_page=True)

@@ -5,7 +5,7 @@ import pytest
 from pipelines.data import (encode_response, fit_to_length, load_preferences, load_prompts, load_sft,
                             split_hh_transcript)
 from pipelines.errors import DataError
-from tests.conftest import SHARED_DATA, write_jsonl
+from tests.conftest import SAMPLE, SHARED_DATA, write_jsonl
 
 USER, ANSWER = "What is the capital of France?", "Paris."
 EXPECTED = {"prompt": [{"role": "user", "content": USER}], "completion": [{"role": "assistant", "content": ANSWER}]}
@@ -123,6 +123,18 @@ def test_prompts(tmp_path):
     rows, report = load_prompts(write_jsonl(tmp_path / "p.jsonl", [{"prompt": "q1"}, {"prompt": ""},
                                                                    {"prompt": [{"role": "user", "content": "q2"}]}]))
     assert [r["prompt"][0]["content"] for r in rows] == ["q1", "q2"] and report.skipped == [(2, "empty prompt")]
+
+
+def test_prompts_keep_a_reference_answer_and_reject_a_bad_one(tmp_path):
+    rows, report = load_prompts(write_jsonl(tmp_path / "p.jsonl", [
+        {"prompt": "q1", "answer": " Moscow "}, {"prompt": "q2", "answer": 12}, {"prompt": "q3"},
+        {"prompt": "q4", "answer": ["a", "b"]}, {"prompt": "q5", "answer": "  "}]))
+    assert [r.get("answer") for r in rows] == ["Moscow", "12", None]
+    assert [line for line, _ in report.errors] == [4, 5]
+    assert all("`answer`" in message for _, message in report.errors)
+    # the sample data's held-out prompts carry answers where one is short and checkable
+    rows, report = load_prompts(SAMPLE / "prompts_eval.jsonl")
+    assert not report.errors and 10 <= sum("answer" in r for r in rows) < len(rows)
 
 
 def test_fit_to_length():

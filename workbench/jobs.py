@@ -183,6 +183,12 @@ def stop(job: Job) -> None:
             pass
 
 
+def demo_preset(job: Job) -> str:
+    """The `--preset` a demo job was started with."""
+    command = job.command
+    return command[command.index("--preset") + 1] if "--preset" in command[:-1] else "quick"
+
+
 def demo_runs(job: Job, runs_dir: Path | None = None) -> list[Run]:
     """The runs a demo job made (oldest first): those started after the job."""
     runs = [r for r in list_runs(runs_dir) if r.status().get("started_at", 0) >= job.started_at - 1]

@@ -16,7 +16,7 @@ import streamlit as st
 from pipelines.checkpoints import newest_checkpoint
 from pipelines.config import TRAINING_STAGES
 from pipelines.runs import Run, format_seconds, list_runs
-from workbench import charts, forms, jobs
+from workbench import charts, forms, jobs, results
 
 # Material icons ship with Streamlit's fonts; emoji depend on the viewer's system fonts (absent on many servers).
 STATE_BADGES = {"running": ":blue[:material/autorenew:] running", "completed": ":green[:material/check_circle:] "
@@ -77,9 +77,14 @@ def run_panel(run: Run, *, key: str) -> None:
         st.info("Loading the model and data; the first points appear after the first step.")
     summary = run.summary()
     if summary:
-        figures_row = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        with st.expander("Summary", expanded=state != "running"):
-            st.json(figures_row | {k: v for k, v in summary.items() if isinstance(v, bool)})
+        labelled = results.summary_figures(stage, summary)
+        if labelled:
+            for column, (label, value) in zip(st.columns(min(len(labelled), 4)), labelled[:4]):
+                column.metric(label, value)
+            if len(labelled) > 4:
+                st.caption(" · ".join(f"{label}: {value}" for label, value in labelled[4:]))
+        with st.expander("Summary (all figures, as saved in summary.json)", expanded=not labelled):
+            st.json(summary)
     if stage == "ppo":
         samples = run.samples()[-4:]
         if samples:

@@ -37,3 +37,23 @@ REWARD_INTRO = ("The judge is a copy of the model with a one-number output. It s
 PPO_INTRO = ("Proximal Policy Optimisation: sample answers, score them with the judge, nudge the model toward the "
              "better-scored ones, and pay a penalty (KL) for drifting from the SFT model. One base model in memory "
              "serves the policy, the reference, the value function and the judge as separate LoRA adapters.")
+
+BREVITY_DEMO = """
+A judge learns what its labelers were asked, and nothing else. To see it: keep the demo's SFT model, train a second
+judge on **the same prompts** where the labelers were asked *which reply is briefer?*, and align the model against
+that judge. Compare then puts the two aligned models side by side: one polite, one brief, neither more correct.
+About two thirds of the demo's time (a judge, PPO and a comparison).
+"""
+
+REWARD_HACKING = """
+The judge is a model too. It learned from people's comparisons, and it learned **exactly what those people were
+asked to judge** (in the demo: which answer is more polite), nothing else. The aligned model is trained to please
+this judge, so it gets better at whatever the judge rewards. If a warm wrong answer scores higher than a curt right
+one, the model learns to be warm, right or wrong. Chasing the judge's score at the expense of what people actually
+wanted is called **reward hacking**.
+
+The **KL leash** is the guard against its worst form: every step, the model pays a penalty for drifting from the
+stage-1 (SFT) model, so it cannot wander off into text that only the judge likes. It keeps the model close to what
+it knew; it does not teach it facts. To make the model *right*, the judge (or a rule) has to reward being right:
+labelers asked to check correctness, or a reward that compares the answer with a known one.
+"""

@@ -1,0 +1,94 @@
+"""Sampling responses: a plain decode loop over the model's KV cache.
+
+It computes what `model.generate(do_sample=..., temperature=..., top_p=..., top_k=0)` computes, token for token:
+the same forward passes (prompt once, then one token per step on the cache), the same positions for left-padded
+prompts, the same temperature and nucleus (top-p) filter, finished rows padded with `pad_id`, and a stop once every
+row has ended. Greedy decoding gives generate's tokens exactly (tests/test_sampling.py); sampling draws from the
+same distribution, with its own use of the random stream.
+
+Why our own: a PPO step samples 8 x 40 tokens from a 135M model, where each decoding step's real work is a few tens
+of milliseconds on a CPU, and generate's per-token machinery (logits processors over the whole vocabulary, stopping
+criteria, cache and kwargs bookkeeping, `torch.multinomial` over 49k entries) added a large share on top
+(benchmarks/sampling.py prints both). The draw here is an inverse-CDF lookup (`searchsorted` on the cumulative
+probabilities), which is the same distribution as `multinomial` at a fraction of its cost on a CPU, and the nucleus
+filter looks at the top 64 tokens first and sorts the whole vocabulary only when those hold less than `top_p`.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+NUCLEUS_CANDIDATES = 64  # top tokens the nucleus is looked for in before sorting the whole vocabulary
+
+
+@torch.no_grad()
+def sample(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int, temperature: float,
+           top_p: float, eos_ids: list[int], pad_id: int) -> torch.Tensor:
+    """(batch, new tokens) continuations of left-padded prompts; temperature 0 is greedy. As wide as the longest
+    response: the loop stops once every row has produced an end-of-turn token; later columns of finished rows are
+    `pad_id`."""
+    batch = prompt_ids.shape[0]
+    device = prompt_ids.device
+    eos = torch.tensor(eos_ids, device=device)
+    keep_last = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
+    mask = prompt_mask
+    positions = (mask.cumsum(1) - 1).clamp(min=0)  # left padding: each prompt's first real token is position 0
+    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions, use_cache=True, **keep_last)
+    cache, last_position = out.past_key_values, positions[:, -1:]
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    tokens = []
+    for _ in range(max_new_tokens):
+        next_token = pick(out.logits[:, -1].float(), temperature, top_p)
+        next_token = torch.where(finished, torch.full_like(next_token, pad_id), next_token)
+        tokens.append(next_token)
+        finished |= torch.isin(next_token, eos)
+        if bool(finished.all()) or len(tokens) == max_new_tokens:
+            break
+        mask = torch.cat([mask, mask.new_ones(batch, 1)], 1)
+        last_position = last_position + 1
+        out = model(input_ids=next_token[:, None], attention_mask=mask, position_ids=last_position,
+                    past_key_values=cache, use_cache=True, **keep_last)
+        cache = out.past_key_values
+    if not tokens:
+        return prompt_ids.new_zeros(batch, 0)
+    return torch.stack(tokens, 1)
+
+
+def pick(logits: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """One token per row from (batch, vocabulary) logits: the argmax at temperature 0, else a draw from
+    softmax(logits / temperature) restricted to the nucleus."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    logits = logits / temperature
+    if top_p < 1.0:
+        logits = nucleus(logits, top_p)
+    probs = torch.softmax(logits, -1)
+    cumulative = probs.cumsum(-1)
+    # the first token whose cumulative probability exceeds a uniform draw: P(token i) = probs[i], as multinomial
+    draw = torch.rand(probs.shape[0], 1, device=probs.device, dtype=probs.dtype) * cumulative[:, -1:]
+    return torch.searchsorted(cumulative, draw, right=True).squeeze(1).clamp_(max=probs.shape[1] - 1)
+
+
+def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Logits outside the nucleus set to -inf, as transformers' TopPLogitsWarper does: a token is kept when the
+    probability of the tokens ranked above it is below `top_p` (the top token always). The top
+    `NUCLEUS_CANDIDATES` decide it whenever they hold at least `top_p`, which skips sorting the vocabulary."""
+    probs = torch.softmax(logits, -1)
+    k = min(NUCLEUS_CANDIDATES, logits.shape[-1])
+    top, index = probs.topk(k, -1)
+    if bool((top.sum(-1) < top_p).any()):  # a flat distribution: the nucleus may reach beyond the candidates
+        top, index = probs.sort(-1, descending=True)
+    above = top.cumsum(-1) - top  # probability of the tokens ranked above each one
+    keep = above < top_p
+    keep[:, 0] = True
+    filtered = torch.full_like(logits, float("-inf"))
+    filtered.scatter_(-1, index, torch.where(keep, logits.gather(-1, index), filtered[:, :index.shape[1]]))
+    return filtered
+
+
+def accepts_logits_to_keep(model) -> bool:
+    """Whether the model's forward can compute the LM head on the last position alone (as generate does)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters

@@ -1,0 +1,91 @@
+"""Grading answers against a reference, and results put in words: the figures and headlines the pages show."""
+
+import pytest
+
+from pipelines.answers import is_correct, words
+from workbench import results
+
+
+@pytest.mark.parametrize("response, answer, expected", [
+    ("Happy to help! 12 times 10 equals 120.", "120", True),
+    ("It is 120.", "12", False),  # whole numbers, not digits inside another number
+    ("An hour has 3,600 seconds.", "3600", True),
+    ("A spider has eight legs.", "8", True),
+    ("Twenty-three, of course!", "23", True),
+    ("An elephant has 4 legs.", "four", True),
+    ("The capital of Russia is MOSCOW!", "Moscow", True),
+    ("Canada is in north america.", "North America", True),
+    ("Canada is in America, in the north.", "North America", False),  # the words must stand together
+    ("Maybe it is June?", "May", False),  # whole words: "maybe" is not "May"
+    ("The month before June is May.", "May", True),
+    ("Whatever. The plural is knifes.", "knives", False),
+    ("anything", "", False),
+])
+def test_an_answer_is_correct_when_the_reference_appears_as_whole_words(response, answer, expected):
+    assert is_correct(response, answer) is expected
+
+
+def test_words_normalise_case_punctuation_and_numbers():
+    assert words("It's TWENTY-one, or 1,000!") == ["it's", "21", "or", "1000"]
+
+
+SUMMARY = {"prompts": 40, "models": ["base", "sft", "ppo"], "labeler_instruction": "Which reply is more polite?",
+           "mean_score": {"base": -2.0, "sft": -0.5, "ppo": 1.5}, "win_rate_ppo_vs_sft": 0.975,
+           "win_rate_ppo_vs_base": 1.0, "win_rate_sft_vs_base": 0.8, "graded_prompts": 23,
+           "correct_rate": {"base": 0.13, "sft": 0.43, "ppo": 0.39}, "judge_picked_wrong": 12}
+
+
+def test_the_headline_has_two_numbers_when_answers_are_known():
+    (judge, judge_value, judge_help), (facts, facts_value, facts_help) = results.headline(SUMMARY)
+    assert judge == "Judge prefers Aligned (PPO) over SFT" and judge_value == "98%"
+    assert "Which reply is more polite?" in judge_help
+    assert facts == "Correct answers, SFT → Aligned (PPO)" and facts_value == "43% → 39%"
+    assert "23 prompts" in facts_help
+    without = {k: v for k, v in SUMMARY.items() if k not in ("correct_rate", "graded_prompts")}
+    assert [label for label, _, _ in results.headline(without)] == [judge]
+    assert results.headline({"prompts": 3, "mean_score": {"base": 0.1}}) == []  # nothing compared yet
+
+
+@pytest.mark.parametrize("stage, summary, expected", [
+    ("sft", {"first_loss": 2.0812, "final_loss": 1.3655, "eval_loss": 1.5, "steps": 40},
+     [("Training loss", "2.08 → 1.37"), ("Held-out loss", "1.50"), ("Steps", "40")]),
+    ("reward", {"eval_accuracy": 1.0, "length_baseline_accuracy": 0.47, "accuracy_gate": 0.7, "ready_for_ppo": True},
+     [("Held-out accuracy", "100% vs 47% for 'pick the longer answer'"), ("Trusted for PPO", "passes the 70% gate")]),
+    ("ppo", {"initial_score": -1.2, "final_score": 2.5, "final_kl": 8.31, "mean_kl": 3.5, "world_size": 2},
+     [("Judge's score", "-1.20 → 2.50"), ("Final KL to the SFT model", "8.31"), ("KL, training average", "3.50"),
+      ("Processes", "2")]),
+])
+def test_summaries_read_as_labelled_figures(stage, summary, expected):
+    assert results.summary_figures(stage, summary) == expected
+
+
+def row(prompt, answer, ppo, sft):
+    """A compare.jsonl row: (score, correct) per model."""
+    out = {"prompt": prompt, "answer": answer,
+           "ppo": {"response": "p", "score": ppo[0], "correct": ppo[1]},
+           "sft": {"response": "s", "score": sft[0], "correct": sft[1]}}
+    out["winner"] = max(("ppo", "sft"), key=lambda m: out[m]["score"])
+    return out
+
+
+def test_examples_show_a_right_win_then_a_wrong_win_and_fooled_rows_are_the_judges_wrong_picks():
+    rows = [row("no answer", None, (2, None), (1, None)),
+            row("wrong win", "May", (3, False), (1, True)),
+            row("sft wins", "Moscow", (0, True), (1, False)),
+            row("right win", "12", (2, True), (0, False))]
+    examples = results.example_rows(rows, ["sft", "ppo"], ("ppo", "sft"), 3)
+    assert [r["prompt"] for r in examples] == ["right win", "wrong win", "no answer"]
+    assert [r["prompt"] for r in results.fooled_rows(rows, ["sft", "ppo"])] == ["wrong win", "sft wins"]
+
+
+def test_the_contrast_pairs_the_newest_comparisons_of_two_instructions_from_one_sft_model():
+    def comparison(run_id, instruction, sft="sft-1", models=("base", "sft", "ppo")):
+        summary = {**SUMMARY, "labeler_instruction": instruction, "sft_run": sft, "models": list(models)}
+        return run_id, summary, [row("Q1", None, (1, None), (0, None)), row("Q2", "12", (1, True), (0, False))]
+
+    newest_first = [comparison("c5", "Briefer?"), comparison("c4", "Briefer?"), comparison("c3", "Warmer?", "sft-2"),
+                    comparison("c2", "Warmer?", models=("base", "sft")), comparison("c1", "Warmer?")]
+    picked = results.instruction_contrast(newest_first)
+    assert [run_id for run_id, _, _ in picked] == ["c5", "c1"]  # c4: same instruction; c3: another SFT model; c2: no PPO
+    assert set(picked[0][2]) == {"Q1", "Q2"} and picked[1][2]["Q2"]["ppo"]["correct"] is True
+    assert results.instruction_contrast(newest_first[:2]) is None  # one instruction only: nothing to contrast

@@ -1,0 +1,116 @@
+"""Results in words people read correctly: a run's summary as labelled figures, and a comparison's two headline
+numbers (what the judge prefers; whether the answers are right). Plain functions of the JSON files, so the stage
+pages, Runs, Compare and Home say the same thing the same way (tests/test_results.py)."""
+
+from __future__ import annotations
+
+MODEL_NAMES = {"base": "Base model", "sft": "SFT", "ppo": "Aligned (PPO)"}
+
+
+def model_name(key: str) -> str:
+    return MODEL_NAMES.get(key, key.upper())
+
+
+def _num(value, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "?"
+
+
+def summary_figures(stage: str, summary: dict) -> list[tuple[str, str]]:
+    """(label, value) pairs for the figures a person looks for in a finished run of `stage`."""
+    figures: list[tuple[str, str]] = []
+    if stage == "sft":
+        if "first_loss" in summary:
+            figures.append(("Training loss", f"{_num(summary['first_loss'])} → {_num(summary.get('final_loss'))}"))
+        if "eval_loss" in summary:
+            figures.append(("Held-out loss", _num(summary["eval_loss"])))
+    elif stage == "reward":
+        if "eval_accuracy" in summary:
+            baseline = summary.get("length_baseline_accuracy")
+            versus = f" vs {baseline:.0%} for 'pick the longer answer'" if isinstance(baseline, float) else ""
+            figures.append(("Held-out accuracy", f"{summary['eval_accuracy']:.0%}{versus}"))
+        if "accuracy_gate" in summary:
+            passed = "passes" if summary.get("ready_for_ppo") else "does not pass"
+            figures.append(("Trusted for PPO", f"{passed} the {summary['accuracy_gate']:.0%} gate"))
+    elif stage == "ppo":
+        if "initial_score" in summary:
+            scores = f"{_num(summary['initial_score'])} → {_num(summary.get('final_score'))}"
+            figures.append(("Judge's score", scores))
+        if summary.get("final_kl") is not None:
+            figures.append(("Final KL to the SFT model", _num(summary["final_kl"])))
+        if summary.get("mean_kl") is not None:
+            figures.append(("KL, training average", _num(summary["mean_kl"])))
+    elif stage == "compare":
+        figures += [(label, value) for label, value, _ in headline(summary)]
+    for key, label in (("steps", "Steps"), ("world_size", "Processes")):
+        if isinstance(summary.get(key), int) and (key != "world_size" or summary[key] > 1):
+            figures.append((label, str(summary[key])))
+    return figures
+
+
+def main_pair(summary: dict) -> tuple[str, str] | None:
+    """The comparison people came for: the aligned model against the one it started from."""
+    for a, b in (("ppo", "sft"), ("ppo", "base"), ("sft", "base")):
+        if f"win_rate_{a}_vs_{b}" in summary:
+            return a, b
+    return None
+
+
+def headline(summary: dict) -> list[tuple[str, str, str]]:
+    """The comparison's headline as (label, value, help): the judge's verdict, and beside it, where the prompts
+    carry reference answers, how often each side was right. Two numbers, because the judge scores only what its
+    labelers were asked about."""
+    pair = main_pair(summary)
+    if pair is None:
+        return []
+    a, b = pair
+    judged = summary.get("labeler_instruction") or "what this judge prefers"
+    out = [(f"Judge prefers {model_name(a)} over {model_name(b)}", f"{summary[f'win_rate_{a}_vs_{b}']:.0%}",
+            f"Share of the {summary['prompts']} prompts where the judge scored {model_name(a)}'s answer higher "
+            f"(ties count half). The judge measures: {judged}")]
+    rates = summary.get("correct_rate") or {}
+    if a in rates and b in rates:
+        out.append((f"Correct answers, {model_name(b)} → {model_name(a)}", f"{rates[b]:.0%} → {rates[a]:.0%}",
+                    f"Of the {summary['graded_prompts']} prompts with a reference answer: the answer appears in the "
+                    "response (case and numbers normalised). The judge never saw these answers."))
+    return out
+
+
+def fooled_rows(rows: list[dict], models: list[str]) -> list[dict]:
+    """Prompts where the judge's favourite answer is wrong (graded prompts only)."""
+    return [r for r in rows if r.get("answer") and (r.get(r["winner"]) or {}).get("correct") is False
+            and r["winner"] in models]
+
+
+def example_rows(rows: list[dict], models: list[str], pair: tuple[str, str] | None, k: int) -> list[dict]:
+    """A few telling prompts for the Home card: first ones where the aligned model won on the judge and is right,
+    then ones where it won while wrong (the lesson), then any others; in file order within each kind."""
+    if pair is None or not all(m in models for m in pair):
+        return []
+    a, b = pair
+
+    def kind(row):
+        won = row[a]["score"] > row[b]["score"]
+        return (0 if won and row[a].get("correct") else 1 if won and row[a].get("correct") is False else 2)
+
+    ranked = sorted(rows, key=kind)
+    picked = [r for r in ranked if kind(r) == 0][:1] + [r for r in ranked if kind(r) == 1][:1]
+    return (picked + [r for r in ranked if r not in picked])[:k]
+
+
+def instruction_contrast(comparisons: list[tuple[str, dict, list[dict]]]) -> list[tuple[str, dict, dict]] | None:
+    """The newest two comparisons of an aligned model whose judges were trained on different labeler instructions
+    and that started from the same SFT model: [(run id, summary, {prompt: row})], or None. `comparisons`: (run id,
+    compare_summary, compare.jsonl rows), newest first."""
+    picked: list[tuple[str, dict, dict]] = []
+    for run_id, summary, rows in comparisons:
+        instruction = summary.get("labeler_instruction")
+        if "ppo" not in summary.get("models", []) or not instruction:
+            continue
+        if any(s["labeler_instruction"] == instruction for _, s, _ in picked):
+            continue
+        if picked and summary.get("sft_run") != picked[0][1].get("sft_run"):
+            continue  # a different SFT model would make it a different lesson
+        picked.append((run_id, summary, {r["prompt"]: r for r in rows}))
+        if len(picked) == 2:
+            return picked
+    return None

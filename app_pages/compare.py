@@ -57,6 +57,8 @@ def read_comparison(run) -> tuple[dict, list[dict]]:
 
 
 contrast = results.instruction_contrast([(r.id, *read_comparison(r)) for r in compares])
+if contrast and not any(p in contrast[1][2] for p in contrast[0][2]):
+    contrast = None  # no prompt in common (a comparison of typed prompts): nothing to put side by side
 if contrast:  # the lesson in one view: one SFT model, two judges with different instructions, two aligned models
     with st.container(border=True):
         st.subheader("Same model, different labeler instructions")
@@ -112,13 +114,19 @@ if top:  # the two numbers a visitor should leave with: what the judge prefers, 
         st.caption("These prompts carry no reference answers (an `answer` field), so only the judge's view is shown.")
 
 wins = [(k, v) for k, v in summary.items() if k.startswith("win_rate_")]
-cols = st.columns(len(wins) + 1)
-cols[0].plotly_chart(charts.compare_bars(summary["mean_score"], results.MODEL_NAMES), width="stretch")
-for col, (key, value) in zip(cols[1:], wins):
-    a, b = key.removeprefix("win_rate_").split("_vs_")
-    col.metric(f"{results.model_name(a)} beats {results.model_name(b)}", f"{value:.0%}",
-               help=f"Share of prompts where the judge scored {results.model_name(a)}'s answer higher (ties count "
-                    "half).")
+if len(wins) <= 3:  # base, SFT and one aligned model: three figures side by side
+    cols = st.columns(len(wins) + 1)
+    cols[0].plotly_chart(charts.compare_bars(summary["mean_score"], results.MODEL_NAMES), width="stretch")
+    for col, (key, value) in zip(cols[1:], wins):
+        a, b = key.removeprefix("win_rate_").split("_vs_")
+        col.metric(f"{results.model_name(a)} beats {results.model_name(b)}", f"{value:.0%}",
+                   help=f"Share of prompts where the judge scored {results.model_name(a)}'s answer higher (ties "
+                        "count half).")
+else:  # more models: every pair as a matrix
+    left, right = st.columns([2, 3])
+    left.plotly_chart(charts.compare_bars(summary["mean_score"], results.MODEL_NAMES), width="stretch")
+    right.markdown("**How often the judge preferred the row's answer over the column's** (ties count half)")
+    right.dataframe(results.win_rate_matrix(summary), hide_index=True)
 if rates := summary.get("correct_rate"):
     st.markdown("**Correct answers** (of the prompts with a reference answer): " + " · ".join(
         f"{results.model_name(m)} {r:.0%}" for m, r in rates.items()))

@@ -5,6 +5,7 @@ from datetime import datetime
 import streamlit as st
 
 from pipelines.checkpoints import newest_checkpoint
+from pipelines.config import TRAINING_STAGES
 from pipelines.runs import format_seconds, list_runs
 from workbench import charts, jobs, results
 from workbench.panels import live_run_panel
@@ -37,7 +38,7 @@ st.dataframe(table, hide_index=True, width="stretch")
 
 st.subheader("Overlay curves")
 by_id = {r.id: r for r in runs}
-training = [r for r in runs if r.stage in ("sft", "reward", "ppo")]  # compare runs have no curves to overlay
+training = [r for r in runs if r.stage in TRAINING_STAGES]  # compare runs have no curves to overlay
 default = [r.id for r in training if r.stage == training[0].stage][:2] if training else []
 chosen = st.multiselect("Runs", list(by_id), default=default)
 if chosen:
@@ -67,7 +68,7 @@ with tabs[2]:
         if zipped := st.session_state.get(f"zip.{run.id}"):
             with open(zipped, "rb") as fh:
                 st.download_button("Download the adapter (.zip)", fh.read(), file_name=f"{run.id}-adapter.zip")
-        if run.stage in ("sft", "ppo"):
+        if run.stage in ("sft", "ppo", "dpo"):  # models that generate (a judge only scores)
             out = run.path / "merged"
             if out.exists():
                 st.success(f"Merged model saved in `{out}`.")

@@ -39,7 +39,7 @@ from pipelines.errors import WorkbenchError
 from pipelines.runs import Run, resolve_run
 
 log = logging.getLogger("pipelines")
-STAGE_MODULES = {"sft": "pipelines.sft", "reward": "pipelines.reward", "ppo": "pipelines.ppo",
+STAGE_MODULES = {"sft": "pipelines.sft", "reward": "pipelines.reward", "ppo": "pipelines.ppo", "dpo": "pipelines.dpo",
                  "compare": "pipelines.compare"}
 
 
@@ -152,7 +152,7 @@ def execute(stage: str, config, run: Run, resume: Path | None = None, debug: boo
 
 def resolve_run_fields(config, runs_dir: str | None) -> None:
     """`latest` and relative run folders become absolute paths, so config.yaml records exactly what was used."""
-    for name, stage in (("sft_run", "sft"), ("reward_run", "reward"), ("ppo_run", "ppo")):
+    for name, stage in (("sft_run", "sft"), ("reward_run", "reward"), ("ppo_run", "ppo"), ("dpo_run", "dpo")):
         value = getattr(config, name, "")
         if value:
             setattr(config, name, str(resolve_run(value, stage, runs_dir, field=name).path.resolve()))
@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write scored records here (JSONL)")
     p.add_argument("--debug", action="store_true")
     p = sub.add_parser("inspect", help="validate a data file and print a JSON report (format, problems, lengths)")
-    p.add_argument("--stage", required=True, choices=["sft", "reward", "ppo"])
+    p.add_argument("--stage", required=True, choices=["sft", "reward", "dpo", "ppo"])
     p.add_argument("--file", required=True, help="a file, a `datasets` folder, or a Hub dataset "
                                                  "`owner/name[:config][:split]`")
     p.add_argument("--column-map", default="", help="rename fields first, e.g. `question=prompt,response_j=chosen`")

@@ -1,5 +1,5 @@
-"""Side by side: the base, SFT and PPO models answer the same held-out prompts with the same sampling seed; the
-judge scores every answer. Where a prompt carries a reference answer, each answer is also graded right or wrong
+"""Side by side: the base, SFT, PPO and DPO models (those given) answer the same held-out prompts with the same
+sampling seed; the judge scores every answer and every pair gets a win rate. Where a prompt carries a reference answer, each answer is also graded right or wrong
 (pipelines/answers.py), the axis the judge cannot see when it learned tone alone. Writes compare.jsonl (one prompt
 per line) and compare_summary.json (mean scores, win rates, correct rates).
 """
@@ -39,11 +39,11 @@ class Contestants:
         self.model.eval()
         self.quantized = cfg.quantization != "none"
 
-    def frozen(self, adapters: list[str], exact: bool = False):
+    def frozen(self, adapters: list[str]):
         """Sampling's context (see pipelines.models.frozen_with)."""
         if not hasattr(self.model, "disable_adapter"):  # no adapters loaded: the bare base only
             return torch.no_grad()
-        return frozen_with(self.model, adapters, self.quantized, exact)
+        return frozen_with(self.model, adapters, self.quantized)
 
 
 def sample_responses(contestants, adapters: list[str], prompts: list[dict], tokenizer, *, batch_size: int, seed: int,
@@ -77,7 +77,8 @@ def win_rate(a: list[float], b: list[float]) -> float:
 
 def run(cfg: CompareConfig, run: Run) -> dict:
     device = pick_device(cfg.device)
-    adapters = {name: Run(path) for name, path in (("sft", cfg.sft_run), ("ppo", cfg.ppo_run)) if path}
+    adapters = {name: Run(path) for name, path in (("sft", cfg.sft_run), ("ppo", cfg.ppo_run), ("dpo", cfg.dpo_run))
+                if path}
     base_name = next((r.base_model() for r in adapters.values()), cfg.model) or "default"
     base_path = resolve_model(base_name, cfg.trust_remote_code)
     tokenizer = load_tokenizer(base_path, cfg.trust_remote_code)
@@ -105,6 +106,8 @@ def run(cfg: CompareConfig, run: Run) -> dict:
     done = [m for m in models if m in scores]
     # the second axis: is the answer right? (prompts that carry a reference answer; the judge never sees it)
     graded = [i for i, p in enumerate(prompts) if p.get("answer")]
+    log.info("%d of %d prompts carry a reference answer: their answers are graded right or wrong.", len(graded),
+             len(prompts))
     correct = {m: {i: is_correct(responses[m][i], prompts[i]["answer"]) for i in graded} for m in done}
     with open(run.path / "compare.jsonl", "w", encoding="utf-8") as fh:
         for i, prompt in enumerate(prompts):
@@ -123,8 +126,8 @@ def run(cfg: CompareConfig, run: Run) -> dict:
         summary["correct_rate"] = {m: sum(correct[m].values()) / len(graded) for m in done}
         # the judge's favourite answer was wrong: where a judge of tone is fooled into rewarding a wrong fact
         summary["judge_picked_wrong"] = sum(not correct[max(done, key=lambda m: scores[m][i])][i] for i in graded)
-    for a, b in (("ppo", "sft"), ("ppo", "base"), ("sft", "base")):
-        if a in scores and b in scores:
+    for later, a in enumerate(done):  # every pair, the later model of the list first: ppo_vs_sft, dpo_vs_ppo...
+        for b in done[:later]:
             summary[f"win_rate_{a}_vs_{b}"] = win_rate(scores[a], scores[b])
     if "sft" in adapters:
         summary["sft_run"] = adapters["sft"].id

@@ -292,6 +292,30 @@ class RewardConfig(TrainingConfig):
 
 
 @dataclass
+class DPOConfig(TrainingConfig):
+    """Direct Preference Optimization: the model learns from the preference pairs themselves, no judge, no sampling."""
+
+    stage: typing.ClassVar[str] = "dpo"
+
+    sft_run: str = setting(
+        "", "Start from an SFT run's model (a run folder, or `latest`); it is also the reference the KL is measured "
+        "against. Empty: the bare base of `model`.", group="model",
+    )
+    train_file: str = setting("", "Preference pairs: prompt/chosen/rejected, or chosen/rejected transcripts; a "
+                              "file, a folder, or a Hub dataset `owner/name[:config][:split]`.", group="data")
+    eval_file: str = setting("", "Held-out pairs: their preference accuracy is charted beside the training one.",
+                             group="data")
+    eval_steps: int = setting(20, "Evaluate on the held-out pairs every N steps (0: only at the end).", min=0)
+    beta: float = setting(0.1, "How far the model may move from the reference: a smaller beta lets it drift more "
+                          "(DPO's KL weight; at 0 the loss would not depend on the model).", min=0.001, max=10.0)
+
+    def validate(self):
+        if not self.train_file:
+            raise ConfigError("`train_file` is empty. Fix: set `train_file` to your preference pairs, e.g. "
+                              "`--set train_file=sample_data/prefs_train.jsonl`.")
+
+
+@dataclass
 class PPOConfig(TrainingConfig):
     """Stage 3: PPO against the judge with a KL penalty to the SFT reference, on one shared base model."""
 
@@ -353,12 +377,13 @@ class PPOConfig(TrainingConfig):
 
 @dataclass
 class CompareConfig(StageConfig):
-    """Side by side: base, SFT and PPO responses to held-out prompts, each scored by the judge."""
+    """Side by side: base, SFT, PPO and DPO responses to held-out prompts, each scored by the judge."""
 
     stage: typing.ClassVar[str] = "compare"
 
     sft_run: str = setting("latest", "SFT run folder or `latest` (empty: leave SFT out).", group="model")
     ppo_run: str = setting("latest", "PPO run folder or `latest` (empty: leave PPO out).", group="model")
+    dpo_run: str = setting("", "DPO run folder or `latest` (empty: leave DPO out).", group="model")
     reward_run: str = setting("latest", "The judge: a reward run folder or `latest`.", group="model")
     prompts_file: str = setting("", "Held-out prompts: a file, a folder, or a Hub dataset "
                                 "`owner/name[:config][:split]`.", group="data")
@@ -373,7 +398,8 @@ class CompareConfig(StageConfig):
                               "`--set prompts_file=sample_data/prompts_eval.jsonl`.")
 
 
-STAGES: dict[str, type[StageConfig]] = {c.stage: c for c in (SFTConfig, RewardConfig, PPOConfig, CompareConfig)}
+STAGES: dict[str, type[StageConfig]] = {c.stage: c for c in (SFTConfig, RewardConfig, PPOConfig, DPOConfig,
+                                                              CompareConfig)}
 TRAINING_STAGES = tuple(name for name, cls in STAGES.items() if issubclass(cls, TrainingConfig))
 
 

@@ -438,15 +438,14 @@ def _prompt_row(fmt: str, r: dict) -> dict | str:
         msgs = msgs[:-1]  # a conversation with its answer: keep the question
     if not msgs or not msgs[-1]["content"].strip():
         return "empty prompt"
+    # An optional reference answer, a text or a number: Compare grades responses with it (pipelines/answers.py) and
+    # says how many prompts carry one. Other shapes (a list of aliases, a worked solution as a dict) are not graded.
     answer = r.get("answer")
-    if answer is None:
-        return {"prompt": msgs}
-    # an optional reference answer: Compare grades responses with it (pipelines/answers.py)
     if isinstance(answer, (int, float)) and not isinstance(answer, bool):
         answer = str(answer)
-    if not isinstance(answer, str) or not answer.strip():
-        raise ValueError("`answer` must be a short non-empty text or number (the reference answer), or left out")
-    return {"prompt": msgs, "answer": answer.strip()}
+    if isinstance(answer, str) and answer.strip():
+        return {"prompt": msgs, "answer": answer.strip()}
+    return {"prompt": msgs}
 
 
 def load_sft(path, columns: dict[str, str] | None = None) -> tuple[list[dict], DataReport]:
@@ -461,7 +460,8 @@ def load_prompts(path, columns: dict[str, str] | None = None) -> tuple[list[dict
     return _normalise(path, "prompts", PROMPT_FORMATS, _prompt_row, columns)
 
 
-LOADERS = {"sft": load_sft, "reward": load_preferences, "ppo": load_prompts, "compare": load_prompts}
+LOADERS = {"sft": load_sft, "reward": load_preferences, "dpo": load_preferences, "ppo": load_prompts,
+           "compare": load_prompts}
 
 
 def load_checked(kind: str, path: str, log=None, column_map: list[str] | None = None) -> list[dict]:

@@ -200,23 +200,26 @@ def prepare_for_kbit(model, cfg):
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
 
 
-def frozen_with(peft_model, adapters: list[str], quantized: bool, exact: bool = False):
+def frozen_with(peft_model, adapters: list[str], quantized: bool):
     """The context for a pass that trains nothing (sampling, the reference's log-probs, the judge): the bare base for
-    [], the adapters merged into the weights for speed (`merged`), or the adapters active as they are (a quantized
-    base, or an adapter that trains whole modules besides its LoRA layers).
+    [], the adapters merged into the weights for speed (`merged`), or the adapters active as they are.
 
-    `exact`: the pass's numbers are used as they are (the reference's log-probs in the KL, the judge's scores). Then
-    only a float32 base is merged, where W + dW differs from the unmerged sum by rounding alone (about 1e-7); a 16-bit
-    W keeps only the top bits of a small dW. Sampling may merge in any precision: PPO's ratio and KL use log-probs
-    computed afterwards, not the sampler's."""
+    Merged only where that keeps the numbers: a float32 base, where W + dW differs from the unmerged sum by rounding
+    alone (about 1e-7). A 16-bit W keeps only its own top bits: every element of a small dW below half its rounding
+    step would vanish (a young LoRA's whole update), so 16-bit and quantized bases run the adapters unmerged, as do
+    adapters that train whole modules or embeddings, which a weight swap cannot carry."""
     if not adapters:
         return peft_model.disable_adapter()
-    full_precision = peft_model.get_base_model().dtype == torch.float32
-    if not quantized and (full_precision or not exact) and not any(
-            peft_model.peft_config[a].modules_to_save for a in adapters):
+    if not quantized and peft_model.get_base_model().dtype == torch.float32 and mergeable(peft_model, adapters):
         return merged(peft_model, adapters)
     peft_model.base_model.set_adapter(adapters, inference_mode=True)
     return torch.no_grad()
+
+
+def mergeable(peft_model, adapters: list[str]) -> bool:
+    if any(peft_model.peft_config[a].modules_to_save for a in adapters):
+        return False
+    return not any(a in getattr(m, "lora_embedding_A", {}) for m in peft_model.modules() for a in adapters)
 
 
 @contextlib.contextmanager

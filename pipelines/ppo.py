@@ -120,10 +120,10 @@ class SharedRoles:
         self.score_head.weight.data.copy_(score.float())
         self.judge_adapters = self.reference + ["judge"]
 
-    def frozen(self, adapters: list[str], exact: bool = True):
-        """The context for a pass that trains nothing: the reference and the judge (`exact`), sampling (pipelines.
-        models.frozen_with: the adapters merged into the weights when that keeps the numbers)."""
-        return frozen_with(self.model, adapters, self.quantized, exact)
+    def frozen(self, adapters: list[str]):
+        """The context for a pass that trains nothing: sampling, the reference, the judge (pipelines.models.
+        frozen_with: the adapters merged into the weights where that keeps the numbers)."""
+        return frozen_with(self.model, adapters, self.quantized)
 
     def use(self, adapters: list[str], trainable: bool = False):
         """Activate adapters; an empty list means the bare base."""
@@ -223,7 +223,7 @@ def generate(roles: SharedRoles, adapters: list[str], prompt_ids, prompt_mask, t
     transformers' generate computes, without its per-token overhead). As wide as the longest one: sampling stops
     once every response has ended, and the columns after that would be padding that every later pass skips by mask
     anyway."""
-    with roles.frozen(adapters, exact=False):
+    with roles.frozen(adapters):
         return sample(roles.model, prompt_ids, prompt_mask, max_new_tokens=max_new_tokens, temperature=temperature,
                       top_p=top_p, eos_ids=eos_ids, pad_id=tokenizer.pad_token_id)
 

@@ -31,7 +31,7 @@ def sample(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_ne
     `pad_id`."""
     batch = prompt_ids.shape[0]
     device = prompt_ids.device
-    eos = torch.tensor(eos_ids, device=device)
+    eos = torch.tensor(eos_ids, dtype=torch.long, device=device)
     keep_last = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
     mask = prompt_mask
     positions = (mask.cumsum(1) - 1).clamp(min=0)  # left padding: each prompt's first real token is position 0

@@ -107,6 +107,18 @@ def test_compare_contrasts_two_labeler_instructions_and_home_offers_the_second(f
     assert not brevity_button.disabled  # an SFT run exists
 
 
+def test_a_form_keeps_its_edits_across_a_visit_to_another_page(empty_runs):
+    """Streamlit forgets the widgets of a page it does not draw; the form puts the user's values back."""
+    at = app_at("app_pages/sft.py")
+    at.number_input(key="form.sft.lora_r").set_value(8).run()
+    at.switch_page("app_pages/data.py")
+    at.run()
+    at.switch_page("app_pages/sft.py")
+    at.run()
+    assert at.number_input(key="form.sft.lora_r").value == 8
+    assert at.text_input(key="form.sft.model").value == "default"  # and the rest is still the preset's
+
+
 def test_a_bad_setting_is_shown_and_blocks_start(empty_runs):
     at = app_at("app_pages/sft.py")
     at.text_input(key="form.sft.lora_target_modules").set_value("")

@@ -2,6 +2,7 @@
 Home -> SFT stage -> start a tiny run -> the live chart shows points. Screenshots go to tests/screenshots/."""
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -77,14 +78,18 @@ def test_click_from_home_to_a_live_run(home_page, tiny_model_dir):
 
     page.get_by_role("link", name="1 · SFT").click()
     expect(page.get_by_role("heading", name="Stage 1 · Supervised fine-tuning")).to_be_visible(timeout=30_000)
-    model = page.get_by_label("model", exact=True)
-    model.fill(str(tiny_model_dir))
-    model.press("Enter")
-    steps = page.get_by_label("max steps", exact=True)
-    steps.fill("4")
-    steps.press("Enter")
-    time.sleep(1.5)  # let the form's rerun settle before pressing Start
-    page.get_by_role("button", name="Start SFT run").click()
+    idle = page.get_by_test_id("stStatusWidget")  # shown while a rerun is under way
+    for label, value in (("model", str(tiny_model_dir)), ("max steps", "4")):
+        field = page.get_by_label(label, exact=True)
+        field.fill(value)
+        field.press("Enter")
+        time.sleep(1.5)  # each edit's rerun settles before the next key press or click lands
+        expect(idle).to_be_hidden(timeout=30_000)
+    start = page.get_by_role("button", name="Start SFT run")
+    expect(start).to_be_enabled()
+    start.click()
+    # the run's panel replaces "No SFT run yet" (a 4-step tiny run may already be over: "Latest run")
+    expect(page.get_by_role("heading", name=re.compile("^(Live|Latest) run$"))).to_be_visible(timeout=60_000)
 
     # The live chart appears and fills with points as the subprocess logs steps.
     chart = page.locator(".js-plotly-plot").first

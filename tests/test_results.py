@@ -83,9 +83,21 @@ def test_the_contrast_pairs_the_newest_comparisons_of_two_instructions_from_one_
         summary = {**SUMMARY, "labeler_instruction": instruction, "sft_run": sft, "models": list(models)}
         return run_id, summary, [row("Q1", None, (1, None), (0, None)), row("Q2", "12", (1, True), (0, False))]
 
-    newest_first = [comparison("c5", "Briefer?"), comparison("c4", "Briefer?"), comparison("c3", "Warmer?", "sft-2"),
-                    comparison("c2", "Warmer?", models=("base", "sft")), comparison("c1", "Warmer?")]
+    newest_first = [comparison("c6", "Briefer?"), comparison("c5", "Colder?", None), comparison("c4", "Briefer?"),
+                    comparison("c3", "Warmer?", "sft-2"), comparison("c2", "Warmer?", models=("base", "sft")),
+                    comparison("c1", "Warmer?")]
     picked = results.instruction_contrast(newest_first)
-    assert [run_id for run_id, _, _ in picked] == ["c5", "c1"]  # c4: same instruction; c3: another SFT model; c2: no PPO
+    # c5: no SFT model recorded (an older comparison); c4: the same instruction again; c3: another SFT model; c2: no
+    # aligned model
+    assert [run_id for run_id, _, _ in picked] == ["c6", "c1"]
     assert set(picked[0][2]) == {"Q1", "Q2"} and picked[1][2]["Q2"]["ppo"]["correct"] is True
     assert results.instruction_contrast(newest_first[:2]) is None  # one instruction only: nothing to contrast
+
+
+def test_the_win_rate_matrix_reads_every_pair_both_ways():
+    summary = {"models": ["base", "sft", "dpo"], "win_rate_sft_vs_base": 0.75, "win_rate_dpo_vs_base": 0.9,
+               "win_rate_dpo_vs_sft": 0.6}
+    matrix = {row["model"]: row for row in results.win_rate_matrix(summary)}
+    assert matrix["Aligned (DPO)"]["vs SFT"] == "60%" and matrix["SFT"]["vs Aligned (DPO)"] == "40%"
+    assert matrix["Base model"]["vs SFT"] == "25%" and matrix["SFT"]["vs SFT"] == "-"
+    assert results.main_pair(summary) == ("dpo", "sft")

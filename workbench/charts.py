@@ -29,6 +29,12 @@ STAGE_CHARTS = {
               ("time/forward_reference", "reference forward"), ("time/forward_value", "value forwards"),
               ("time/backward", "backward"), ("time/all_reduce", "gradient exchange"),
               ("time/optimizer", "optimizer"), ("time/other", "other")], None)],
+    "dpo": [("Loss", "loss (lower is better)", [("loss", "train"), ("eval_loss", "held-out")], None),
+            ("Implicit rewards (log-prob ratio to the reference x beta)", "reward",
+             [("rewards/chosen", "chosen"), ("rewards/rejected", "rejected"), ("rewards/margins", "margin"),
+              ("eval_rewards/margins", "held-out margin")], None),
+            ("Preference accuracy (chosen above rejected)", "share of pairs right",
+             [("rewards/accuracies", "train batch"), ("eval_rewards/accuracies", "held-out")], None)],
     "compare": [],
 }
 # Metric keys as people read them ("Judge score: score - KL penalty"), for the Runs page's overlay.
@@ -80,7 +86,7 @@ def overlay(runs: dict[str, list[dict]], key: str) -> go.Figure:
 def compare_bars(mean_score: dict[str, float], names: dict[str, str]) -> go.Figure:
     """`names`: what to call each model key on the axis."""
     fig = go.Figure(go.Bar(x=[names.get(m, m) for m in mean_score], y=list(mean_score.values()),
-                           marker_color=["#9aa5b1", "#5b8def", "#2bb673"][: len(mean_score)]))
+                           marker_color=["#9aa5b1", "#5b8def", "#2bb673", "#e8a33d", "#b56bd6"][: len(mean_score)]))
     fig.update_layout(title="Mean judge score", height=280, margin=dict(l=10, r=10, t=40, b=10),
                       xaxis_title="model", yaxis_title="judge's score (higher: preferred)")
     return fig

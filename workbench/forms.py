@@ -18,7 +18,7 @@ RECIPES = REPO / "sample_data" / "recipes"
 PRESETS = {"quick": "Quick CPU demo", "gpu": "Consumer GPU (QLoRA)"}
 GROUP_TITLES = {"model": "Model", "data": "Data", "training": "Training", "lora": "LoRA adapter",
                 "generation": "Sampling", "ppo": "PPO", "run": "Run", "checkpoints": "Checkpoints"}
-RUN_FIELDS = {"sft_run": "sft", "reward_run": "reward", "ppo_run": "ppo"}
+RUN_FIELDS = {"sft_run": "sft", "reward_run": "reward", "ppo_run": "ppo", "dpo_run": "dpo"}
 FILE_FIELDS = {"train_file", "eval_file", "prompts_file"}
 
 
@@ -63,10 +63,20 @@ def apply_preset(stage: str, preset: str) -> None:
 
 
 def settings_form(stage: str) -> dict:
-    """Draw the form; return the values the user set, as a dict keyed by field name."""
-    if _key(stage, "model") not in st.session_state:
+    """Draw the form; return the values the user set, as a dict keyed by field name.
+
+    Streamlit forgets a widget's value after any run that does not draw it (a visit to another page, a fragment's
+    rerun landing in between), and a forgotten widget comes back at its bare default: a number input's minimum, a
+    selectbox's first option. So the form keeps its own copy of what it showed (`form.saved.<stage>`) and puts
+    back whatever went missing before drawing, the user's edits included."""
+    saved = st.session_state.setdefault(f"form.saved.{stage}", {})
+    if _key(stage, "model") not in st.session_state and not saved:
         apply_preset(stage, "quick")
     rows = describe_fields(STAGES[stage])
+    for row in rows:
+        key = _key(stage, row["name"])
+        if key not in st.session_state and row["name"] in saved:
+            st.session_state[key] = saved[row["name"]]
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(row.get("group", "training"), []).append(row)
@@ -77,6 +87,8 @@ def settings_form(stage: str) -> dict:
             for i, row in enumerate(fields):
                 with columns[i % 2]:
                     values[row["name"]] = _widget(stage, row)
+    saved.update({row["name"]: st.session_state[_key(stage, row["name"])] for row in rows
+                  if _key(stage, row["name"]) in st.session_state})
     return values
 
 

@@ -4,7 +4,7 @@ pages, Runs, Compare and Home say the same thing the same way (tests/test_result
 
 from __future__ import annotations
 
-MODEL_NAMES = {"base": "Base model", "sft": "SFT", "ppo": "Aligned (PPO)"}
+MODEL_NAMES = {"base": "Base model", "sft": "SFT", "ppo": "Aligned (PPO)", "dpo": "Aligned (DPO)"}
 
 
 def model_name(key: str) -> str:
@@ -31,6 +31,13 @@ def summary_figures(stage: str, summary: dict) -> list[tuple[str, str]]:
         if "accuracy_gate" in summary:
             passed = "passes" if summary.get("ready_for_ppo") else "does not pass"
             figures.append(("Trusted for PPO", f"{passed} the {summary['accuracy_gate']:.0%} gate"))
+    elif stage == "dpo":
+        if "first_loss" in summary:
+            figures.append(("Loss", f"{_num(summary['first_loss'])} → {_num(summary.get('final_loss'))}"))
+        if isinstance(summary.get("eval_accuracy"), float):
+            figures.append(("Held-out preference accuracy", f"{summary['eval_accuracy']:.0%}"))
+        if isinstance(summary.get("eval_margin"), float):
+            figures.append(("Held-out reward margin", _num(summary["eval_margin"])))
     elif stage == "ppo":
         if "initial_score" in summary:
             scores = f"{_num(summary['initial_score'])} → {_num(summary.get('final_score'))}"
@@ -49,10 +56,23 @@ def summary_figures(stage: str, summary: dict) -> list[tuple[str, str]]:
 
 def main_pair(summary: dict) -> tuple[str, str] | None:
     """The comparison people came for: the aligned model against the one it started from."""
-    for a, b in (("ppo", "sft"), ("ppo", "base"), ("sft", "base")):
+    for a, b in (("ppo", "sft"), ("dpo", "sft"), ("ppo", "base"), ("dpo", "base"), ("sft", "base")):
         if f"win_rate_{a}_vs_{b}" in summary:
             return a, b
     return None
+
+
+def win_rate_matrix(summary: dict) -> list[dict]:
+    """Every pair's win rate as a table: one row per model, the share of prompts where the judge preferred it over
+    the model of each column (a pair stored one way round is read the other way as 1 - rate)."""
+    models = summary.get("models", [])
+    rates = {}
+    for key, value in summary.items():
+        if key.startswith("win_rate_"):
+            a, b = key.removeprefix("win_rate_").split("_vs_")
+            rates[a, b], rates[b, a] = value, 1 - value
+    return [{"model": model_name(a), **{f"vs {model_name(b)}": f"{rates[a, b]:.0%}" if (a, b) in rates else "-"
+                                        for b in models}} for a in models]
 
 
 def headline(summary: dict) -> list[tuple[str, str, str]]:
@@ -108,7 +128,9 @@ def instruction_contrast(comparisons: list[tuple[str, dict, list[dict]]]) -> lis
             continue
         if any(s["labeler_instruction"] == instruction for _, s, _ in picked):
             continue
-        if picked and summary.get("sft_run") != picked[0][1].get("sft_run"):
+        if "sft" not in summary["models"] or not summary.get("sft_run"):
+            continue  # the lesson needs the SFT model both started from
+        if picked and summary["sft_run"] != picked[0][1]["sft_run"]:
             continue  # a different SFT model would make it a different lesson
         picked.append((run_id, summary, {r["prompt"]: r for r in rows}))
         if len(picked) == 2:

@@ -37,7 +37,6 @@ REWARD_INTRO = ("The judge is a copy of the model with a one-number output. It s
 PPO_INTRO = ("Proximal Policy Optimisation: sample answers, score them with the judge, nudge the model toward the "
              "better-scored ones, and pay a penalty (KL) for drifting from the SFT model. One base model in memory "
              "serves the policy, the reference, the value function and the judge as separate LoRA adapters.")
-
 BREVITY_DEMO = """
 A judge learns what its labelers were asked, and nothing else. To see it: keep the demo's SFT model, train a second
 judge on **the same prompts** where the labelers were asked *which reply is briefer?*, and align the model against

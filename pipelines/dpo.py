@@ -1,0 +1,108 @@
+"""DPO, the simpler road to the same goal: learn from the preference pairs directly, with no judge and no sampling
+(TRL's DPOTrainer + LoRA). The loss raises the log-probability of the chosen answer over the rejected one, measured
+against a frozen reference, so the model cannot drift far from where it started (`beta` sets how far).
+
+The reference is the starting model through adapter switching, never a second copy in memory: from an SFT run, the
+SFT adapter is loaded as the trainable adapter and TRL keeps a frozen copy of it (`ref`) to switch to; from a bare
+base, the reference is the base with the adapter switched off. Either way the saved adapter, like a PPO policy's,
+applies to the SFT run's base as it is, so Compare and export treat a DPO run as they treat a PPO run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import trl
+from datasets import Dataset
+from transformers import PrinterCallback
+
+from pipelines import distributed
+from pipelines.config import DPOConfig
+from pipelines.data import load_checked
+from pipelines.models import (load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model,
+                              trainer_hardware)
+from pipelines.runs import Run
+from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, trainer_reporting
+
+log = logging.getLogger("pipelines")
+
+
+def to_dataset(rows: list[dict]) -> Dataset:
+    """Pairs in TRL's conversational preference format: the prompt's messages, each answer as one assistant turn."""
+    return Dataset.from_list([{"prompt": r["prompt"], "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                               "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows])
+
+
+def run(cfg: DPOConfig, run: Run, resume: Path | None = None) -> dict:
+    """Train; `resume`: a checkpoint folder of this run to continue from (the Trainer's own resume)."""
+    from peft import PeftModel
+
+    device = pick_device(cfg.device)
+    sft_run = Run(cfg.sft_run) if cfg.sft_run else None
+    base_name = sft_run.config().get("model", "default") if sft_run else cfg.model
+    model_path = resolve_model(base_name, cfg.trust_remote_code)
+    tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
+    train_rows = load_checked("dpo", cfg.train_file, log, cfg.column_map)
+    eval_rows = load_checked("dpo", cfg.eval_file, log, cfg.column_map) if cfg.eval_file else []
+
+    model = prepare_for_kbit(load_base(cfg, model_path, device=device), cfg)
+    if sft_run:
+        log.info("Starting from SFT run %s: its adapter trains, a frozen copy of it is the reference (so the "
+                 "adapter keeps the SFT run's LoRA shape; this run's lora_* settings apply only from a bare base).",
+                 sft_run.id)
+        model = PeftModel.from_pretrained(model, sft_run.adapter_dir, is_trainable=True)
+    reporting, report_callbacks = trainer_reporting(cfg, run)
+    args = trl.DPOConfig(
+        **TrainerCheckpoints.trainer_args(run, cfg),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        logging_steps=cfg.logging_steps,
+        eval_strategy="steps" if eval_rows and cfg.eval_steps else "no",
+        eval_steps=cfg.eval_steps or None,
+        max_length=cfg.max_length,
+        beta=cfg.beta,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        seed=cfg.seed,
+        **reporting,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        **trainer_hardware(device),
+    )
+    tracker = Tracker(run, cfg.max_steps, cfg.batch_size * cfg.gradient_accumulation_steps)
+    trainer = trl.DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=to_dataset(train_rows),
+        eval_dataset=to_dataset(eval_rows) if eval_rows else None,
+        processing_class=tokenizer,
+        peft_config=None if sft_run else lora_config(cfg, "CAUSAL_LM"),
+        callbacks=[TrackerCallback(tracker), TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
+    )
+    trainer.remove_callback(PrinterCallback)  # our Tracker prints the progress line
+    with tracker:
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    stopped = tracker.should_stop()
+    summary = {"steps": trainer.state.global_step, "train_pairs": len(train_rows),
+               "train_runtime_s": round(result.metrics["train_runtime"], 2)}
+    losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+    if losses:
+        summary.update(first_loss=losses[0], final_loss=losses[-1])
+    if eval_rows and not stopped:
+        # the Trainer's own history (the same on every rank), as the SFT stage does
+        metrics = next((row for row in reversed(trainer.state.log_history) if "eval_loss" in row), {})
+        if metrics.get("step") != trainer.state.global_step:
+            metrics = trainer.evaluate()
+            tracker.log(trainer.state.global_step, metrics)
+        summary.update(eval_pairs=len(eval_rows), eval_accuracy=metrics.get("eval_rewards/accuracies"),
+                       eval_margin=metrics.get("eval_rewards/margins"))
+    summary.update(distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad))
+
+    if run.writes:  # the trained adapter only (TRL names it `default`), saved as the run's adapter
+        trainer.model.save_pretrained(run.adapter_dir, selected_adapters=["default"])
+        tokenizer.save_pretrained(run.adapter_dir)
+        log.info("Adapter saved to %s", run.adapter_dir)
+    return {**summary, "stopped": stopped}

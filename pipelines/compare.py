@@ -1,7 +1,8 @@
 """Side by side: the base, SFT, PPO and DPO models (those given) answer the same held-out prompts with the same
-sampling seed; the judge scores every answer and every pair gets a win rate. Where a prompt carries a reference answer, each answer is also graded right or wrong
-(pipelines/answers.py), the axis the judge cannot see when it learned tone alone. Writes compare.jsonl (one prompt
-per line) and compare_summary.json (mean scores, win rates, correct rates).
+sampling seed; the judge scores every answer and every pair gets a win rate. Where a prompt carries a reference
+answer, each answer is also graded right or wrong (pipelines/answers.py), the axis the judge cannot see when it
+learned tone alone. Writes compare.jsonl (one prompt per line) and compare_summary.json (mean scores, win rates,
+correct rates).
 """
 
 from __future__ import annotations

@@ -20,10 +20,9 @@ from transformers import PrinterCallback
 from pipelines import distributed
 from pipelines.config import DPOConfig
 from pipelines.data import load_checked
-from pipelines.models import (load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model,
-                              trainer_hardware)
+from pipelines.models import load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model
 from pipelines.runs import Run
-from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, trainer_reporting
+from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, trainer_arguments
 
 log = logging.getLogger("pipelines")
 
@@ -52,25 +51,14 @@ def run(cfg: DPOConfig, run: Run, resume: Path | None = None) -> dict:
                  "adapter keeps the SFT run's LoRA shape; this run's lora_* settings apply only from a bare base).",
                  sft_run.id)
         model = PeftModel.from_pretrained(model, sft_run.adapter_dir, is_trainable=True)
-    reporting, report_callbacks = trainer_reporting(cfg, run)
+    shared, report_callbacks = trainer_arguments(cfg, run, device)
     args = trl.DPOConfig(
-        **TrainerCheckpoints.trainer_args(run, cfg),
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
+        **shared,
         per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate,
-        logging_steps=cfg.logging_steps,
         eval_strategy="steps" if eval_rows and cfg.eval_steps else "no",
         eval_steps=cfg.eval_steps or None,
         max_length=cfg.max_length,
         beta=cfg.beta,
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        seed=cfg.seed,
-        **reporting,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        **trainer_hardware(device),
     )
     tracker = Tracker(run, cfg.max_steps, cfg.batch_size * cfg.gradient_accumulation_steps)
     trainer = trl.DPOTrainer(

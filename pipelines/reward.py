@@ -24,9 +24,9 @@ from pipelines.data import (BatchEncoder, encode_response, fit_to_length, labele
                             load_preferences, logged_progress, read_records)
 from pipelines.errors import DataError, GateError
 from pipelines.models import (load_base, merge_adapter, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
-                              resolve_model, trainer_hardware)
+                              resolve_model)
 from pipelines.runs import Run, resolve_run
-from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, trainer_reporting
+from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, trainer_arguments
 
 log = logging.getLogger("pipelines")
 
@@ -231,21 +231,10 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
     model.config.pad_token_id = tokenizer.pad_token_id
     model = prepare_for_kbit(model, cfg)
 
-    reporting, report_callbacks = trainer_reporting(cfg, run)
+    shared, report_callbacks = trainer_arguments(cfg, run, device)
     args = trl.RewardConfig(
-        **TrainerCheckpoints.trainer_args(run, cfg),
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate,
-        logging_steps=cfg.logging_steps,
+        **shared,
         max_length=None,  # already fitted above; TRL's own filter would drop pairs silently
-        gradient_checkpointing=cfg.gradient_checkpointing,
-        seed=cfg.seed,
-        **reporting,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        **trainer_hardware(device),
     )
     columns = ("chosen_ids", "rejected_ids")
     trainer = trl.RewardTrainer(

@@ -151,6 +151,20 @@ class ExperimentTracker:
             self.module.finish()
 
 
+def trainer_arguments(cfg, run, device: str) -> tuple[dict, list]:
+    """The TrainingArguments every Trainer stage shares (checkpoints, schedule, logging, reporting, precision), and
+    the reporting callbacks to hand the Trainer. Each stage adds what is its own (evaluation, lengths, beta...)."""
+    from pipelines.models import trainer_hardware
+
+    reporting, callbacks = trainer_reporting(cfg, run)
+    return {**TrainerCheckpoints.trainer_args(run, cfg), "max_steps": cfg.max_steps,
+            "per_device_train_batch_size": cfg.batch_size,
+            "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "learning_rate": cfg.learning_rate,
+            "logging_steps": cfg.logging_steps, "gradient_checkpointing": cfg.gradient_checkpointing,
+            "seed": cfg.seed, **reporting, "disable_tqdm": True, "dataloader_num_workers": 0,
+            **trainer_hardware(device)}, callbacks
+
+
 def trainer_reporting(cfg, run) -> tuple[dict, list]:
     """(TrainingArguments, extra callbacks) that send a Trainer stage's metrics where `report_to` says. TensorBoard
     goes through the Trainer's own callback, pointed at the run folder (its default is under output_dir, which here

@@ -292,7 +292,8 @@ def labeler_instruction(path: str | Path) -> str:
                     quote.append(text.lstrip("> ").strip())
                 elif quote:
                     break
-            return " ".join(quote)
+            if quote:  # a heading that only mentions labelers (a title, say) is not the one
+                return " ".join(quote)
     return ""
 
 

@@ -65,6 +65,11 @@ def test_the_labeler_instruction_comes_from_the_data_or_the_config(tmp_path):
     (tmp_path / "README.md").write_text("# Data\n\n## What the labelers were asked\n\n> Which answer is\n> "
                                         "correct?\n\nMore text.\n")
     assert labeler_instruction(tmp_path / "plain.jsonl") == "Which answer is correct?"
+    # a title that mentions labelers without quoting them is passed over (sample_data/brevity's README has one)
+    (tmp_path / "README.md").write_text("# Pairs from a second labeler\n\nAbout them.\n\n## What the labeler was "
+                                        "asked to judge\n\n> Which reply is briefer?\n")
+    assert labeler_instruction(tmp_path / "plain.jsonl") == "Which reply is briefer?"
+    assert labeler_instruction(SAMPLE / "brevity" / "prefs_train.jsonl").startswith("Which reply answers more briefly")
 
 
 def test_saved_judge_scores_the_same_in_a_fresh_process(tiny_reward_run, tmp_path):

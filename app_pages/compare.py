@@ -50,7 +50,6 @@ if not compares:
     st.stop()
 
 
-
 def read_comparison(run) -> tuple[dict, list[dict]]:
     return (json.loads((run.path / "compare_summary.json").read_text(encoding="utf-8")),
             read_jsonl(run.path / "compare.jsonl"))

@@ -50,12 +50,13 @@ if not compares:
     st.stop()
 
 
-def read_comparison(run) -> tuple[dict, list[dict]]:
-    return (json.loads((run.path / "compare_summary.json").read_text(encoding="utf-8")),
-            read_jsonl(run.path / "compare.jsonl"))
+def read_summary(run) -> dict:
+    return json.loads((run.path / "compare_summary.json").read_text(encoding="utf-8"))
 
 
-contrast = results.instruction_contrast([(r.id, *read_comparison(r)) for r in compares])
+by_id = {r.id: r for r in compares}
+contrast = results.instruction_contrast([(r.id, read_summary(r)) for r in compares],
+                                        lambda run_id: read_jsonl(by_id[run_id].path / "compare.jsonl"))
 if contrast and not any(p in contrast[1][2] for p in contrast[0][2]):
     contrast = None  # no prompt in common (a comparison of typed prompts): nothing to put side by side
 if contrast:  # the lesson in one view: one SFT model, two judges with different instructions, two aligned models
@@ -88,7 +89,7 @@ if contrast:  # the lesson in one view: one SFT model, two judges with different
                     show_text(side["response"])
 
 run = st.selectbox("Comparison", compares, format_func=lambda r: r.id)
-summary, rows = read_comparison(run)
+summary, rows = read_summary(run), read_jsonl(run.path / "compare.jsonl")
 models = summary["models"]
 
 instruction = summary.get("labeler_instruction")  # copied from the judge's run when the comparison was made

@@ -110,13 +110,14 @@ def run(cfg: CompareConfig, run: Run) -> dict:
     log.info("%d of %d prompts carry a reference answer: their answers are graded right or wrong.", len(graded),
              len(prompts))
     correct = {m: {i: is_correct(responses[m][i], prompts[i]["answer"]) for i in graded} for m in done}
+    winners = [max(done, key=lambda m: scores[m][i]) for i in range(len(prompts))]  # the judge's pick per prompt
     with open(run.path / "compare.jsonl", "w", encoding="utf-8") as fh:
         for i, prompt in enumerate(prompts):
             row = {"prompt": prompt["prompt"][-1]["content"], "answer": prompt.get("answer"),
                    **{m: {"response": responses[m][i], "score": scores[m][i], "correct": correct[m].get(i),
                           "cut_off": cut_off[m][i]}
                       for m in done}}
-            row["winner"] = max(done, key=lambda m: scores[m][i])
+            row["winner"] = winners[i]
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     judge_run = Run(cfg.reward_run)
     summary = {"prompts": len(prompts), "models": done, "judge_run": judge_run.id,
@@ -126,7 +127,7 @@ def run(cfg: CompareConfig, run: Run) -> dict:
         summary["graded_prompts"] = len(graded)
         summary["correct_rate"] = {m: sum(correct[m].values()) / len(graded) for m in done}
         # the judge's favourite answer was wrong: where a judge of tone is fooled into rewarding a wrong fact
-        summary["judge_picked_wrong"] = sum(not correct[max(done, key=lambda m: scores[m][i])][i] for i in graded)
+        summary["judge_picked_wrong"] = sum(not correct[winners[i]][i] for i in graded)
     for later, a in enumerate(done):  # every pair, the later model of the list first: ppo_vs_sft, dpo_vs_ppo...
         for b in done[:later]:
             summary[f"win_rate_{a}_vs_{b}"] = win_rate(scores[a], scores[b])

@@ -22,7 +22,8 @@ from pipelines.config import DPOConfig
 from pipelines.data import load_checked
 from pipelines.models import load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model
 from pipelines.runs import Run
-from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, trainer_arguments
+from pipelines.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation,
+                                trainer_arguments)
 
 log = logging.getLogger("pipelines")
 
@@ -51,12 +52,9 @@ def run(cfg: DPOConfig, run: Run, resume: Path | None = None) -> dict:
                  "adapter keeps the SFT run's LoRA shape; this run's lora_* settings apply only from a bare base).",
                  sft_run.id)
         model = PeftModel.from_pretrained(model, sft_run.adapter_dir, is_trainable=True)
-    shared, report_callbacks = trainer_arguments(cfg, run, device)
+    shared, report_callbacks = trainer_arguments(cfg, run, device, evaluate=bool(eval_rows))
     args = trl.DPOConfig(
         **shared,
-        per_device_eval_batch_size=cfg.batch_size,
-        eval_strategy="steps" if eval_rows and cfg.eval_steps else "no",
-        eval_steps=cfg.eval_steps or None,
         max_length=cfg.max_length,
         beta=cfg.beta,
     )
@@ -80,11 +78,7 @@ def run(cfg: DPOConfig, run: Run, resume: Path | None = None) -> dict:
     if losses:
         summary.update(first_loss=losses[0], final_loss=losses[-1])
     if eval_rows and not stopped:
-        # the Trainer's own history (the same on every rank), as the SFT stage does
-        metrics = next((row for row in reversed(trainer.state.log_history) if "eval_loss" in row), {})
-        if metrics.get("step") != trainer.state.global_step:
-            metrics = trainer.evaluate()
-            tracker.log(trainer.state.global_step, metrics)
+        metrics = final_evaluation(trainer, tracker)
         summary.update(eval_pairs=len(eval_rows), eval_accuracy=metrics.get("eval_rewards/accuracies"),
                        eval_margin=metrics.get("eval_rewards/margins"))
     summary.update(distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad))

@@ -13,7 +13,8 @@ from pipelines import distributed
 from pipelines.config import SFTConfig
 from pipelines.data import load_checked
 from pipelines.models import load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model
-from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, trainer_arguments
+from pipelines.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation,
+                                trainer_arguments)
 
 log = logging.getLogger("pipelines")
 
@@ -69,12 +70,9 @@ def run(cfg: SFTConfig, run, resume: Path | None = None) -> dict:
     is_text = "text" in train_rows[0]
 
     model = prepare_for_kbit(load_base(cfg, model_path, device=device), cfg)
-    shared, report_callbacks = trainer_arguments(cfg, run, device)
+    shared, report_callbacks = trainer_arguments(cfg, run, device, evaluate=bool(eval_rows))
     args = trl.SFTConfig(
         **shared,
-        per_device_eval_batch_size=cfg.batch_size,
-        eval_strategy="steps" if eval_rows and cfg.eval_steps else "no",
-        eval_steps=cfg.eval_steps or None,
         max_length=cfg.max_length,
         completion_only_loss=None if is_text else cfg.completion_only_loss,
     )
@@ -98,13 +96,7 @@ def run(cfg: SFTConfig, run, resume: Path | None = None) -> dict:
     if losses:
         summary.update(first_loss=losses[0], final_loss=losses[-1])
     if eval_rows and not stopped:
-        # The Trainer's own history, not metrics.jsonl: every rank must take the same branch (evaluate() is a
-        # collective), and only rank 0 writes the file.
-        metrics = next((row for row in reversed(trainer.state.log_history) if "eval_loss" in row), {})
-        if metrics.get("step") != trainer.state.global_step:  # no evaluation at the last step yet: one more
-            metrics = trainer.evaluate()
-            tracker.log(trainer.state.global_step, metrics)
-        summary["eval_loss"] = metrics.get("eval_loss")
+        summary["eval_loss"] = final_evaluation(trainer, tracker).get("eval_loss")
     summary.update(distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad))
 
     if run.writes:

@@ -151,18 +151,32 @@ class ExperimentTracker:
             self.module.finish()
 
 
-def trainer_arguments(cfg, run, device: str) -> tuple[dict, list]:
+def trainer_arguments(cfg, run, device: str, evaluate: bool = False) -> tuple[dict, list]:
     """The TrainingArguments every Trainer stage shares (checkpoints, schedule, logging, reporting, precision), and
-    the reporting callbacks to hand the Trainer. Each stage adds what is its own (evaluation, lengths, beta...)."""
+    the reporting callbacks to hand the Trainer. `evaluate`: the Trainer evaluates its eval set every `eval_steps`
+    (the reward stage evaluates its own way). Each stage adds what is its own (lengths, beta...)."""
     from pipelines.models import trainer_hardware
 
     reporting, callbacks = trainer_reporting(cfg, run)
+    evaluation = {"per_device_eval_batch_size": cfg.batch_size, "eval_strategy": "steps" if cfg.eval_steps else "no",
+                  "eval_steps": cfg.eval_steps or None} if evaluate else {}
     return {**TrainerCheckpoints.trainer_args(run, cfg), "max_steps": cfg.max_steps,
             "per_device_train_batch_size": cfg.batch_size,
             "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "learning_rate": cfg.learning_rate,
             "logging_steps": cfg.logging_steps, "gradient_checkpointing": cfg.gradient_checkpointing,
-            "seed": cfg.seed, **reporting, "disable_tqdm": True, "dataloader_num_workers": 0,
+            "seed": cfg.seed, **reporting, "disable_tqdm": True, "dataloader_num_workers": 0, **evaluation,
             **trainer_hardware(device)}, callbacks
+
+
+def final_evaluation(trainer, tracker) -> dict:
+    """The eval metrics at the last step: the Trainer's own if it evaluated there, else one more evaluation (logged).
+    Read from the Trainer's history, not metrics.jsonl: every rank must take the same branch (evaluate() is a
+    collective), and only rank 0 writes the file."""
+    metrics = next((row for row in reversed(trainer.state.log_history) if "eval_loss" in row), {})
+    if metrics.get("step") != trainer.state.global_step:
+        metrics = trainer.evaluate()
+        tracker.log(trainer.state.global_step, metrics)
+    return metrics
 
 
 def trainer_reporting(cfg, run) -> tuple[dict, list]:

@@ -79,19 +79,26 @@ def test_examples_show_a_right_win_then_a_wrong_win_and_fooled_rows_are_the_judg
 
 
 def test_the_contrast_pairs_the_newest_comparisons_of_two_instructions_from_one_sft_model():
+    rows = [row("Q1", None, (1, None), (0, None)), row("Q2", "12", (1, True), (0, False))]
+    read = []  # the runs whose rows were read
+
+    def rows_of(run_id):
+        read.append(run_id)
+        return rows
+
     def comparison(run_id, instruction, sft="sft-1", models=("base", "sft", "ppo")):
-        summary = {**SUMMARY, "labeler_instruction": instruction, "sft_run": sft, "models": list(models)}
-        return run_id, summary, [row("Q1", None, (1, None), (0, None)), row("Q2", "12", (1, True), (0, False))]
+        return run_id, {**SUMMARY, "labeler_instruction": instruction, "sft_run": sft, "models": list(models)}
 
     newest_first = [comparison("c6", "Briefer?"), comparison("c5", "Colder?", None), comparison("c4", "Briefer?"),
                     comparison("c3", "Warmer?", "sft-2"), comparison("c2", "Warmer?", models=("base", "sft")),
                     comparison("c1", "Warmer?")]
-    picked = results.instruction_contrast(newest_first)
+    picked = results.instruction_contrast(newest_first, rows_of)
     # c5: no SFT model recorded (an older comparison); c4: the same instruction again; c3: another SFT model; c2: no
     # aligned model
     assert [run_id for run_id, _, _ in picked] == ["c6", "c1"]
     assert set(picked[0][2]) == {"Q1", "Q2"} and picked[1][2]["Q2"]["ppo"]["correct"] is True
-    assert results.instruction_contrast(newest_first[:2]) is None  # one instruction only: nothing to contrast
+    assert read == ["c6", "c1"]  # only the picked comparisons' answers are read
+    assert results.instruction_contrast(newest_first[:2], rows_of) is None  # one instruction only: nothing to contrast
 
 
 def test_the_win_rate_matrix_reads_every_pair_both_ways():

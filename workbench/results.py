@@ -4,6 +4,8 @@ pages, Runs, Compare and Home say the same thing the same way (tests/test_result
 
 from __future__ import annotations
 
+from typing import Callable
+
 MODEL_NAMES = {"base": "Base model", "sft": "SFT", "ppo": "Aligned (PPO)", "dpo": "Aligned (DPO)"}
 
 
@@ -117,12 +119,13 @@ def example_rows(rows: list[dict], models: list[str], pair: tuple[str, str] | No
     return (picked + [r for r in ranked if r not in picked])[:k]
 
 
-def instruction_contrast(comparisons: list[tuple[str, dict, list[dict]]]) -> list[tuple[str, dict, dict]] | None:
+def instruction_contrast(comparisons: list[tuple[str, dict]],
+                         rows_of: Callable[[str], list[dict]]) -> list[tuple[str, dict, dict]] | None:
     """The newest two comparisons of an aligned model whose judges were trained on different labeler instructions
     and that started from the same SFT model: [(run id, summary, {prompt: row})], or None. `comparisons`: (run id,
-    compare_summary, compare.jsonl rows), newest first."""
+    compare_summary), newest first; `rows_of(run id)`: its compare.jsonl rows, read for the two picked only."""
     picked: list[tuple[str, dict, dict]] = []
-    for run_id, summary, rows in comparisons:
+    for run_id, summary in comparisons:
         instruction = summary.get("labeler_instruction")
         if "ppo" not in summary.get("models", []) or not instruction:
             continue
@@ -132,7 +135,7 @@ def instruction_contrast(comparisons: list[tuple[str, dict, list[dict]]]) -> lis
             continue  # the lesson needs the SFT model both started from
         if picked and summary["sft_run"] != picked[0][1]["sft_run"]:
             continue  # a different SFT model would make it a different lesson
-        picked.append((run_id, summary, {r["prompt"]: r for r in rows}))
+        picked.append((run_id, summary, {r["prompt"]: r for r in rows_of(run_id)}))
         if len(picked) == 2:
             return picked
     return None

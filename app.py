@@ -13,6 +13,9 @@ PAGES = {
     "Stages": [st.Page("app_pages/sft.py", title="1 · SFT", icon=":material/school:"),
                st.Page("app_pages/reward.py", title="2 · Reward model", icon=":material/balance:"),
                st.Page("app_pages/ppo.py", title="3 · PPO", icon=":material/trending_up:")],
+    "Simpler approaches": [st.Page("app_pages/dpo.py", title="DPO", icon=":material/join:"),
+                           st.Page("app_pages/grpo.py", title="GRPO", icon=":material/checklist:"),
+                           st.Page("app_pages/approach.py", title="Which approach?", icon=":material/alt_route:")],
     "Results": [st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
                 st.Page("app_pages/runs.py", title="Runs", icon=":material/folder_open:")],
 }

@@ -4,15 +4,30 @@ import time
 import streamlit as st
 
 from pipelines.runs import list_runs, read_jsonl
-from workbench import charts, jobs, results, texts
+from workbench import charts, forms, jobs, results, texts
 from workbench.panels import show_text
 
 st.title("Compare: base vs SFT vs aligned")
-st.markdown("The same prompts, answered by the untouched base model, the SFT model and the PPO (aligned) model with "
-            "the same sampling seed; every answer scored by the judge (its pick of each prompt is marked "
-            ":material/emoji_events:) and, where the prompt has a reference answer, marked correct or wrong.")
+st.markdown("The same prompts, answered by the untouched base model, the SFT model and the aligned models (PPO, "
+            "DPO, GRPO: those picked) with the same sampling seed; every answer scored by the judge (its pick of each "
+            "prompt is marked :material/emoji_events:) and, where the prompt has a reference answer, marked correct "
+            "or wrong.")
 
 compares = [r for r in list_runs(stage="compare") if r.status().get("state") == "completed"]
+
+with st.expander("New comparison: pick the models, the judge and the prompts"):
+    st.caption("Any finished SFT, PPO, DPO and GRPO runs of one base model, side by side; `(none)` leaves a model "
+               "out. For the checkable questions GRPO trains on, pick `sample_data/verifiable/prompts_eval.jsonl`.")
+    values = forms.settings_form("compare")
+    config, problem = forms.build_config("compare", values)
+    if problem:
+        st.error(problem)
+    if st.button("Start comparison", disabled=config is None or jobs.active_job() is not None, key="start.compare"):
+        try:
+            jobs.start_stage("compare", {k: v for k, v in config.to_dict().items() if k != "stage"})
+            st.toast("Comparing: the result appears below when it is done.")
+        except jobs.Busy as exc:
+            st.warning(str(exc))
 
 with st.expander("Ask your own prompts", expanded=not compares):
     typed = st.text_area("One prompt per line", "What is the capital of Italy?\nHow many legs does a spider have?")

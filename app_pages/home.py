@@ -90,6 +90,17 @@ if st.button("▶ Align the same model for brevity", disabled=job is not None or
     except jobs.Busy as exc:
         st.warning(str(exc))
 
+st.subheader("Full RLHF beside the simpler approaches")
+st.markdown(texts.METHODS_DEMO)
+if st.button("▶ Compare the methods: PPO, DPO and GRPO", disabled=job is not None,
+             help="Starts from the latest finished SFT run when there is one (else trains it first)."):
+    try:
+        job = jobs.start_demo(preset="methods")
+        st.session_state["demo.job"] = job.id
+        st.rerun()
+    except jobs.Busy as exc:
+        st.warning(str(exc))
+
 demo = next((j for j in jobs.all_jobs() if j.kind == "demo"), None)
 if demo is not None:
 

@@ -13,8 +13,9 @@ torch.cuda.max_memory_allocated(), since the pipelines do not record VRAM.
 Sections (see benchmarks/README.md):
   startup     interpreter / `import torch` / `import pipelines.sft` times, and per stage the time from process start
               to "Run ... started" (status.json's started_at)
-  stages      sft, reward and ppo on the sample_data quick recipes with fewer steps: seconds per step (median of the
-              step-to-step deltas of `time`, so the first step's warm-up is left out), tokens per second, peak memory
+  stages      sft, reward, ppo, dpo and grpo on the sample_data quick recipes with fewer steps: seconds per step
+              (median of the step-to-step deltas of `time`, so the first step's warm-up is left out), tokens per
+              second (GRPO: prompt and sampled tokens, TRL's `num_tokens`), peak memory
               (peak RSS of the child from wait4's rusage, which is the child's own VmHWM; on CUDA peak allocated
               VRAM); on CUDA again with `quantization=4bit`
   overhead    the workbench's SFT and reward stages against plain TRL scripts doing the same work
@@ -57,16 +58,16 @@ OVERHEAD_TARGET = 0.95
 
 # What each mode runs. `sets` are extra `--set` overrides applied to every stage run of that mode.
 MODES = {
-    "full": dict(stage_steps={"sft": 12, "reward": 10, "ppo": 6}, overhead_steps=20, repeats=5,
+    "full": dict(stage_steps={"sft": 12, "reward": 10, "ppo": 6, "dpo": 10, "grpo": 6}, overhead_steps=20, repeats=5,
                  grid_lengths=[64, 128, 256], grid_batches=[2, 4, 8], grid_steps=5, ppo_mem_batch=8,
                  ppo_mem_tokens=40, import_repeats=3, demo=True, sets={}, ppo_sets={}, small_eval=False,
                  checkpoint_steps={"sft": 8, "reward": 8, "ppo": 5}),
-    "quick": dict(stage_steps={"sft": 6, "reward": 6, "ppo": 4}, overhead_steps=8, repeats=3,
+    "quick": dict(stage_steps={"sft": 6, "reward": 6, "ppo": 4, "dpo": 6, "grpo": 4}, overhead_steps=8, repeats=3,
                   grid_lengths=[64, 128], grid_batches=[2, 4], grid_steps=3, ppo_mem_batch=8, ppo_mem_tokens=40,
                   import_repeats=1, demo=False, sets={}, ppo_sets={}, small_eval=True,
                   checkpoint_steps={"sft": 6, "reward": 6, "ppo": 4}),
     # Hidden: checks that every section runs end to end, in a few minutes; its figures mean little.
-    "smoke": dict(stage_steps={"sft": 2, "reward": 2, "ppo": 2}, overhead_steps=2, repeats=1,
+    "smoke": dict(stage_steps={"sft": 2, "reward": 2, "ppo": 2, "dpo": 2, "grpo": 2}, overhead_steps=2, repeats=1,
                   grid_lengths=[64], grid_batches=[2], grid_steps=2, ppo_mem_batch=2, ppo_mem_tokens=8,
                   import_repeats=1, demo=False, sets={"batch_size": 2}, ppo_sets={"max_new_tokens": 8},
                   small_eval=True, checkpoint_steps={"sft": 3, "reward": 3, "ppo": 3}),
@@ -212,7 +213,7 @@ class Runner:
 
 # ---- reading a run directory -------------------------------------------------------------------------------------
 
-TRAIN_KEY = {"sft": "loss", "reward": "loss", "ppo": "objective/scores"}
+TRAIN_KEY = {"sft": "loss", "reward": "loss", "ppo": "objective/scores", "dpo": "rewards/chosen", "grpo": "reward"}
 
 
 def read_json(path: Path, default=None):
@@ -396,12 +397,14 @@ class Bench:
         for quant in (["none", "4bit"] if self.cuda else ["none"]):
             made: dict[str, Path] = {}
             results = {}
-            for stage in ("sft", "reward", "ppo"):
+            for stage in ("sft", "reward", "ppo", "dpo", "grpo"):
                 sets = {"max_steps": steps[stage], **self.mode["sets"]}
                 if quant != "none":
                     sets["quantization"] = quant
-                if stage == "reward":
+                if stage in ("reward", "dpo", "grpo"):  # from the SFT run, as the demo does
                     sets.update(sft_run=made.get("sft", ""))
+                if stage == "dpo" and self.mode["small_eval"]:
+                    sets["eval_file"] = self.small_eval_file()
                     if self.mode["small_eval"]:
                         sets["eval_file"] = self.small_eval_file()
                 if stage == "ppo":

@@ -6,7 +6,7 @@
     python -m pipelines compare --config FILE [--set ...]
     python -m pipelines resume  RUN_DIR [--set max_steps=N]   (a failed or stopped run, from its newest checkpoint)
     python -m pipelines score   --reward RUN_DIR --file FILE
-    python -m pipelines demo    [--runs-dir DIR] [--preset quick|gpu|brevity]
+    python -m pipelines demo    [--runs-dir DIR] [--preset quick|gpu|brevity|methods]
     python -m pipelines studio  generate|import|judge|export|status --set NAME ...   (the preference studio)
 
 A training stage creates a run directory, reports progress with an ETA on stderr, prints the run directory as
@@ -40,7 +40,7 @@ from pipelines.runs import Run, resolve_run
 
 log = logging.getLogger("pipelines")
 STAGE_MODULES = {"sft": "pipelines.sft", "reward": "pipelines.reward", "ppo": "pipelines.ppo", "dpo": "pipelines.dpo",
-                 "compare": "pipelines.compare"}
+                 "grpo": "pipelines.grpo", "compare": "pipelines.compare"}
 
 
 def setup_logging(log_file: Path | None = None) -> None:
@@ -152,7 +152,8 @@ def execute(stage: str, config, run: Run, resume: Path | None = None, debug: boo
 
 def resolve_run_fields(config, runs_dir: str | None) -> None:
     """`latest` and relative run folders become absolute paths, so config.yaml records exactly what was used."""
-    for name, stage in (("sft_run", "sft"), ("reward_run", "reward"), ("ppo_run", "ppo"), ("dpo_run", "dpo")):
+    for name, stage in (("sft_run", "sft"), ("reward_run", "reward"), ("ppo_run", "ppo"), ("dpo_run", "dpo"),
+                        ("grpo_run", "grpo")):
         value = getattr(config, name, "")
         if value:
             setattr(config, name, str(resolve_run(value, stage, runs_dir, field=name).path.resolve()))
@@ -188,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write scored records here (JSONL)")
     p.add_argument("--debug", action="store_true")
     p = sub.add_parser("inspect", help="validate a data file and print a JSON report (format, problems, lengths)")
-    p.add_argument("--stage", required=True, choices=["sft", "reward", "dpo", "ppo"])
+    p.add_argument("--stage", required=True, choices=["sft", "reward", "dpo", "ppo", "grpo"])
     p.add_argument("--file", required=True, help="a file, a `datasets` folder, or a Hub dataset "
                                                  "`owner/name[:config][:split]`")
     p.add_argument("--column-map", default="", help="rename fields first, e.g. `question=prompt,response_j=chosen`")
@@ -204,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir")
     p.add_argument("--preset", choices=list(PRESETS), default="quick",
                    help="quick: the CPU recipes; gpu: the consumer-GPU recipes; brevity: after a demo, the same SFT "
-                        "model aligned against a judge whose labelers were asked for brevity")
+                        "model aligned against a judge whose labelers were asked for brevity; methods: PPO, DPO and "
+                        "GRPO from one SFT model, compared on checkable questions")
     p.add_argument("--debug", action="store_true")
     p = sub.add_parser("studio", help="preference studio: make labeling sets, label them with an AI judge, export "
                                       "the labels as preference pairs for stage 2")

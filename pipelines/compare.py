@@ -1,4 +1,4 @@
-"""Side by side: the base, SFT, PPO and DPO models (those given) answer the same held-out prompts with the same
+"""Side by side: the base, SFT, PPO, DPO and GRPO models (those given) answer the same held-out prompts with the same
 sampling seed; the judge scores every answer and every pair gets a win rate. Where a prompt carries a reference
 answer, each answer is also graded right or wrong (pipelines/answers.py), the axis the judge cannot see when it
 learned tone alone. Writes compare.jsonl (one prompt per line) and compare_summary.json (mean scores, win rates,
@@ -78,8 +78,8 @@ def win_rate(a: list[float], b: list[float]) -> float:
 
 def run(cfg: CompareConfig, run: Run) -> dict:
     device = pick_device(cfg.device)
-    adapters = {name: Run(path) for name, path in (("sft", cfg.sft_run), ("ppo", cfg.ppo_run), ("dpo", cfg.dpo_run))
-                if path}
+    adapters = {name: Run(path) for name, path in (("sft", cfg.sft_run), ("ppo", cfg.ppo_run), ("dpo", cfg.dpo_run),
+                                                   ("grpo", cfg.grpo_run)) if path}
     base_name = next((r.base_model() for r in adapters.values()), cfg.model) or "default"
     base_path = resolve_model(base_name, cfg.trust_remote_code)
     tokenizer = load_tokenizer(base_path, cfg.trust_remote_code)

@@ -375,15 +375,79 @@ class PPOConfig(TrainingConfig):
                               f"({self.num_minibatches}). Fix: change one of them.")
 
 
+GRPO_REWARDS = ("answer", "regex", "length", "judge")
+
+
+@dataclass
+class GRPOConfig(TrainingConfig):
+    """GRPO: the model samples a group of answers per prompt and learns from how each scored against the group,
+    the score coming from a checkable rule or the judge; no value model."""
+
+    stage: typing.ClassVar[str] = "grpo"
+
+    sft_run: str = setting(
+        "", "Start from an SFT run's model (a run folder, or `latest`); it is also the reference the KL is measured "
+        "against. Empty: the bare base of `model`.", group="model",
+    )
+    prompts_file: str = setting("", "Prompts, with a reference `answer` field for the `answer` reward; a file, a "
+                                "folder, or a Hub dataset `owner/name[:config][:split]`.", group="data")
+    rewards: list[str] = setting(
+        ["answer"], "What scores each sampled answer (summed when several): `answer` (1 when the prompt's reference "
+        "answer appears in it, numbers and case normalised), `regex` (1 when `reward_regex` matches), `length` (1 "
+        "when at most `max_words` words), `judge` (the reward run's score).", group="reward",
+    )
+    reward_regex: str = setting("", "The pattern of the `regex` reward (Python syntax, searched anywhere in the "
+                                "answer).", group="reward")
+    max_words: int = setting(20, "The bound of the `length` reward, in words.", min=1, group="reward")
+    reward_run: str = setting("", "The judge of the `judge` reward: a reward run folder or `latest`.",
+                              group="reward")
+    allow_untrusted_judge: bool = setting(
+        False, "Use a judge whose held-out accuracy is below its gate. Only for deliberate experiments.",
+        group="reward",
+    )
+    num_generations: int = setting(
+        4, "Answers sampled per prompt (the group): each is scored against its group's mean, so a group whose "
+        "answers all score alike teaches nothing. `batch_size` counts prompts.", min=2, max=256, group="grpo",
+    )
+    beta: float = setting(0.04, "Weight of the KL penalty that keeps the model near the reference (0: no reference "
+                          "pass at all, faster, nothing holds it back).", min=0.0, max=10.0, group="grpo")
+    max_new_tokens: int = setting(40, "Longest sampled answer in tokens.", min=1, max=4096, group="generation")
+    temperature: float = setting(1.0, "Sampling temperature: the group needs answers that differ.", min=0.01,
+                                 max=5.0, group="generation")
+    top_p: float = setting(1.0, "Nucleus sampling threshold.", min=0.01, max=1.0, group="generation")
+    sample_every: int = setting(2, "Write a few (prompt, answer, reward) samples every N steps.", min=1)
+
+    def validate(self):
+        if not self.prompts_file:
+            raise ConfigError("`prompts_file` is empty. Fix: set `prompts_file`, e.g. "
+                              "`--set prompts_file=sample_data/verifiable/prompts_train.jsonl`.")
+        unknown = [r for r in self.rewards if r not in GRPO_REWARDS]
+        if unknown or not self.rewards:
+            problem = f"`{unknown[0]}` is not a reward" if unknown else "it is empty"
+            raise ConfigError(f"`rewards` is {self.rewards}: {problem}. Fix: choose from {list(GRPO_REWARDS)}, e.g. "
+                              "`rewards: [answer]`.")
+        if "regex" in self.rewards:
+            from pipelines.rules import check_regex
+
+            problem = check_regex(self.reward_regex) if self.reward_regex else "it is empty"
+            if problem:
+                raise ConfigError(f"`reward_regex` is not a usable pattern ({problem}) but `rewards` has `regex`. "
+                                  "Fix: set `reward_regex`, e.g. `--set reward_regex='^[0-9]+$'`.")
+        if "judge" in self.rewards and not self.reward_run:
+            raise ConfigError("`rewards` has `judge` but `reward_run` is empty. Fix: set `reward_run` to a reward "
+                              "run folder or `latest`.")
+
+
 @dataclass
 class CompareConfig(StageConfig):
-    """Side by side: base, SFT, PPO and DPO responses to held-out prompts, each scored by the judge."""
+    """Side by side: base, SFT, PPO, DPO and GRPO responses to held-out prompts, each scored by the judge."""
 
     stage: typing.ClassVar[str] = "compare"
 
     sft_run: str = setting("latest", "SFT run folder or `latest` (empty: leave SFT out).", group="model")
     ppo_run: str = setting("latest", "PPO run folder or `latest` (empty: leave PPO out).", group="model")
     dpo_run: str = setting("", "DPO run folder or `latest` (empty: leave DPO out).", group="model")
+    grpo_run: str = setting("", "GRPO run folder or `latest` (empty: leave GRPO out).", group="model")
     reward_run: str = setting("latest", "The judge: a reward run folder or `latest`.", group="model")
     prompts_file: str = setting("", "Held-out prompts: a file, a folder, or a Hub dataset "
                                 "`owner/name[:config][:split]`.", group="data")
@@ -399,7 +463,7 @@ class CompareConfig(StageConfig):
 
 
 STAGES: dict[str, type[StageConfig]] = {c.stage: c for c in (SFTConfig, RewardConfig, PPOConfig, DPOConfig,
-                                                              CompareConfig)}
+                                                              GRPOConfig, CompareConfig)}
 TRAINING_STAGES = tuple(name for name, cls in STAGES.items() if issubclass(cls, TrainingConfig))
 
 

@@ -462,7 +462,7 @@ def load_prompts(path, columns: dict[str, str] | None = None) -> tuple[list[dict
 
 
 LOADERS = {"sft": load_sft, "reward": load_preferences, "dpo": load_preferences, "ppo": load_prompts,
-           "compare": load_prompts}
+           "grpo": load_prompts, "compare": load_prompts}
 
 
 def load_checked(kind: str, path: str, log=None, column_map: list[str] | None = None) -> list[dict]:

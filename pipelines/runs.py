@@ -247,6 +247,15 @@ class Run:
     def summary(self) -> dict[str, Any]:
         return read_json(self.path / "summary.json", {}) or {}
 
+    def cost(self) -> tuple[float | None, float | None]:
+        """(wall seconds from start to end, model loading included; peak resident memory in MB) of an ended run;
+        None where it did not record them."""
+        status = self.status()
+        wall = status["ended_at"] - status["started_at"] if status.get("ended_at") and status.get("started_at") \
+            else None
+        peaks = [m["memory/peak_rss_mb"] for m in self.metrics() if isinstance(m.get("memory/peak_rss_mb"), (int, float))]
+        return wall, max(peaks) if peaks else None
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             text = self.log_file.read_text(encoding="utf-8", errors="replace")

@@ -1076,6 +1076,64 @@ def write_jsonl(name, records):
 
 
 # ---------------------------------------------------------------------------
+# 6. Verifiable questions (GRPO's checkable reward)
+# ---------------------------------------------------------------------------
+# Short questions with exactly one right answer, which a rule can check without a judge (the answer appears in the
+# reply as whole words, pipelines/answers.py). Chosen so the answer never appears in the question itself (a yes/no
+# form for comparisons: "Which is bigger, 65 or 56?" would credit any reply that repeats both numbers) and so the
+# 135M default model gets them wrong often enough to improve on. They draw from a random stream of their own.
+VERIFIABLE_COUNTS = {"prompts_eval": 60, "prompts_train": 240}
+
+
+def verifiable_items(rng):
+    """(prompt, answer) pairs, as many kinds as the counts need, shuffled."""
+    items = []
+    pairs = [(a, b) for a in range(2, 21) for b in range(2, 21)]
+    for a, b in rng.sample(pairs, 80):
+        items.append((f"What is {a} plus {b}?", a + b))
+    pairs = [(a, b) for a in range(5, 31) for b in range(1, a)]
+    for a, b in rng.sample(pairs, 60):
+        items.append((f"What is {a} minus {b}?", a - b))
+    for n in rng.sample(range(2, 50), 30):
+        items.append((f"What is double {n}?", 2 * n))
+    for n in rng.sample(range(9, 99), 40):
+        items.append((f"What number comes after {n}?", n + 1))
+    for n in rng.sample(range(11, 99), 30):
+        items.append((f"What number comes just before {n}?", n - 1))
+    digits = [(10 * x + y, 10 * y + x) for x in range(1, 10) for y in range(1, 10) if x != y]
+    for a, b in rng.sample(digits, 50):
+        items.append((f"Is {a} bigger than {b}? Answer yes or no.", "yes" if a > b else "no"))
+    words = {}
+    for w, opposite in OPPOSITES:  # words with one opposite only ("light": dark or heavy)
+        words.setdefault(w, set()).add(opposite)
+    single = [(w, next(iter(o))) for w, o in words.items() if len(o) == 1]
+    for w, opposite in rng.sample(single, min(30, len(single))):
+        items.append((f"What is the opposite of \"{w}\"?", opposite))
+    seen, unique = set(), []
+    for prompt, answer in items:
+        if prompt not in seen:
+            seen.add(prompt)
+            unique.append({"prompt": prompt, "answer": str(answer)})
+    rng.shuffle(unique)
+    return unique
+
+
+def write_verifiable(sft_prompts):
+    """sample_data/verifiable/: held-out prompts first, then training prompts; none is an SFT training prompt (the
+    SFT model must not have seen the answer)."""
+    items = [r for r in verifiable_items(random.Random(SEED + 2)) if r["prompt"] not in sft_prompts]
+    (OUT_DIR / "verifiable").mkdir(exist_ok=True)
+    start = 0
+    for name, count in VERIFIABLE_COUNTS.items():
+        part = items[start:start + count]
+        if len(part) < count:
+            sys.exit(f"verifiable: {len(items)} questions, the files need {sum(VERIFIABLE_COUNTS.values())}")
+        write_jsonl(f"verifiable/{name}", part)
+        start += count
+        print(f"{'verifiable/' + name + '.jsonl':<28}{len(part):>6} questions with one checkable answer")
+
+
+# ---------------------------------------------------------------------------
 # 5. Checks and summary
 # ---------------------------------------------------------------------------
 
@@ -1215,6 +1273,7 @@ def main():
         write_jsonl(name, records)
         print(f"{name + '.jsonl':<24}{len(records):>6} pairs, the shorter reply chosen in all; "
               f"{sum(is_polite(r['chosen']) or is_polite(r['rejected']) for r in records)} polite pairs")
+    write_verifiable({prompt_of(r) for r in files["sft_train"]})
     print()
     print(f"Wrote {len(files)} files to {OUT_DIR}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -122,3 +123,20 @@ def full_runs(tiny_sft_run, tiny_reward_run, chain_runs):
         assert cli("compare", "--set", f"prompts_file={SAMPLE / 'prompts_eval.jsonl'}", "--set", "num_prompts=7",
                    "--set", "max_new_tokens=6", "--runs-dir", chain_runs) == 0
     return chain_runs
+
+
+@pytest.fixture(scope="session")
+def methods_runs(full_runs, tmp_path_factory):
+    """A copy of `full_runs` plus a DPO and a GRPO run from its SFT run, and a comparison of all five models on
+    checkable questions: what the methods demo leaves, on the tiny model."""
+    runs = tmp_path_factory.mktemp("methods") / "runs"
+    shutil.copytree(full_runs, runs)
+    assert cli("dpo", "--set", "sft_run=latest", "--set", f"train_file={SAMPLE / 'prefs_train.jsonl'}", "--set",
+               "max_steps=2", "--set", "batch_size=4", "--set", "max_length=96", "--runs-dir", runs) == 0
+    assert cli("grpo", "--set", "sft_run=latest", "--set",
+               f"prompts_file={SAMPLE / 'verifiable' / 'prompts_train.jsonl'}", "--set", "max_steps=2", "--set",
+               "batch_size=2", "--set", "max_new_tokens=6", "--runs-dir", runs) == 0
+    assert cli("compare", "--set", f"prompts_file={SAMPLE / 'verifiable' / 'prompts_eval.jsonl'}", "--set",
+               "num_prompts=6", "--set", "max_new_tokens=6", "--set", "dpo_run=latest", "--set", "grpo_run=latest",
+               "--set", "run_name=methods", "--runs-dir", runs) == 0
+    return runs

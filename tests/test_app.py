@@ -13,7 +13,8 @@ from pipelines.runs import Run
 from tests.conftest import REPO
 from workbench import jobs
 
-PAGES = [f"app_pages/{name}.py" for name in ("home", "data", "sft", "reward", "ppo", "compare", "runs")]
+PAGES = [f"app_pages/{name}.py" for name in ("home", "data", "sft", "reward", "ppo", "dpo", "grpo", "approach",
+                                                  "compare", "runs")]
 
 
 def app_at(page: str | None = None) -> AppTest:
@@ -105,6 +106,35 @@ def test_compare_contrasts_two_labeler_instructions_and_home_offers_the_second(f
     home = app_at()
     brevity_button = next(b for b in home.button if b.label == "▶ Align the same model for brevity")
     assert not brevity_button.disabled  # an SFT run exists
+
+
+def test_methods_pages_after_the_methods_demo(methods_runs, monkeypatch):
+    """DPO and GRPO pages show their latest run labelled; Compare offers a picker of runs and shows five models as a
+    matrix; "Which approach?" follows the answers and reads every path's cost from the runs."""
+    monkeypatch.setenv("RLHF_WORKBENCH_RUNS", str(methods_runs))
+    dpo = app_at("app_pages/dpo.py")
+    assert dpo.get("plotly_chart") and dpo.metric[0].label == "Loss"
+    grpo = app_at("app_pages/grpo.py")
+    assert grpo.get("plotly_chart") and grpo.metric[0].label == "Reward (answer)"
+    assert any("Newest samples" in m.value for m in grpo.markdown)
+    assert grpo.text_input(key="form.grpo.rewards").value == "answer"
+    compare = app_at("app_pages/compare.py")
+    assert compare.button(key="start.compare").label == "Start comparison"
+    assert compare.selectbox(key="form.compare.grpo_run").value == "latest"  # the quick recipe's
+    assert len(compare.dataframe) == 1  # the win-rate matrix
+    assert any("Aligned (GRPO)" in m.value and "Aligned (DPO)" in m.value for m in compare.markdown)
+    approach = app_at("app_pages/approach.py")
+    # the demo's 400 pairs are far below the guide's sizes for a judge: DPO
+    assert any("400 comparisons: below the guide's 10,000-100,000" in c.value for c in approach.caption)
+    assert approach.subheader[0].value == "Recommended: DPO (SFT → DPO)"
+    approach.radio(key="approach.checkable").set_value("yes").run()
+    assert approach.subheader[0].value == "Recommended: GRPO with a verifiable reward (SFT → GRPO)"
+    approach.selectbox(key="approach.pairs").set_value("").run()
+    approach.radio(key="approach.checkable").set_value("no").run()
+    assert approach.subheader[0].value == "Recommended: SFT alone"
+    costs = approach.table[0].value
+    assert list(costs["measured from"]) == ["sft + reward + ppo", "sft + dpo", "sft + grpo", "sft"]
+    assert all(value.endswith(" min") for value in costs["wall time"])
 
 
 def test_a_form_keeps_its_edits_across_a_visit_to_another_page(empty_runs):

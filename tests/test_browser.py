@@ -185,6 +185,38 @@ def test_home_to_compare_on_a_finished_demo(finished_demo, home_page):
     page.screenshot(path=str(SHOTS / "9-compare.png"), full_page=True)
 
 
+@pytest.fixture
+def finished_methods_demo(tmp_path, methods_runs):
+    """The app's runs folder after the methods demo (tiny model): SFT, judge, PPO, DPO, GRPO, and a comparison of
+    all five on checkable questions."""
+    shutil.copytree(methods_runs, tmp_path / "runs")
+    return tmp_path / "runs"
+
+
+def test_compare_of_five_models_and_which_approach(finished_methods_demo, home_page):
+    """Compare shows every pair of the five models as a matrix and each one's correct answers; "Which approach?"
+    recommends GRPO for checkable answers and reads each path's cost from the runs."""
+    from playwright.sync_api import expect
+
+    page = home_page
+    page.get_by_test_id("stSidebarNav").get_by_text("Compare").click()
+    expect(page.get_by_role("heading", name="Compare: base vs SFT vs aligned")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("How often the judge preferred the row's answer over the column's")).to_be_visible(
+        timeout=30_000)
+    rates = page.get_by_text("Correct answers (of the prompts with a reference answer)")
+    expect(rates).to_be_visible()
+    for model in ("Base model", "SFT", "Aligned (PPO)", "Aligned (DPO)", "Aligned (GRPO)"):
+        assert model in rates.inner_text()
+    page.screenshot(path=str(SHOTS / "11-compare-methods.png"), full_page=True)
+
+    page.get_by_test_id("stSidebarNav").get_by_text("Which approach?").click()
+    expect(page.get_by_role("heading", name="Which approach?")).to_be_visible(timeout=30_000)
+    page.get_by_text("yes", exact=True).first.click()  # a rule can check the answers
+    expect(page.get_by_text("Recommended: GRPO with a verifiable reward")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("sft + grpo", exact=True)).to_be_visible()  # its cost, measured from the runs
+    page.screenshot(path=str(SHOTS / "12-which-approach.png"), full_page=True)
+
+
 def test_the_data_page_checks_an_uploaded_broken_file_at_once(home_page, tmp_path):
     from playwright.sync_api import expect
 

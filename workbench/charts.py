@@ -35,6 +35,16 @@ STAGE_CHARTS = {
               ("eval_rewards/margins", "held-out margin")], None),
             ("Preference accuracy (chosen above rejected)", "share of pairs right",
              [("rewards/accuracies", "train batch"), ("eval_rewards/accuracies", "held-out")], None)],
+    "grpo": [("Reward", "reward per answer", [("reward", "mean"), ("reward_std", "spread within a batch")], None),
+             ("Reward, by rule", "reward per answer",
+              [("rewards/correct_answer/mean", "right answer"), ("rewards/matches_regex/mean", "matches the pattern"),
+               ("rewards/within_length/mean", "short enough"), ("rewards/judge/mean", "judge")], None),
+             ("KL to the starting model", "KL (per token)", [("kl", "KL")], None),
+             ("Answer length", "tokens", [("completions/mean_length", "mean")], None),
+             ("What the batch held", "share",
+              [("frac_reward_zero_std", "groups scored all alike (they teach nothing)"),
+               ("completions/clipped_ratio", "answers cut off at max_new_tokens"),
+               ("clip_ratio/region_mean", "tokens whose update was clipped")], None)],
     "compare": [],
 }
 # Metric keys as people read them ("Judge score: score - KL penalty"), for the Runs page's overlay.

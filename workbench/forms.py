@@ -17,8 +17,10 @@ from workbench.jobs import REPO, launcher_args
 RECIPES = REPO / "sample_data" / "recipes"
 PRESETS = {"quick": "Quick CPU demo", "gpu": "Consumer GPU (QLoRA)"}
 GROUP_TITLES = {"model": "Model", "data": "Data", "training": "Training", "lora": "LoRA adapter",
-                "generation": "Sampling", "ppo": "PPO", "run": "Run", "checkpoints": "Checkpoints"}
-RUN_FIELDS = {"sft_run": "sft", "reward_run": "reward", "ppo_run": "ppo", "dpo_run": "dpo"}
+                "generation": "Sampling", "ppo": "PPO", "reward": "Reward", "grpo": "GRPO", "run": "Run",
+                "checkpoints": "Checkpoints"}
+RUN_FIELDS = {"sft_run": "sft", "reward_run": "reward", "ppo_run": "ppo", "dpo_run": "dpo",
+              "grpo_run": "grpo"}
 FILE_FIELDS = {"train_file", "eval_file", "prompts_file"}
 
 
@@ -44,7 +46,7 @@ def shown_path(path: Path) -> str:
 
 def data_files() -> list[str]:
     """Sample data, and everything uploaded on the Data page or exported from the preference studio."""
-    files = sorted(shown_path(p) for p in (REPO / "sample_data").glob("*.jsonl"))
+    files = sorted(shown_path(p) for pattern in ("*.jsonl", "*/*.jsonl") for p in (REPO / "sample_data").glob(pattern))
     if uploads_dir().is_dir():
         files += sorted(shown_path(p) for p in uploads_dir().iterdir() if p.is_file())
     return files

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-MODEL_NAMES = {"base": "Base model", "sft": "SFT", "ppo": "Aligned (PPO)", "dpo": "Aligned (DPO)"}
+MODEL_NAMES = {"base": "Base model", "sft": "SFT", "ppo": "Aligned (PPO)", "dpo": "Aligned (DPO)",
+               "grpo": "Aligned (GRPO)"}
 
 
 def model_name(key: str) -> str:
@@ -40,6 +41,13 @@ def summary_figures(stage: str, summary: dict) -> list[tuple[str, str]]:
             figures.append(("Held-out preference accuracy", f"{summary['eval_accuracy']:.0%}"))
         if isinstance(summary.get("eval_margin"), float):
             figures.append(("Held-out reward margin", _num(summary["eval_margin"])))
+    elif stage == "grpo":
+        if "initial_reward" in summary:
+            rewards = " + ".join(summary.get("rewards", [])) or "reward"
+            figures.append((f"Reward ({rewards})", f"{_num(summary['initial_reward'])} → "
+                                                   f"{_num(summary.get('final_reward'))}"))
+        if summary.get("final_kl") is not None:
+            figures.append(("Final KL to the starting model", _num(summary["final_kl"], 3)))
     elif stage == "ppo":
         if "initial_score" in summary:
             scores = f"{_num(summary['initial_score'])} → {_num(summary.get('final_score'))}"
@@ -58,7 +66,8 @@ def summary_figures(stage: str, summary: dict) -> list[tuple[str, str]]:
 
 def main_pair(summary: dict) -> tuple[str, str] | None:
     """The comparison people came for: the aligned model against the one it started from."""
-    for a, b in (("ppo", "sft"), ("dpo", "sft"), ("ppo", "base"), ("dpo", "base"), ("sft", "base")):
+    for a, b in (("ppo", "sft"), ("dpo", "sft"), ("grpo", "sft"), ("ppo", "base"), ("dpo", "base"), ("grpo", "base"),
+                 ("sft", "base")):
         if f"win_rate_{a}_vs_{b}" in summary:
             return a, b
     return None

@@ -37,11 +37,26 @@ REWARD_INTRO = ("The judge is a copy of the model with a one-number output. It s
 PPO_INTRO = ("Proximal Policy Optimisation: sample answers, score them with the judge, nudge the model toward the "
              "better-scored ones, and pay a penalty (KL) for drifting from the SFT model. One base model in memory "
              "serves the policy, the reference, the value function and the judge as separate LoRA adapters.")
+DPO_INTRO = ("Direct Preference Optimization: the model learns from the preference pairs themselves, with no judge "
+             "and no sampling. Its loss raises the probability of the preferred answer over the other one, measured "
+             "against the starting model, which it may not drift far from (`beta`). Cheaper than stages 2 and 3 "
+             "together; it can only learn what the pairs show.")
+GRPO_INTRO = ("Group Relative Policy Optimization: for each question the model samples a group of answers, each is "
+              "scored, and it shifts toward the answers that beat their group's average. No judge is needed when "
+              "the answer can be checked (the **answer** reward: the reference answer appears in the reply), and no "
+              "value model at all. The sample questions (`sample_data/verifiable/`) have one right answer each.")
 BREVITY_DEMO = """
 A judge learns what its labelers were asked, and nothing else. To see it: keep the demo's SFT model, train a second
 judge on **the same prompts** where the labelers were asked *which reply is briefer?*, and align the model against
 that judge. Compare then puts the two aligned models side by side: one polite, one brief, neither more correct.
 About two thirds of the demo's time (a judge, PPO and a comparison).
+"""
+
+METHODS_DEMO = """
+Full RLHF is not the only road. From the demo's SFT model: the judge and PPO; **DPO**, which learns from the same
+preference pairs directly (no judge, no sampling); and **GRPO** on questions with one checkable answer, rewarded by a
+rule instead of a judge. Compare then shows all of them on held-out checkable questions: what the politeness judge
+prefers, and which answers are right. The "Which approach?" page reads each path's measured cost from these runs.
 """
 
 REWARD_HACKING = """

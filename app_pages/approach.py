@@ -1,0 +1,61 @@
+import streamlit as st
+
+from pipelines.data import LOADERS
+from pipelines.errors import DataError
+from pipelines.runs import list_runs
+from workbench import advice
+from workbench.forms import data_files
+
+st.title("Which approach?")
+st.markdown("Full RLHF (a judge, then PPO against it) is worth its cost for subjective quality, many comparisons and "
+            "a model that lives long. Simpler roads serve better when answers can be checked, comparisons are few, "
+            "the work is a prototype or compute is tight. Answer five questions; the counts come from your own data "
+            "files and the costs from your own runs on this machine.")
+
+left, right = st.columns(2)
+with left:
+    checkable = st.radio("Can a rule check whether an answer is right (a number, a word, a format)?",
+                         ["yes", "partly", "no"], index=2, horizontal=True, key="approach.checkable")
+    subjective = st.radio("How subjective is a good answer (tone, helpfulness, taste)?",
+                          ["objective", "somewhat", "very"], index=2, horizontal=True, key="approach.subjective")
+    lifetime = st.radio("Is this a prototype, or a model people will use for a long time?",
+                        ["prototype", "long-lived"], horizontal=True, key="approach.lifetime")
+    compute = st.radio("What will it train on?", ["cpu", "one-gpu", "several-gpus"], index=1, horizontal=True,
+                       format_func={"cpu": "a CPU", "one-gpu": "one GPU", "several-gpus": "several GPUs"}.get,
+                       key="approach.compute")
+with right:
+    st.markdown("**Your data**, counted against the guide's sizes (the demo's files until you pick yours)")
+    files = ["", *data_files()]
+    counts = {}
+    for kind, loader, label, demo_file in (
+            ("sft", "sft", "Examples (SFT file)", "sample_data/sft_train.jsonl"),
+            ("pairs", "reward", "Comparisons (pairs file)", "sample_data/prefs_train.jsonl"),
+            ("prompts", "ppo", "Prompts (prompts file)", "sample_data/prompts_train.jsonl")):
+        picked = st.selectbox(label, files, index=files.index(demo_file) if demo_file in files else 0,
+                              format_func=lambda v: v or "(none)", key=f"approach.{kind}")
+        counts[kind] = 0
+        if picked:
+            try:
+                rows, _ = LOADERS[loader](picked)
+                counts[kind] = len(rows)
+            except DataError as exc:
+                st.error(str(exc))
+            st.caption(advice.size_verdict(kind, counts[kind]))
+
+key, reasons = advice.recommend(advice.Answers(checkable, subjective, counts["pairs"], lifetime, compute))
+with st.container(border=True):
+    st.subheader(f"Recommended: {advice.APPROACHES[key]}")
+    for reason in reasons:
+        st.markdown(f"- {reason}")
+    page = {"rlhf": "app_pages/ppo.py", "dpo": "app_pages/dpo.py", "grpo": "app_pages/grpo.py",
+            "sft": "app_pages/sft.py"}[key]
+    st.page_link(page, label="Go to that stage", icon=":material/arrow_forward:")
+
+st.subheader("What each path cost here")
+costs = {}
+for stage in ("sft", "reward", "ppo", "dpo", "grpo"):
+    finished = [r for r in list_runs(stage=stage) if r.status().get("state") == "completed"]
+    costs[stage] = finished[0].cost() if finished else (None, None)
+st.table(advice.path_rows(costs))
+st.caption("Wall time from each stage's latest finished run (loading included), summed along the path; memory is "
+           "the largest peak of its stages. Run the methods demo on Home to measure every path on the same data.")

@@ -1,0 +1,176 @@
+"""GRPO, RL without a value model (TRL's GRPOTrainer + LoRA): for each prompt the model samples a group of answers,
+each answer is scored, and its advantage is how far its score sits above or below its group's mean. Where the
+score is a checkable rule (pipelines/rules.py: the reference answer appears, a regex matches, a length bound
+holds) no judge is needed at all: the path for answers that are objectively right or wrong.
+
+The reference for the KL penalty is the starting model through adapter switching, never a second copy in memory
+(from an SFT run TRL keeps a frozen copy of the SFT adapter, `ref`; from a bare base the adapter is switched off),
+and the saved adapter applies to the SFT run's base as it is, like a PPO or DPO policy: Compare takes it as
+`grpo_run`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import trl
+from datasets import Dataset
+from transformers import PrinterCallback
+
+from pipelines import distributed
+from pipelines.config import GRPOConfig
+from pipelines.data import load_checked
+from pipelines.errors import DataError
+from pipelines.models import load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model
+from pipelines.rules import answer_reward, length_reward, regex_reward
+from pipelines.runs import Run
+from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, trainer_arguments
+
+log = logging.getLogger("pipelines")
+
+
+# ---- rewards: what each answer of a group scores --------------------------------------------------------------
+
+
+def answer_text(completion) -> str:
+    """TRL hands conversational completions as a message list, plain ones as text."""
+    return completion[-1]["content"] if isinstance(completion, list) else completion
+
+
+def reward_functions(cfg: GRPOConfig, run: Run, device: str) -> list:
+    """One function per entry of `rewards`, in TRL's form `f(prompts, completions, **columns) -> scores`. Their
+    names are the metric names (`rewards/correct_answer/mean`...). The first also writes a few samples to the run
+    every `sample_every` steps, with every rule's score, for the stage page."""
+    functions = []
+    for name in cfg.rewards:
+        if name == "answer":
+            def correct_answer(completions, answer, **_):
+                return [answer_reward(answer_text(c), a) for c, a in zip(completions, answer)]
+            functions.append(correct_answer)
+        elif name == "regex":
+            def matches_regex(completions, **_):
+                return [regex_reward(answer_text(c), cfg.reward_regex) for c in completions]
+            functions.append(matches_regex)
+        elif name == "length":
+            def within_length(completions, **_):
+                return [length_reward(answer_text(c), cfg.max_words) for c in completions]
+            functions.append(within_length)
+        else:
+            functions.append(judge_reward(cfg, device))
+    return [with_samples(functions, cfg.sample_every, run), *functions[1:]]
+
+
+def judge_reward(cfg: GRPOConfig, device: str):
+    """The reward run's score, behind the same accuracy gate as PPO's (an untrusted judge teaches noise)."""
+    from pipelines.reward import Judge, check_gate
+
+    judge_run = Run(cfg.reward_run)
+    check_gate(judge_run, cfg.allow_untrusted_judge)
+    scorer = Judge(judge_run, device)
+
+    def judge(prompts, completions, **_):
+        return scorer.score(prompts, [answer_text(c) for c in completions])
+    return judge
+
+
+def with_samples(functions: list, every: int, run: Run):
+    """The first reward function, also writing the step's first four (prompt, answer, reward) to samples.jsonl."""
+    first = functions[0]
+
+    def wrapped(prompts, completions, trainer_state=None, **columns):
+        scores = first(prompts=prompts, completions=completions, **columns)
+        step = (trainer_state.global_step if trainer_state else 0) + 1  # the step these samples are trained in
+        if run.writes and (step == 1 or step % every == 0):
+            first_four = {k: v[:4] if isinstance(v, list) else v for k, v in columns.items()}
+            others = {f.__name__: f(prompts=prompts[:4], completions=completions[:4], **first_four)
+                      for f in functions[1:]}
+            run.append_samples([{"step": step, "prompt": p[-1]["content"] if isinstance(p, list) else p,
+                                 "response": answer_text(c), "score": s,
+                                 **{name: values[i] for name, values in others.items()}}
+                                for i, (p, c, s) in enumerate(zip(prompts[:4], completions[:4], scores[:4]))])
+        return scores
+    wrapped.__name__ = first.__name__
+    return wrapped
+
+
+def to_dataset(rows: list[dict], cfg: GRPOConfig) -> Dataset:
+    """Prompts as TRL's conversational prompts, with their reference answers. The `answer` reward has nothing to say
+    about a prompt without one, so such prompts are left out, and counted in the log."""
+    if "answer" in cfg.rewards:
+        kept = [r for r in rows if r.get("answer")]
+        if not kept:
+            raise DataError(f"`{cfg.prompts_file}`: no prompt carries an `answer` field, which the `answer` reward "
+                            "reads. Fix: add the reference answer to each line (`\"answer\": \"12\"`), or choose "
+                            "other `rewards`.")
+        if len(kept) < len(rows):
+            log.warning("%d of %d prompts carry no `answer`; the `answer` reward cannot score them, so GRPO leaves "
+                        "them out.", len(rows) - len(kept), len(rows))
+        rows = kept
+    return Dataset.from_list([{"prompt": r["prompt"], "answer": r.get("answer") or ""} for r in rows])
+
+
+# ---- the stage -------------------------------------------------------------------------------------------------
+
+
+def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
+    """Train; `resume`: a checkpoint folder of this run to continue from (the Trainer's own resume)."""
+    from peft import PeftModel
+
+    device = pick_device(cfg.device)
+    sft_run = Run(cfg.sft_run) if cfg.sft_run else None
+    base_name = sft_run.config().get("model", "default") if sft_run else cfg.model
+    model_path = resolve_model(base_name, cfg.trust_remote_code)
+    tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
+    dataset = to_dataset(load_checked("grpo", cfg.prompts_file, log, cfg.column_map), cfg)
+    rewards = reward_functions(cfg, run, device)
+
+    model = prepare_for_kbit(load_base(cfg, model_path, device=device), cfg)
+    if sft_run:
+        log.info("Starting from SFT run %s: its adapter trains, a frozen copy of it is the reference.", sft_run.id)
+        model = PeftModel.from_pretrained(model, sft_run.adapter_dir, is_trainable=True)
+    shared, report_callbacks = trainer_arguments(cfg, run, device)
+    args = trl.GRPOConfig(
+        **{**shared, "per_device_train_batch_size": cfg.batch_size * cfg.num_generations},  # TRL counts answers
+        num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        beta=cfg.beta,
+        disable_dropout=True,  # else the same tokens get other log-probs under the policy than under the reference
+        log_completions=False,  # our samples.jsonl instead of its console tables
+    )
+    tracker = Tracker(run, cfg.max_steps, cfg.batch_size * cfg.gradient_accumulation_steps)
+    trainer = trl.GRPOTrainer(
+        model=model,
+        reward_funcs=rewards,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=None if sft_run else lora_config(cfg, "CAUSAL_LM"),
+        callbacks=[TrackerCallback(tracker), TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
+    )
+    trainer.remove_callback(PrinterCallback)  # our Tracker prints the progress line
+    with tracker:
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    stopped = tracker.should_stop()
+    history = [row for row in trainer.state.log_history if "reward" in row]
+    summary = {"steps": trainer.state.global_step, "train_prompts": len(dataset), "rewards": list(cfg.rewards),
+               "train_runtime_s": round(result.metrics["train_runtime"], 2)}
+    if history:
+        quarter = max(1, len(history) // 4)
+        summary.update(initial_reward=mean(row["reward"] for row in history[:quarter]),
+                       final_reward=mean(row["reward"] for row in history[-quarter:]),
+                       final_kl=history[-1].get("kl"))
+    summary.update(distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad))
+
+    if run.writes:  # the trained adapter only (TRL names it `default`), saved as the run's adapter
+        trainer.model.save_pretrained(run.adapter_dir, selected_adapters=["default"])
+        tokenizer.save_pretrained(run.adapter_dir)
+        log.info("Adapter saved to %s", run.adapter_dir)
+    return {**summary, "stopped": stopped}
+
+
+def mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)

@@ -2,8 +2,9 @@
 punctuation and numbers ("Twelve." and "12" match; "3,600" and "3600" match; "12" does not match "120").
 
 A deliberately plain rule, so a person can check it by eye: it is the second axis on Compare (the judge scores what
-its labelers were asked about; this says whether the fact is right), and it can only be as good as the reference
-answers are short and unambiguous. A response that names the right answer and a wrong one too counts as correct.
+its labelers were asked about; this says whether the fact is right) and GRPO's `answer` reward, and it can only be
+as good as the reference answers are short and unambiguous. A reply that names the right number among other
+numbers, or says both yes and no, is wrong; one that names the right word beside other words is not caught.
 """
 
 from __future__ import annotations
@@ -40,9 +41,21 @@ def previous_was_tens(token: str) -> bool:
     return int(token) in {NUMBER_WORDS[w] for w in TENS}
 
 
-def is_correct(response: str, answer: str) -> bool:
-    """The answer's words appear in the response's words, in order and next to each other."""
+def is_correct(response: str, answer: str, question: str = "") -> bool:
+    """The answer's words appear in the response's words, in order and next to each other, and the response does
+    not also name a competing answer: for a number, every other number it states is one the question states (or 1,
+    which is also the word "one"); for yes or no, not the other one. Without that second check a reply listing
+    several numbers passes, and GRPO, rewarded by this rule, learned exactly that within 30 steps."""
     want, have = words(answer), words(response)
-    if not want:
+    if not want or not any(have[i:i + len(want)] == want for i in range(len(have) - len(want) + 1)):
         return False
-    return any(have[i:i + len(want)] == want for i in range(len(have) - len(want) + 1))
+    if len(want) == 1 and is_number(want[0]):
+        allowed = {want[0], "1", *(w for w in words(question) if is_number(w))}
+        return all(w in allowed for w in have if is_number(w))
+    if want in (["yes"], ["no"]):
+        return ("no" if want == ["yes"] else "yes") not in have
+    return True
+
+
+def is_number(token: str) -> bool:
+    return token.replace(".", "", 1).isdigit()

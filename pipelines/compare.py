@@ -109,7 +109,8 @@ def run(cfg: CompareConfig, run: Run) -> dict:
     graded = [i for i, p in enumerate(prompts) if p.get("answer")]
     log.info("%d of %d prompts carry a reference answer: their answers are graded right or wrong.", len(graded),
              len(prompts))
-    correct = {m: {i: is_correct(responses[m][i], prompts[i]["answer"]) for i in graded} for m in done}
+    correct = {m: {i: is_correct(responses[m][i], prompts[i]["answer"], prompts[i]["prompt"][-1]["content"])
+                   for i in graded} for m in done}
     winners = [max(done, key=lambda m: scores[m][i]) for i in range(len(prompts))]  # the judge's pick per prompt
     with open(run.path / "compare.jsonl", "w", encoding="utf-8") as fh:
         for i, prompt in enumerate(prompts):

@@ -41,12 +41,13 @@ def answer_text(completion) -> str:
 def reward_functions(cfg: GRPOConfig, run: Run, device: str) -> list:
     """One function per entry of `rewards`, in TRL's form `f(prompts, completions, **columns) -> scores`. Their
     names are the metric names (`rewards/correct_answer/mean`...). The first also writes a few samples to the run
-    every `sample_every` steps, with every rule's score, for the stage page."""
+    every `sample_every` steps, with each reward's score and their sum, for the stage page."""
     functions = []
     for name in cfg.rewards:
         if name == "answer":
-            def correct_answer(completions, answer, **_):
-                return [answer_reward(answer_text(c), a) for c, a in zip(completions, answer)]
+            def correct_answer(prompts, completions, answer, **_):
+                return [answer_reward(answer_text(c), a, answer_text(p)) for p, c, a in zip(prompts, completions,
+                                                                                           answer)]
             functions.append(correct_answer)
         elif name == "regex":
             def matches_regex(completions, **_):
@@ -75,7 +76,8 @@ def judge_reward(cfg: GRPOConfig, device: str):
 
 
 def with_samples(functions: list, every: int, run: Run):
-    """The first reward function, also writing the step's first four (prompt, answer, reward) to samples.jsonl."""
+    """The first reward function, also writing the step's first four (prompt, answer, rewards) to samples.jsonl:
+    `score` their sum (what the group compares), `rewards` each one's (the others computed again for these four)."""
     first = functions[0]
 
     def wrapped(prompts, completions, trainer_state=None, **columns):
@@ -83,12 +85,15 @@ def with_samples(functions: list, every: int, run: Run):
         step = (trainer_state.global_step if trainer_state else 0) + 1  # the step these samples are trained in
         if run.writes and (step == 1 or step % every == 0):
             first_four = {k: v[:4] if isinstance(v, list) else v for k, v in columns.items()}
-            others = {f.__name__: f(prompts=prompts[:4], completions=completions[:4], **first_four)
-                      for f in functions[1:]}
-            run.append_samples([{"step": step, "prompt": p[-1]["content"] if isinstance(p, list) else p,
-                                 "response": answer_text(c), "score": s,
-                                 **{name: values[i] for name, values in others.items()}}
-                                for i, (p, c, s) in enumerate(zip(prompts[:4], completions[:4], scores[:4]))])
+            each = {first.__name__: scores[:4], **{f.__name__: f(prompts=prompts[:4], completions=completions[:4],
+                                                                 **first_four) for f in functions[1:]}}
+            rows = []
+            for i, (prompt, completion) in enumerate(zip(prompts[:4], completions[:4])):
+                rewards = {name: values[i] for name, values in each.items()}
+                rows.append({"step": step, "prompt": prompt[-1]["content"] if isinstance(prompt, list) else prompt,
+                             "response": answer_text(completion), "rewards": rewards,
+                             "score": sum(v for v in rewards.values() if v is not None)})
+            run.append_samples(rows)
         return scores
     wrapped.__name__ = first.__name__
     return wrapped

@@ -12,13 +12,14 @@ import re
 from pipelines.answers import is_correct
 
 
-def answer_reward(response: str, answer: str | None) -> float | None:
+def answer_reward(response: str, answer: str | None, question: str = "") -> float | None:
     """The reference answer appears in the response as whole words, case and numbers normalised ("Twelve." passes
-    for 12; "120" does not). None where the prompt carries no answer (not counted). Gamed by: naming several
-    candidates in one reply, which is why the sample questions never contain their answer."""
+    for 12; "120" does not), and no competing number or yes/no beside it (pipelines/answers.py). None where the
+    prompt carries no answer (not counted). Gamed by: naming the right word among other words (an opposite beside
+    its synonyms), which a number or yes/no question cannot."""
     if not answer:
         return None
-    return 1.0 if is_correct(response, answer) else 0.0
+    return 1.0 if is_correct(response, answer, question) else 0.0
 
 
 def regex_reward(response: str, pattern: str) -> float:

@@ -199,7 +199,7 @@ def test_compare_of_five_models_and_which_approach(finished_methods_demo, home_p
     from playwright.sync_api import expect
 
     page = home_page
-    page.get_by_test_id("stSidebarNav").get_by_text("Compare").click()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Compare").click()
     expect(page.get_by_role("heading", name="Compare: base vs SFT vs aligned")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("How often the judge preferred the row's answer over the column's")).to_be_visible(
         timeout=30_000)
@@ -209,7 +209,7 @@ def test_compare_of_five_models_and_which_approach(finished_methods_demo, home_p
         assert model in rates.inner_text()
     page.screenshot(path=str(SHOTS / "11-compare-methods.png"), full_page=True)
 
-    page.get_by_test_id("stSidebarNav").get_by_text("Which approach?").click()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Which approach?").click()
     expect(page.get_by_role("heading", name="Which approach?")).to_be_visible(timeout=30_000)
     page.get_by_text("yes", exact=True).first.click()  # a rule can check the answers
     expect(page.get_by_text("Recommended: GRPO with a verifiable reward")).to_be_visible(timeout=30_000)

@@ -11,18 +11,20 @@ from pipelines.rules import answer_reward, length_reward, regex_reward
 from tests.conftest import SAMPLE, cli, only_run, read_json, write_jsonl
 
 
-@pytest.mark.parametrize("response, answer, expected", [
-    ("7 plus 5 is 12.", "12", 1.0),
-    ("Twelve!", "12", 1.0),
-    ("It is 120.", "12", 0.0),  # whole numbers, not digits inside another
-    ("The opposite of hot is COLD.", "cold", 1.0),
-    ("The opposite of hot is colder.", "cold", 0.0),
-    ("Yes, 65 is bigger than 56.", "yes", 1.0),
-    ("No.", "yes", 0.0),
-    ("anything", None, None),  # nothing to check against: not counted
+@pytest.mark.parametrize("question, response, answer, expected", [
+    ("What is 7 plus 5?", "7 plus 5 is 12.", "12", 1.0),
+    ("What is 7 plus 5?", "Twelve!", "12", 1.0),
+    ("What is 7 plus 5?", "It is 120.", "12", 0.0),  # whole numbers, not digits inside another
+    ("What is 7 plus 5?", "It is 12, or 13, or 14.", "12", 0.0),  # listing candidates does not pay
+    ("What is the opposite of hot?", "The opposite of hot is COLD.", "cold", 1.0),
+    ("What is the opposite of hot?", "The opposite of hot is colder.", "cold", 0.0),
+    ("Is 65 bigger than 56? Answer yes or no.", "Yes, 65 is bigger than 56.", "yes", 1.0),
+    ("Is 65 bigger than 56? Answer yes or no.", "No.", "yes", 0.0),
+    ("Is 65 bigger than 56? Answer yes or no.", "Yes or no: no.", "yes", 0.0),
+    ("Say anything.", "anything", None, None),  # nothing to check against: not counted
 ])
-def test_answer_reward(response, answer, expected):
-    assert answer_reward(response, answer) == expected
+def test_answer_reward(question, response, answer, expected):
+    assert answer_reward(response, answer, question) == expected
 
 
 def test_regex_and_length_rewards():
@@ -69,7 +71,10 @@ def test_grpo_trains_against_a_rule_and_moves_the_adapter(start, tiny_model_dir,
     assert train[0]["kl"] == pytest.approx(0.0, abs=1e-6)  # the reference IS the starting model
     assert any(abs(r["kl"]) > 1e-6 for r in train[1:])  # ...and the policy moved away from it
     samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
-    assert samples and {"step", "prompt", "response", "score", "within_length"} <= samples[0].keys()
+    assert samples and {"step", "prompt", "response", "score", "rewards"} <= samples[0].keys()
+    for sample in samples:  # the sum of both rules, each one's kept
+        assert set(sample["rewards"]) == {"correct_answer", "within_length"}
+        assert sample["score"] == sum(sample["rewards"].values())
     summary = read_json(run / "summary.json")
     assert summary["steps"] == 4 and summary["rewards"] == ["answer", "length"] and summary["train_prompts"] == 240
 

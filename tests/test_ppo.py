@@ -229,7 +229,7 @@ def test_compare_writes_side_by_side_and_win_rates(tiny_sft_run, tiny_reward_run
     for row, answer in zip(rows, answers):
         assert row["answer"] == answer
         for model in ("base", "sft", "ppo"):
-            expected = is_correct(row[model]["response"], answer) if answer else None
+            expected = is_correct(row[model]["response"], answer, row["prompt"]) if answer else None
             assert row[model]["correct"] == expected
     for model in ("base", "sft", "ppo"):
         graded = [row[model]["correct"] for row in rows if row["answer"]]

@@ -7,7 +7,7 @@ from workbench import results
 
 
 @pytest.mark.parametrize("response, answer, expected", [
-    ("Happy to help! 12 times 10 equals 120.", "120", True),
+    ("Happy to help! 120.", "120", True),
     ("It is 120.", "12", False),  # whole numbers, not digits inside another number
     ("An hour has 3,600 seconds.", "3600", True),
     ("A spider has eight legs.", "8", True),
@@ -23,6 +23,21 @@ from workbench import results
 ])
 def test_an_answer_is_correct_when_the_reference_appears_as_whole_words(response, answer, expected):
     assert is_correct(response, answer) is expected
+
+
+@pytest.mark.parametrize("question, response, answer, expected", [
+    ("What is 12 times 10?", "Happy to help! 12 times 10 equals 120.", "120", True),  # the question's numbers
+    ("What is 4 plus 11?", "4 + 11 = 15. In other words, 4 + 11 is 16.", "15", False),  # a second answer
+    ("What number comes after 33?", "After 34 is 35. So 36 is 37.", "34", False),  # a list of candidates
+    ("What is double 12?", "Double 12 is 24. Double 12 equals 48.", "24", False),
+    ("How many millimetres make a centimetre?", "There are 10 millimetres in one centimetre.", "10", True),
+    ("Is 72 bigger than 27? Answer yes or no.", "Yes. 72 is bigger.", "yes", True),
+    ("Is 48 bigger than 84? Answer yes or no.", "Yes, no, maybe.", "no", False),  # both
+    ("What is the opposite of \"happy\"?", "The opposite of \"happy\" is \"sad\".", "sad", True),
+])
+def test_a_reply_that_also_names_a_competing_answer_is_wrong(question, response, answer, expected):
+    """Found when GRPO, rewarded by the plain rule, learned to list several numbers (see pipelines/answers.py)."""
+    assert is_correct(response, answer, question) is expected
 
 
 def test_words_normalise_case_punctuation_and_numbers():

@@ -85,16 +85,29 @@ def run_panel(run: Run, *, key: str) -> None:
                 st.caption(" · ".join(f"{label}: {value}" for label, value in labelled[4:]))
         with st.expander("Summary (all figures, as saved in summary.json)", expanded=not labelled):
             st.json(summary)
-    if stage == "ppo":
+    if stage in ("ppo", "grpo"):
         samples = run.samples()[-4:]
         if samples:
             st.markdown(f"**Newest samples** (step {samples[-1]['step']})")
             for sample in reversed(samples):
-                st.caption(f"score {sample['score']:+.2f} · KL {sample['kl']:.2f} · prompt: "
-                           f"{html.escape(sample['prompt'])[:200]}")
+                figures = " · ".join(sample_figures(sample))
+                st.caption(f"{figures} · prompt: {html.escape(sample['prompt'])[:200]}")
                 show_text(sample["response"])
     with st.expander("Log", expanded=state == "failed"):
         st.code(run.log_tail(40) or _console_tail(run), language=None)
+
+
+def sample_figures(sample: dict) -> list[str]:
+    """A sample's numbers as words: PPO's judge score and KL; GRPO's reward, and each rule's when there are
+    several."""
+    figures = [f"{'reward' if 'rewards' in sample else 'score'} {sample['score']:+.2f}"]
+    rewards = sample.get("rewards") or {}
+    if len(rewards) > 1:
+        figures.append(", ".join(f"{name} {value:g}" if value is not None else f"{name} -"
+                                 for name, value in rewards.items()))
+    if "kl" in sample:
+        figures.append(f"KL {sample['kl']:.2f}")
+    return figures
 
 
 def _console_tail(run: Run) -> str:

@@ -33,9 +33,10 @@ log = logging.getLogger("pipelines")
 # ---- rewards: what each answer of a group scores --------------------------------------------------------------
 
 
-def answer_text(completion) -> str:
-    """TRL hands conversational completions as a message list, plain ones as text."""
-    return completion[-1]["content"] if isinstance(completion, list) else completion
+def last_text(messages) -> str:
+    """The text of a conversational prompt's or completion's last message (TRL hands both as message lists); plain
+    text as it is."""
+    return messages[-1]["content"] if isinstance(messages, list) else messages
 
 
 def reward_functions(cfg: GRPOConfig, run: Run, device: str) -> list:
@@ -46,16 +47,15 @@ def reward_functions(cfg: GRPOConfig, run: Run, device: str) -> list:
     for name in cfg.rewards:
         if name == "answer":
             def correct_answer(prompts, completions, answer, **_):
-                return [answer_reward(answer_text(c), a, answer_text(p)) for p, c, a in zip(prompts, completions,
-                                                                                           answer)]
+                return [answer_reward(last_text(c), a, last_text(p)) for p, c, a in zip(prompts, completions, answer)]
             functions.append(correct_answer)
         elif name == "regex":
             def matches_regex(completions, **_):
-                return [regex_reward(answer_text(c), cfg.reward_regex) for c in completions]
+                return [regex_reward(last_text(c), cfg.reward_regex) for c in completions]
             functions.append(matches_regex)
         elif name == "length":
             def within_length(completions, **_):
-                return [length_reward(answer_text(c), cfg.max_words) for c in completions]
+                return [length_reward(last_text(c), cfg.max_words) for c in completions]
             functions.append(within_length)
         else:
             functions.append(judge_reward(cfg, device))
@@ -71,7 +71,7 @@ def judge_reward(cfg: GRPOConfig, device: str):
     scorer = Judge(judge_run, device)
 
     def judge(prompts, completions, **_):
-        return scorer.score(prompts, [answer_text(c) for c in completions])
+        return scorer.score(prompts, [last_text(c) for c in completions])
     return judge
 
 
@@ -90,8 +90,8 @@ def with_samples(functions: list, every: int, run: Run):
             rows = []
             for i, (prompt, completion) in enumerate(zip(prompts[:4], completions[:4])):
                 rewards = {name: values[i] for name, values in each.items()}
-                rows.append({"step": step, "prompt": prompt[-1]["content"] if isinstance(prompt, list) else prompt,
-                             "response": answer_text(completion), "rewards": rewards,
+                rows.append({"step": step, "prompt": last_text(prompt),
+                             "response": last_text(completion), "rewards": rewards,
                              "score": sum(v for v in rewards.values() if v is not None)})
             run.append_samples(rows)
         return scores

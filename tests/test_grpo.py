@@ -93,3 +93,18 @@ def test_grpo_answer_reward_without_answers_is_refused_with_the_fix(tiny_model_d
     err = capsys.readouterr().err
     assert "no prompt carries an `answer` field" in err and "Fix:" in err
     assert read_json(only_run(tmp_path / "runs") / "status.json")["state"] == "failed"
+
+
+def test_grpo_with_the_judge_as_its_reward(tiny_sft_run, tiny_reward_run, tmp_path):
+    """The `judge` reward: the reward run scores every sampled answer (a second, separate model on a CPU), and its
+    per-answer scores differ within a group, so the policy gets a signal."""
+    runs = tmp_path / "runs"
+    assert cli(*grpo_args(runs, SAMPLE / "prompts_train.jsonl", "--set", f"sft_run={tiny_sft_run}", "--set",
+                          "rewards=judge", "--set", f"reward_run={tiny_reward_run}", "--set", "max_steps=2",
+                          "--set", "allow_untrusted_judge=true")) == 0
+    run = only_run(runs)
+    train = [r for r in (json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines())
+             if "reward" in r]
+    assert len(train) == 2 and all("rewards/judge/mean" in r for r in train)
+    assert any(r["reward_std"] > 0 for r in train)  # the judge's scores are not all alike
+    assert read_json(run / "summary.json")["train_prompts"] == 100  # every prompt: the judge needs no answer

@@ -111,8 +111,13 @@ if demo is not None:
         made = jobs.demo_runs(watched)
         order = list(PRESETS[jobs.demo_preset(watched)][1])
         states = {r.stage: r.status().get("state") for r in made}
-        st.markdown(" → ".join(f"{s.upper()} {badge(states.get(s)) if s in states else 'waiting'}"
-                               for s in order))
+
+        def shown(i: int, stage: str) -> str:  # a stage the demo skipped (an SFT run it started from) is reused
+            if stage in states:
+                return badge(states[stage])
+            return "(reused)" if any(later in states for later in order[i + 1:]) else "waiting"
+
+        st.markdown(" → ".join(f"{s.upper()} {shown(i, s)}" for i, s in enumerate(order)))
         if watched.alive:
             if made:
                 run_panel(made[-1], key="demo.panel")

@@ -67,39 +67,32 @@ st.markdown(texts.DEMO)
 st.caption("On a 2-core CPU the whole demo takes 10-17 minutes with the embedded SmolLM2-135M model (measured: 10 "
            "with AVX-512, 17 with AVX2 only); every stage appears here live.")
 
+
+def demo_button(label: str, preset: str, **button) -> None:
+    """A button that starts the demo with `preset`; Home then follows it live."""
+    if st.button(label, **button):
+        try:
+            st.session_state["demo.job"] = jobs.start_demo(preset=preset).id
+            st.rerun()
+        except jobs.Busy as exc:
+            st.warning(str(exc))
+
+
 job = jobs.active_job()
-if st.button("▶ Run the whole demo", type="primary", disabled=job is not None):
-    try:
-        job = jobs.start_demo()
-        st.session_state["demo.job"] = job.id
-        st.rerun()
-    except jobs.Busy as exc:
-        st.warning(str(exc))
+demo_button("▶ Run the whole demo", "quick", type="primary", disabled=job is not None)
 if job is not None and job.kind != "demo":
     st.caption(jobs.busy_message(job))
 
 st.subheader("Same model, different labeler instructions")
 st.markdown(texts.BREVITY_DEMO)
 have_sft = any(r.status().get("state") == "completed" for r in list_runs(stage="sft"))
-if st.button("▶ Align the same model for brevity", disabled=job is not None or not have_sft,
-             help=None if have_sft else "Needs a finished SFT run: run the whole demo first."):
-    try:
-        job = jobs.start_demo(preset="brevity")
-        st.session_state["demo.job"] = job.id
-        st.rerun()
-    except jobs.Busy as exc:
-        st.warning(str(exc))
+demo_button("▶ Align the same model for brevity", "brevity", disabled=job is not None or not have_sft,
+            help=None if have_sft else "Needs a finished SFT run: run the whole demo first.")
 
 st.subheader("Full RLHF beside the simpler approaches")
 st.markdown(texts.METHODS_DEMO)
-if st.button("▶ Compare the methods: PPO, DPO and GRPO", disabled=job is not None,
-             help="Starts from the latest finished SFT run when there is one (else trains it first)."):
-    try:
-        job = jobs.start_demo(preset="methods")
-        st.session_state["demo.job"] = job.id
-        st.rerun()
-    except jobs.Busy as exc:
-        st.warning(str(exc))
+demo_button("▶ Compare the methods: PPO, DPO and GRPO", "methods", disabled=job is not None,
+            help="Starts from the latest finished SFT run when there is one (else trains it first).")
 
 demo = next((j for j in jobs.all_jobs() if j.kind == "demo"), None)
 if demo is not None:

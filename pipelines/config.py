@@ -291,16 +291,17 @@ class RewardConfig(TrainingConfig):
                               "`--set train_file=sample_data/prefs_train.jsonl`.")
 
 
+STARTING_SFT_RUN = ("Start from an SFT run's model (a run folder, or `latest`); it is also the reference the KL is "
+                    "measured against. Empty: the bare base of `model`.")
+
+
 @dataclass
 class DPOConfig(TrainingConfig):
     """Direct Preference Optimization: the model learns from the preference pairs themselves, no judge, no sampling."""
 
     stage: typing.ClassVar[str] = "dpo"
 
-    sft_run: str = setting(
-        "", "Start from an SFT run's model (a run folder, or `latest`); it is also the reference the KL is measured "
-        "against. Empty: the bare base of `model`.", group="model",
-    )
+    sft_run: str = setting("", STARTING_SFT_RUN, group="model")
     train_file: str = setting("", "Preference pairs: prompt/chosen/rejected, or chosen/rejected transcripts; a "
                               "file, a folder, or a Hub dataset `owner/name[:config][:split]`.", group="data")
     eval_file: str = setting("", "Held-out pairs: their preference accuracy is charted beside the training one.",
@@ -385,10 +386,7 @@ class GRPOConfig(TrainingConfig):
 
     stage: typing.ClassVar[str] = "grpo"
 
-    sft_run: str = setting(
-        "", "Start from an SFT run's model (a run folder, or `latest`); it is also the reference the KL is measured "
-        "against. Empty: the bare base of `model`.", group="model",
-    )
+    sft_run: str = setting("", STARTING_SFT_RUN, group="model")
     prompts_file: str = setting("", "Prompts, with a reference `answer` field for the `answer` reward; a file, a "
                                 "folder, or a Hub dataset `owner/name[:config][:split]`.", group="data")
     rewards: list[str] = setting(

@@ -2,10 +2,9 @@
 (TRL's DPOTrainer + LoRA). The loss raises the log-probability of the chosen answer over the rejected one, measured
 against a frozen reference, so the model cannot drift far from where it started (`beta` sets how far).
 
-The reference is the starting model through adapter switching, never a second copy in memory: from an SFT run, the
-SFT adapter is loaded as the trainable adapter and TRL keeps a frozen copy of it (`ref`) to switch to; from a bare
-base, the reference is the base with the adapter switched off. Either way the saved adapter, like a PPO policy's,
-applies to the SFT run's base as it is, so Compare and export treat a DPO run as they treat a PPO run.
+The reference is the starting model through adapter switching, never a second copy in memory
+(pipelines.models.starting_policy), and the saved adapter, like a PPO policy's, applies to the SFT run's base as it
+is, so Compare and export treat a DPO run as they treat a PPO run.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from transformers import PrinterCallback
 from pipelines import distributed
 from pipelines.config import DPOConfig
 from pipelines.data import load_checked
-from pipelines.models import load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model
+from pipelines.models import lora_config, pick_device, save_trained_adapter, starting_policy
 from pipelines.runs import Run
 from pipelines.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation,
                                 trainer_arguments)
@@ -36,22 +35,11 @@ def to_dataset(rows: list[dict]) -> Dataset:
 
 def run(cfg: DPOConfig, run: Run, resume: Path | None = None) -> dict:
     """Train; `resume`: a checkpoint folder of this run to continue from (the Trainer's own resume)."""
-    from peft import PeftModel
-
     device = pick_device(cfg.device)
     sft_run = Run(cfg.sft_run) if cfg.sft_run else None
-    base_name = sft_run.config().get("model", "default") if sft_run else cfg.model
-    model_path = resolve_model(base_name, cfg.trust_remote_code)
-    tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
     train_rows = load_checked("dpo", cfg.train_file, log, cfg.column_map)
     eval_rows = load_checked("dpo", cfg.eval_file, log, cfg.column_map) if cfg.eval_file else []
-
-    model = prepare_for_kbit(load_base(cfg, model_path, device=device), cfg)
-    if sft_run:
-        log.info("Starting from SFT run %s: its adapter trains, a frozen copy of it is the reference (so the "
-                 "adapter keeps the SFT run's LoRA shape; this run's lora_* settings apply only from a bare base).",
-                 sft_run.id)
-        model = PeftModel.from_pretrained(model, sft_run.adapter_dir, is_trainable=True)
+    model, tokenizer = starting_policy(cfg, sft_run, device)
     shared, report_callbacks = trainer_arguments(cfg, run, device, evaluate=bool(eval_rows))
     args = trl.DPOConfig(
         **shared,
@@ -83,8 +71,5 @@ def run(cfg: DPOConfig, run: Run, resume: Path | None = None) -> dict:
                        eval_margin=metrics.get("eval_rewards/margins"))
     summary.update(distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad))
 
-    if run.writes:  # the trained adapter only (TRL names it `default`), saved as the run's adapter
-        trainer.model.save_pretrained(run.adapter_dir, selected_adapters=["default"])
-        tokenizer.save_pretrained(run.adapter_dir)
-        log.info("Adapter saved to %s", run.adapter_dir)
+    save_trained_adapter(trainer, tokenizer, run)
     return {**summary, "stopped": stopped}

@@ -4,9 +4,8 @@ score is a checkable rule (pipelines/rules.py: the reference answer appears, a r
 holds) no judge is needed at all: the path for answers that are objectively right or wrong.
 
 The reference for the KL penalty is the starting model through adapter switching, never a second copy in memory
-(from an SFT run TRL keeps a frozen copy of the SFT adapter, `ref`; from a bare base the adapter is switched off),
-and the saved adapter applies to the SFT run's base as it is, like a PPO or DPO policy: Compare takes it as
-`grpo_run`.
+(pipelines.models.starting_policy), and the saved adapter applies to the SFT run's base as it is, like a PPO or DPO
+policy: Compare takes it as `grpo_run`.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from pipelines import distributed
 from pipelines.config import GRPOConfig
 from pipelines.data import load_checked
 from pipelines.errors import DataError
-from pipelines.models import load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model
+from pipelines.models import lora_config, pick_device, save_trained_adapter, starting_policy
 from pipelines.rules import answer_reward, length_reward, regex_reward
 from pipelines.runs import Run
 from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, trainer_arguments
@@ -120,20 +119,11 @@ def to_dataset(rows: list[dict], cfg: GRPOConfig) -> Dataset:
 
 def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
     """Train; `resume`: a checkpoint folder of this run to continue from (the Trainer's own resume)."""
-    from peft import PeftModel
-
     device = pick_device(cfg.device)
     sft_run = Run(cfg.sft_run) if cfg.sft_run else None
-    base_name = sft_run.config().get("model", "default") if sft_run else cfg.model
-    model_path = resolve_model(base_name, cfg.trust_remote_code)
-    tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
     dataset = to_dataset(load_checked("grpo", cfg.prompts_file, log, cfg.column_map), cfg)
     rewards = reward_functions(cfg, run, device)
-
-    model = prepare_for_kbit(load_base(cfg, model_path, device=device), cfg)
-    if sft_run:
-        log.info("Starting from SFT run %s: its adapter trains, a frozen copy of it is the reference.", sft_run.id)
-        model = PeftModel.from_pretrained(model, sft_run.adapter_dir, is_trainable=True)
+    model, tokenizer = starting_policy(cfg, sft_run, device)
     shared, report_callbacks = trainer_arguments(cfg, run, device)
     args = trl.GRPOConfig(
         **{**shared, "per_device_train_batch_size": cfg.batch_size * cfg.num_generations},  # TRL counts answers
@@ -169,10 +159,7 @@ def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
                        final_kl=history[-1].get("kl"))
     summary.update(distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad))
 
-    if run.writes:  # the trained adapter only (TRL names it `default`), saved as the run's adapter
-        trainer.model.save_pretrained(run.adapter_dir, selected_adapters=["default"])
-        tokenizer.save_pretrained(run.adapter_dir)
-        log.info("Adapter saved to %s", run.adapter_dir)
+    save_trained_adapter(trainer, tokenizer, run)
     return {**summary, "stopped": stopped}
 
 

@@ -249,6 +249,34 @@ def merged(peft_model, adapters: list[str]):
             base.weight = weight
 
 
+def starting_policy(cfg, sft_run, device: str):
+    """(model, tokenizer) that DPO and GRPO train: an SFT run's adapter, trainable, on that run's base (TRL then
+    keeps a frozen copy of it, `ref`, as the reference), or the bare base of `model` (TRL adds a fresh adapter from
+    its `peft_config`; the reference is that adapter switched off). One base in memory either way, and the trained
+    adapter applies to the SFT run's base as it is, like a PPO policy."""
+    from peft import PeftModel
+
+    base_name = sft_run.config().get("model", "default") if sft_run else cfg.model
+    model_path = resolve_model(base_name, cfg.trust_remote_code)
+    tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
+    model = prepare_for_kbit(load_base(cfg, model_path, device=device), cfg)
+    if sft_run:
+        log.info("Starting from SFT run %s: its adapter trains, a frozen copy of it is the reference (so the "
+                 "adapter keeps the SFT run's LoRA shape; this run's lora_* settings apply only from a bare base).",
+                 sft_run.id)
+        model = PeftModel.from_pretrained(model, sft_run.adapter_dir, is_trainable=True)
+    return model, tokenizer
+
+
+def save_trained_adapter(trainer, tokenizer, run) -> None:
+    """The trained adapter alone (TRL names it `default`; its frozen reference copy is left out) as the run's
+    adapter."""
+    if run.writes:
+        trainer.model.save_pretrained(run.adapter_dir, selected_adapters=["default"])
+        tokenizer.save_pretrained(run.adapter_dir)
+        log.info("Adapter saved to %s", run.adapter_dir)
+
+
 def merge_adapter(model, adapter_dir):
     """Fold a LoRA adapter into the weights of `model`, whatever head either was trained with (an SFT adapter
     trained on a causal LM merges into a sequence-classification model of the same base)."""

@@ -155,8 +155,10 @@ def resolve_run_fields(config, runs_dir: str | None) -> None:
     for name, stage in (("sft_run", "sft"), ("reward_run", "reward"), ("ppo_run", "ppo"), ("dpo_run", "dpo"),
                         ("grpo_run", "grpo")):
         value = getattr(config, name, "")
+        several = name in getattr(config, "several_runs", ())  # Compare's: comma-separated, each resolved
         if value:
-            setattr(config, name, str(resolve_run(value, stage, runs_dir, field=name).path.resolve()))
+            setattr(config, name, ",".join(str(resolve_run(v.strip(), stage, runs_dir, field=name).path.resolve())
+                                           for v in (value.split(",") if several else [value]) if v.strip()))
 
 
 def stage_epilog(stage: str) -> str:

@@ -78,8 +78,7 @@ def win_rate(a: list[float], b: list[float]) -> float:
 
 def run(cfg: CompareConfig, run: Run) -> dict:
     device = pick_device(cfg.device)
-    adapters = {name: Run(path) for name, path in (("sft", cfg.sft_run), ("ppo", cfg.ppo_run), ("dpo", cfg.dpo_run),
-                                                   ("grpo", cfg.grpo_run)) if path}
+    adapters = {name: Run(path) for name, path in cfg.compare_models().items()}
     base_name = next((r.base_model() for r in adapters.values()), cfg.model) or "default"
     base_path = resolve_model(base_name, cfg.trust_remote_code)
     tokenizer = load_tokenizer(base_path, cfg.trust_remote_code)

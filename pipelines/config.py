@@ -443,9 +443,10 @@ class CompareConfig(StageConfig):
     stage: typing.ClassVar[str] = "compare"
 
     sft_run: str = setting("latest", "SFT run folder or `latest` (empty: leave SFT out).", group="model")
-    ppo_run: str = setting("latest", "PPO run folder or `latest` (empty: leave PPO out).", group="model")
-    dpo_run: str = setting("", "DPO run folder or `latest` (empty: leave DPO out).", group="model")
-    grpo_run: str = setting("", "GRPO run folder or `latest` (empty: leave GRPO out).", group="model")
+    ppo_run: str = setting("latest", "PPO run folder or `latest` (empty: leave PPO out). Several, comma-separated, "
+                           "are compared as ppo, ppo_2, ...", group="model")
+    dpo_run: str = setting("", "DPO run folder(s) or `latest` (empty: leave DPO out).", group="model")
+    grpo_run: str = setting("", "GRPO run folder(s) or `latest` (empty: leave GRPO out).", group="model")
     reward_run: str = setting("latest", "The judge: a reward run folder or `latest`.", group="model")
     prompts_file: str = setting("", "Held-out prompts: a file, a folder, or a Hub dataset "
                                 "`owner/name[:config][:split]`.", group="data")
@@ -454,10 +455,23 @@ class CompareConfig(StageConfig):
     temperature: float = setting(0.7, "Sampling temperature (0: greedy).", min=0.0, max=5.0, group="generation")
     top_p: float = setting(1.0, "Nucleus sampling threshold.", min=0.01, max=1.0, group="generation")
 
+    # The aligned models' fields take several runs each (comma-separated); each gets its model key in compare_models.
+    several_runs: typing.ClassVar[tuple[str, ...]] = ("ppo_run", "dpo_run", "grpo_run")
+
     def validate(self):
         if not self.prompts_file:
             raise ConfigError("`prompts_file` is empty. Fix: set `prompts_file`, e.g. "
                               "`--set prompts_file=sample_data/prompts_eval.jsonl`.")
+
+    def compare_models(self) -> dict[str, str]:
+        """{model key: run folder} of every adapter compared: the stage's name, with `_2`, `_3`... for the second and
+        later runs of one stage (compare_summary.json's keys: `win_rate_ppo_2_vs_ppo`)."""
+        models = {"sft": self.sft_run} if self.sft_run else {}
+        for field_name in self.several_runs:
+            stage = field_name.removesuffix("_run")
+            folders = [f.strip() for f in getattr(self, field_name).split(",") if f.strip()]
+            models.update({stage if i == 0 else f"{stage}_{i + 1}": folder for i, folder in enumerate(folders)})
+        return models
 
 
 STAGES: dict[str, type[StageConfig]] = {c.stage: c for c in (SFTConfig, RewardConfig, PPOConfig, DPOConfig,

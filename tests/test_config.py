@@ -68,3 +68,11 @@ def test_a_run_saved_before_a_setting_existed_keeps_the_behaviour_it_was_trained
     assert (old.value_model, old.packing) == ("separate", False)
     assert PPOConfig.load_saved(path, ["max_steps=99"]).max_steps == 99
     assert PPOConfig.load(path).value_model == "shared"
+
+
+def test_compare_models_number_the_second_run_of_a_stage():
+    from pipelines.config import CompareConfig
+
+    cfg = CompareConfig.from_dict({"prompts_file": "p.jsonl", "sft_run": "runs/s", "ppo_run": "runs/a, runs/b",
+                                   "dpo_run": "", "grpo_run": "runs/g"})
+    assert cfg.compare_models() == {"sft": "runs/s", "ppo": "runs/a", "ppo_2": "runs/b", "grpo": "runs/g"}

@@ -238,6 +238,15 @@ def test_compare_writes_side_by_side_and_win_rates(tiny_sft_run, tiny_reward_run
     # six tokens from a random tiny base never end a turn: each such answer is marked as cut off
     assert all(row["base"]["cut_off"] is True for row in rows)
 
+    # two runs of one stage: keys ppo and ppo_2. The same run twice samples the same answers from the same seed,
+    # so every prompt is a tie: a win rate of exactly one half
+    assert cli("compare", "--set", f"sft_run={tiny_sft_run}", "--set", f"ppo_run={ppo}, {ppo}", "--set",
+               f"reward_run={tiny_reward_run}", "--set", f"prompts_file={SAMPLE / 'prompts_eval.jsonl'}", "--set",
+               "num_prompts=4", "--set", "max_new_tokens=6", "--set", "run_name=twice", "--runs-dir", runs) == 0
+    twice = read_json(max(runs.glob("*-compare-twice")) / "compare_summary.json")
+    assert twice["models"] == ["base", "sft", "ppo", "ppo_2"]
+    assert twice["win_rate_ppo_2_vs_ppo"] == 0.5 and twice["mean_score"]["ppo_2"] == twice["mean_score"]["ppo"]
+
 
 def test_each_ppo_epoch_uses_every_rollout_exactly_once(yes_no_model, tmp_path):
     """Minibatches partition the batch: one shuffle per epoch, split into disjoint parts (drawing each minibatch

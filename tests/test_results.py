@@ -123,3 +123,9 @@ def test_the_win_rate_matrix_reads_every_pair_both_ways():
     assert matrix["Aligned (DPO)"]["vs SFT"] == "60%" and matrix["SFT"]["vs Aligned (DPO)"] == "40%"
     assert matrix["Base model"]["vs SFT"] == "25%" and matrix["SFT"]["vs SFT"] == "-"
     assert results.main_pair(summary) == ("dpo", "sft")
+
+
+def test_a_second_run_of_one_stage_has_a_numbered_name():
+    assert results.model_name("ppo") == "Aligned (PPO)" and results.model_name("ppo_2") == "Aligned (PPO) 2"
+    assert results.model_name("grpo_3") == "Aligned (GRPO) 3" and results.model_name("other") == "OTHER"
+

@@ -11,6 +11,10 @@ MODEL_NAMES = {"base": "Base model", "sft": "SFT", "ppo": "Aligned (PPO)", "dpo"
 
 
 def model_name(key: str) -> str:
+    """The model's name as people read it; the second PPO run of a comparison (`ppo_2`) is "Aligned (PPO) 2"."""
+    stage, _, number = key.partition("_")
+    if number.isdigit() and stage in MODEL_NAMES:
+        return f"{MODEL_NAMES[stage]} {number}"
     return MODEL_NAMES.get(key, key.upper())
 
 

@@ -34,6 +34,18 @@ def ppo_argv(sft_run, reward_run, runs, *extra):
             "--runs-dir", str(runs), *extra]
 
 
+def dpo_argv(sft_run, runs, *extra):
+    return ["dpo", "--set", f"sft_run={sft_run}", "--set", f"train_file={SAMPLE / 'prefs_train.jsonl'}", "--set",
+            "batch_size=4", "--set", "max_length=96", "--set", "learning_rate=0.005", "--runs-dir", runs, *extra]
+
+
+def grpo_argv(sft_run, runs, *extra):
+    return ["grpo", "--set", f"sft_run={sft_run}", "--set",
+            f"prompts_file={SAMPLE / 'verifiable' / 'prompts_train.jsonl'}", "--set", "rewards=answer,length",
+            "--set", "max_words=6", "--set", "batch_size=2", "--set", "max_new_tokens=8", "--set",
+            "learning_rate=0.01", "--runs-dir", runs, *extra]
+
+
 def training_steps(run_dir: Path, key: str) -> list[int]:
     return [row["step"] for row in Run(run_dir).metrics() if key in row]
 
@@ -95,6 +107,19 @@ def test_ppo_killed_and_resumed_equals_an_uninterrupted_run(tiny_sft_run, tiny_r
     assert max_abs_difference(adapter(killed), adapter(straight)) < 1e-5
     assert summary["mean_kl"] == pytest.approx(read_json(straight / "summary.json")["mean_kl"], abs=1e-4)
     assert [r["step"] for r in Run(killed).samples()] == [r["step"] for r in Run(straight).samples()]
+
+
+@pytest.mark.parametrize("stage", ["dpo", "grpo"])
+def test_dpo_and_grpo_killed_and_resumed_match_an_uninterrupted_run(stage, tiny_sft_run, tmp_path):
+    """The simpler approaches resume through the Trainer's own checkpoints, as SFT and reward do (GRPO's sampling
+    RNG included: each step's rewards come back the same)."""
+    argv, key = (dpo_argv, "rewards/chosen") if stage == "dpo" else (grpo_argv, "reward")
+    straight, killed = straight_and_resumed(lambda runs, *extra: argv(tiny_sft_run, runs, *extra), 6, 2, tmp_path)
+    assert_resumed_to_the_end(killed, 6, key)
+    assert max_abs_difference(adapter(killed), adapter(straight)) < 1e-4
+    values = {r["step"]: r[key] for r in Run(straight).metrics() if key in r}
+    assert {r["step"]: r[key] for r in Run(killed).metrics() if key in r} == pytest.approx(values, abs=1e-4)
+
 
 
 class Killed(BaseException):

@@ -121,7 +121,6 @@ def test_dpo_and_grpo_killed_and_resumed_match_an_uninterrupted_run(stage, tiny_
     assert {r["step"]: r[key] for r in Run(killed).metrics() if key in r} == pytest.approx(values, abs=1e-4)
 
 
-
 class Killed(BaseException):
     """Stands for SIGKILL arriving at one exact instant (a real signal cannot be aimed that precisely)."""
 

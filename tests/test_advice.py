@@ -1,7 +1,12 @@
 """The "Which approach?" rules: each recommendation on the answers that should lead to it, the guide's sizes, and
 path costs from run files."""
 
+from pathlib import Path
+
+import pytest
+
 from pipelines.runs import Run
+from pipelines.tracking import peak_memory, reset_peak_memory
 from workbench.advice import Answers, path_rows, recommend, size_verdict
 
 
@@ -51,3 +56,15 @@ def test_a_runs_cost_is_read_from_its_status_and_metrics(tmp_path):
         run.log_metrics(row)
     run.set_status("completed", ended_at=160.5)
     assert run.cost() == (60.5, 12.5)
+
+
+def test_a_stages_peak_memory_starts_from_its_own_tracker(tmp_path):
+    """The demo runs every stage in one process: a later stage must not report an earlier stage's peak."""
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs Linux's resettable VmHWM")
+    block = bytearray(400 * 2**20)  # 400 MB resident, then freed
+    block[::4096] = b"x" * len(block[::4096])
+    high = peak_memory()["memory/peak_rss_mb"]
+    del block
+    reset_peak_memory()
+    assert peak_memory()["memory/peak_rss_mb"] < high - 300

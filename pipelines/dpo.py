@@ -14,14 +14,13 @@ from pathlib import Path
 
 import trl
 from datasets import Dataset
-from transformers import PrinterCallback
 
 from pipelines import distributed
 from pipelines.config import DPOConfig
 from pipelines.data import load_checked
 from pipelines.models import lora_config, pick_device, save_trained_adapter, starting_policy
 from pipelines.runs import Run
-from pipelines.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation,
+from pipelines.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation, train_tracked,
                                 trainer_arguments)
 
 log = logging.getLogger("pipelines")
@@ -56,10 +55,7 @@ def run(cfg: DPOConfig, run: Run, resume: Path | None = None) -> dict:
         peft_config=None if sft_run else lora_config(cfg, "CAUSAL_LM"),
         callbacks=[TrackerCallback(tracker), TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
     )
-    trainer.remove_callback(PrinterCallback)  # our Tracker prints the progress line
-    with tracker:
-        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    stopped = tracker.should_stop()
+    result, stopped = train_tracked(trainer, tracker, resume)
     summary = {"steps": trainer.state.global_step, "train_pairs": len(train_rows),
                "train_runtime_s": round(result.metrics["train_runtime"], 2)}
     losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]

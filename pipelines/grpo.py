@@ -15,7 +15,6 @@ from pathlib import Path
 
 import trl
 from datasets import Dataset
-from transformers import PrinterCallback
 
 from pipelines import distributed
 from pipelines.config import GRPOConfig
@@ -24,7 +23,7 @@ from pipelines.errors import DataError
 from pipelines.models import lora_config, pick_device, save_trained_adapter, starting_policy
 from pipelines.rules import answer_reward, length_reward, regex_reward
 from pipelines.runs import Run
-from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, trainer_arguments
+from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, train_tracked, trainer_arguments
 
 log = logging.getLogger("pipelines")
 
@@ -145,10 +144,7 @@ def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
         peft_config=None if sft_run else lora_config(cfg, "CAUSAL_LM"),
         callbacks=[TrackerCallback(tracker), TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
     )
-    trainer.remove_callback(PrinterCallback)  # our Tracker prints the progress line
-    with tracker:
-        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    stopped = tracker.should_stop()
+    result, stopped = train_tracked(trainer, tracker, resume)
     history = [row for row in trainer.state.log_history if "reward" in row]
     summary = {"steps": trainer.state.global_step, "train_prompts": len(dataset), "rewards": list(cfg.rewards),
                "train_runtime_s": round(result.metrics["train_runtime"], 2)}

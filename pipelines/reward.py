@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import trl
 from datasets import Dataset
-from transformers import PrinterCallback, TrainerCallback, set_seed
+from transformers import TrainerCallback, set_seed
 
 from pipelines import distributed
 from pipelines.config import RewardConfig
@@ -26,7 +26,7 @@ from pipelines.errors import DataError, GateError
 from pipelines.models import (load_base, merge_adapter, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
                               resolve_model)
 from pipelines.runs import Run, resolve_run
-from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, trainer_arguments
+from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, train_tracked, trainer_arguments
 
 log = logging.getLogger("pipelines")
 
@@ -247,10 +247,7 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
                    HeldOutEval(tracker, tokenizer.pad_token_id, held_out, cfg.eval_steps, cfg.batch_size * 2),
                    TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
     )
-    trainer.remove_callback(PrinterCallback)  # our Tracker prints the progress line
-    with tracker:
-        train_result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    stopped = tracker.should_stop()
+    train_result, stopped = train_tracked(trainer, tracker, resume)
     replicas = distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad)
     if not run.writes:  # the held-out evaluation, the adapter and the summary are rank 0's
         return {"steps": trainer.state.global_step, **replicas, "stopped": stopped}

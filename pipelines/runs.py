@@ -253,7 +253,8 @@ class Run:
         status = self.status()
         wall = status["ended_at"] - status["started_at"] if status.get("ended_at") and status.get("started_at") \
             else None
-        peaks = [m["memory/peak_rss_mb"] for m in self.metrics() if isinstance(m.get("memory/peak_rss_mb"), (int, float))]
+        peaks = [m["memory/peak_rss_mb"] for m in self.metrics()
+                 if isinstance(m.get("memory/peak_rss_mb"), (int, float))]
         return wall, max(peaks) if peaks else None
 
     def log_tail(self, lines: int = 40) -> str:

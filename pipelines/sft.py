@@ -7,13 +7,12 @@ from pathlib import Path
 
 import trl
 from datasets import Dataset
-from transformers import PrinterCallback
 
 from pipelines import distributed
 from pipelines.config import SFTConfig
 from pipelines.data import load_checked
 from pipelines.models import load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model
-from pipelines.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation,
+from pipelines.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation, train_tracked,
                                 trainer_arguments)
 
 log = logging.getLogger("pipelines")
@@ -86,10 +85,7 @@ def run(cfg: SFTConfig, run, resume: Path | None = None) -> dict:
         peft_config=lora_config(cfg, "CAUSAL_LM"),
         callbacks=[TrackerCallback(tracker), TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
     )
-    trainer.remove_callback(PrinterCallback)  # our Tracker prints the progress line
-    with tracker:
-        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    stopped = tracker.should_stop()
+    result, stopped = train_tracked(trainer, tracker, resume)
     summary = {"steps": trainer.state.global_step, "train_examples": len(train_rows),
                "truncated_examples": len(too_long), "train_runtime_s": round(result.metrics["train_runtime"], 2)}
     losses = [row["loss"] for row in run.metrics() if "loss" in row]

@@ -21,7 +21,7 @@ import signal
 import time
 from pathlib import Path
 
-from transformers import TrainerCallback
+from transformers import PrinterCallback, TrainerCallback
 
 from pipelines import distributed
 from pipelines.checkpoints import SaveSchedule, clear_staging, publish, staging_dir
@@ -169,6 +169,15 @@ def trainer_arguments(cfg, run, device: str, evaluate: bool = False) -> tuple[di
             "logging_steps": cfg.logging_steps, "gradient_checkpointing": cfg.gradient_checkpointing,
             "seed": cfg.seed, **reporting, "disable_tqdm": True, "dataloader_num_workers": 0, **evaluation,
             **trainer_hardware(device)}, callbacks
+
+
+def train_tracked(trainer, tracker, resume) -> tuple:
+    """Run a Trainer stage's training under its tracker: (the Trainer's result, whether it was stopped). Our Tracker
+    prints the progress line, so the Trainer's own printer goes; `resume`: a checkpoint folder, or None."""
+    trainer.remove_callback(PrinterCallback)
+    with tracker:
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    return result, tracker.should_stop()
 
 
 def final_evaluation(trainer, tracker) -> dict:

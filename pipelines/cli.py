@@ -32,7 +32,7 @@ import warnings
 from pathlib import Path
 
 from pipelines import distributed
-from pipelines.config import STAGES, TRAINING_STAGES, TrainingConfig, describe_fields
+from pipelines.config import RUN_FIELDS, STAGES, TRAINING_STAGES, TrainingConfig, describe_fields
 from pipelines.data import check_hub_sources
 from pipelines.demo import PRESETS
 from pipelines.errors import WorkbenchError
@@ -152,8 +152,7 @@ def execute(stage: str, config, run: Run, resume: Path | None = None, debug: boo
 
 def resolve_run_fields(config, runs_dir: str | None) -> None:
     """`latest` and relative run folders become absolute paths, so config.yaml records exactly what was used."""
-    for name, stage in (("sft_run", "sft"), ("reward_run", "reward"), ("ppo_run", "ppo"), ("dpo_run", "dpo"),
-                        ("grpo_run", "grpo")):
+    for name, stage in RUN_FIELDS.items():
         value = getattr(config, name, "")
         several = name in getattr(config, "several_runs", ())  # Compare's: comma-separated, each resolved
         if value:

@@ -474,6 +474,10 @@ class CompareConfig(StageConfig):
         return models
 
 
+# The fields that name another stage's run, and that stage: the CLI resolves them (`latest`), the demo wires them,
+# the forms offer that stage's finished runs.
+RUN_FIELDS = {"sft_run": "sft", "reward_run": "reward", "ppo_run": "ppo", "dpo_run": "dpo", "grpo_run": "grpo"}
+
 STAGES: dict[str, type[StageConfig]] = {c.stage: c for c in (SFTConfig, RewardConfig, PPOConfig, DPOConfig,
                                                               GRPOConfig, CompareConfig)}
 TRAINING_STAGES = tuple(name for name, cls in STAGES.items() if issubclass(cls, TrainingConfig))

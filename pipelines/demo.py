@@ -18,7 +18,7 @@ import logging
 import time
 from pathlib import Path
 
-from pipelines.config import STAGES
+from pipelines.config import RUN_FIELDS, STAGES
 from pipelines.errors import WorkbenchError
 
 log = logging.getLogger("pipelines")
@@ -95,8 +95,7 @@ def run_demo(runs_dir: str | None, preset: str = "quick", debug: bool = False) -
     for stage, config in demo_configs(preset):
         if stage in made:
             continue
-        for name, source in (("sft_run", "sft"), ("reward_run", "reward"), ("ppo_run", "ppo"), ("dpo_run", "dpo"),
-                             ("grpo_run", "grpo")):
+        for name, source in RUN_FIELDS.items():
             if hasattr(config, name) and source in made:
                 setattr(config, name, made[source])
         if stage == "ppo":

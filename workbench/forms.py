@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 import yaml
 
-from pipelines.config import STAGES, StageConfig, describe_fields
+from pipelines.config import RUN_FIELDS, STAGES, StageConfig, describe_fields
 from pipelines.errors import ConfigError
 from pipelines.runs import default_runs_dir, list_runs
 from workbench.jobs import REPO, launcher_args
@@ -19,8 +19,6 @@ PRESETS = {"quick": "Quick CPU demo", "gpu": "Consumer GPU (QLoRA)"}
 GROUP_TITLES = {"model": "Model", "data": "Data", "training": "Training", "lora": "LoRA adapter",
                 "generation": "Sampling", "ppo": "PPO", "reward": "Reward", "grpo": "GRPO", "run": "Run",
                 "checkpoints": "Checkpoints"}
-RUN_FIELDS = {"sft_run": "sft", "reward_run": "reward", "ppo_run": "ppo", "dpo_run": "dpo",
-              "grpo_run": "grpo"}
 FILE_FIELDS = {"train_file", "eval_file", "prompts_file"}
 
 

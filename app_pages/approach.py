@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import streamlit as st
 
 from pipelines.data import LOADERS
@@ -5,6 +7,24 @@ from pipelines.errors import DataError
 from pipelines.runs import list_runs
 from workbench import advice
 from workbench.forms import data_files
+
+
+@st.cache_data(show_spinner="Counting the records…", max_entries=16)
+def count_records(kind: str, path: str, stamp: float) -> tuple[int, str | None]:
+    """(usable records, the problem when the file cannot be read). Cached by file and modification time: every click
+    on this page reruns it, and a user's file may hold 100,000 pairs."""
+    try:
+        return len(LOADERS[kind](path)[0]), None
+    except DataError as exc:
+        return 0, str(exc)
+
+
+def file_stamp(path: str) -> float:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return 0.0
+
 
 st.title("Which approach?")
 st.markdown("Full RLHF (a judge, then PPO against it) is worth its cost for subjective quality, many comparisons and "
@@ -33,13 +53,10 @@ with right:
             ("prompts", "ppo", "Prompts (prompts file)", "sample_data/prompts_train.jsonl")):
         picked = st.selectbox(label, files, index=files.index(demo_file) if demo_file in files else 0,
                               format_func=lambda v: v or "(none)", key=f"approach.{kind}")
-        counts[kind] = 0
+        counts[kind], problem = count_records(loader, picked, file_stamp(picked)) if picked else (0, None)
+        if problem:
+            st.error(problem)
         if picked:
-            try:
-                rows, _ = LOADERS[loader](picked)
-                counts[kind] = len(rows)
-            except DataError as exc:
-                st.error(str(exc))
             st.caption(advice.size_verdict(kind, counts[kind]))
 
 key, reasons = advice.recommend(advice.Answers(checkable, subjective, counts["pairs"], lifetime, compute))

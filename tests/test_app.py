@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+import yaml
 from streamlit.testing.v1 import AppTest
 
 from pipelines.runs import Run
@@ -148,6 +149,25 @@ def test_a_form_keeps_its_edits_across_a_visit_to_another_page(empty_runs):
     at.run()
     assert at.number_input(key="form.sft.lora_r").value == 8
     assert at.text_input(key="form.sft.model").value == "default"  # and the rest is still the preset's
+
+
+def test_a_form_whose_session_holds_only_the_first_edit_shows_the_preset_elsewhere(empty_runs):
+    """A user's first edit can land while the page's first run is still drawing: the session then holds that one
+    value and nothing the form showed. Every other field still gets the quick preset's value, not its widget's
+    bare default (learning rate 0, the first data file in the list), which is what a run would then start with."""
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.session_state["preset.applied.sft"] = "quick"  # the cut-short run got as far as the preset
+    at.session_state["form.saved.sft"] = {}
+    at.session_state["form.sft.model"] = "my-model"
+    at.run()
+    at.switch_page("app_pages/sft.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    quick = yaml.safe_load((REPO / "sample_data" / "recipes" / "sft_quick.yaml").read_text())
+    assert at.text_input(key="form.sft.model").value == "my-model"
+    assert at.selectbox(key="form.sft.train_file").value == quick["train_file"]
+    assert at.number_input(key="form.sft.learning_rate").value == pytest.approx(quick["learning_rate"])
+    assert at.number_input(key="form.sft.max_steps").value == quick["max_steps"]
 
 
 def test_a_bad_setting_is_shown_and_blocks_start(empty_runs):

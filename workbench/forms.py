@@ -54,12 +54,17 @@ def _key(stage: str, name: str) -> str:
     return f"form.{stage}.{name}"
 
 
+def _shown_value(row: dict, values: dict):
+    """A field's value from a preset's values (or the dataclass default), as its widget holds it."""
+    value = values.get(row["name"], row["default"])
+    return ", ".join(value) if isinstance(value, list) else value
+
+
 def apply_preset(stage: str, preset: str) -> None:
     """Reset every widget of the form to the preset's value (or the dataclass default)."""
     values = preset_values(stage, preset)
     for row in describe_fields(STAGES[stage]):
-        value = values.get(row["name"], row["default"])
-        st.session_state[_key(stage, row["name"])] = ", ".join(value) if isinstance(value, list) else value
+        st.session_state[_key(stage, row["name"])] = _shown_value(row, values)
 
 
 def settings_form(stage: str) -> dict:
@@ -68,15 +73,22 @@ def settings_form(stage: str) -> dict:
     Streamlit forgets a widget's value after any run that does not draw it (a visit to another page, a fragment's
     rerun landing in between), and a forgotten widget comes back at its bare default: a number input's minimum, a
     selectbox's first option. So the form keeps its own copy of what it showed (`form.saved.<stage>`) and puts
-    back whatever went missing before drawing, the user's edits included."""
+    back whatever went missing before drawing, the user's edits included. A field missing from both gets the quick
+    preset's value, so no widget is ever drawn without one: a browser test once started an SFT run at learning
+    rate 0 on the first file of the list, most likely because a first edit typed while the page's first run was
+    still drawing left the session holding that edit and the preset's marker, and nothing else."""
     saved = st.session_state.setdefault(f"form.saved.{stage}", {})
-    if _key(stage, "model") not in st.session_state and not saved:
-        apply_preset(stage, "quick")
     rows = describe_fields(STAGES[stage])
+    quick = None
     for row in rows:
         key = _key(stage, row["name"])
-        if key not in st.session_state and row["name"] in saved:
+        if key in st.session_state:
+            continue
+        if row["name"] in saved:
             st.session_state[key] = saved[row["name"]]
+        else:
+            quick = preset_values(stage, "quick") if quick is None else quick
+            st.session_state[key] = _shown_value(row, quick)
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(row.get("group", "training"), []).append(row)

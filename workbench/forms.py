@@ -70,25 +70,27 @@ def apply_preset(stage: str, preset: str) -> None:
 def settings_form(stage: str) -> dict:
     """Draw the form; return the values the user set, as a dict keyed by field name.
 
-    Streamlit forgets a widget's value after any run that does not draw it (a visit to another page, a fragment's
-    rerun landing in between), and a forgotten widget comes back at its bare default: a number input's minimum, a
-    selectbox's first option. So the form keeps its own copy of what it showed (`form.saved.<stage>`) and puts
-    back whatever went missing before drawing, the user's edits included. A field missing from both gets the quick
-    preset's value, so no widget is ever drawn without one: a browser test once started an SFT run at learning
-    rate 0 on the first file of the list, most likely because a first edit typed while the page's first run was
-    still drawing left the session holding that edit and the preset's marker, and nothing else."""
+    Each widget's value is written to the session before it is drawn, on every run: the current value, else the
+    form's own copy of what it last showed (`form.saved.<stage>`), else the quick preset's. Two Streamlit behaviours
+    make both parts necessary. It forgets a widget's value after any run that does not draw it (a visit to another
+    page), and a forgotten widget comes back at its bare default: a number input's minimum, a selectbox's first
+    option. And a value reaches the browser only with the run that wrote it; the browser otherwise keeps its own
+    copy, which is that bare default for a widget it first drew from a later run. That happened when a first edit
+    landed while the page's first run was still being drawn: the browser sent learning rate 0 and the first file of
+    the list back with the next edit, and Start launched an SFT run on them."""
     saved = st.session_state.setdefault(f"form.saved.{stage}", {})
     rows = describe_fields(STAGES[stage])
     quick = None
     for row in rows:
         key = _key(stage, row["name"])
         if key in st.session_state:
-            continue
-        if row["name"] in saved:
-            st.session_state[key] = saved[row["name"]]
+            value = st.session_state[key]
+        elif row["name"] in saved:
+            value = saved[row["name"]]
         else:
             quick = preset_values(stage, "quick") if quick is None else quick
-            st.session_state[key] = _shown_value(row, quick)
+            value = _shown_value(row, quick)
+        st.session_state[key] = value
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(row.get("group", "training"), []).append(row)

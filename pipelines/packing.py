@@ -13,6 +13,14 @@ twice a padded batch's (a row twice as long costs four times as much, and there 
 Measured on the quick recipe's batches (8 x ~40-token prompts + 9-40-token responses, 2-core CPU): a reference
 pass 1.63 -> 1.17 s, a policy forward + backward 3.87 -> 2.55 s; a single row of all tokens gained less, its
 attention cost eating the saving.
+
+A chat template also starts every prompt with the same tokens (SmolLM2's default system turn is 24 of a prompt's
+~39), and each pass computed them once per sequence. When the sequences of a batch share such a prefix, the pass
+runs on one row instead: the prefix once, then each sequence's own tokens with positions continuing from it, and a
+4D mask that lets a token see the prefix and the earlier tokens of its own sequence only. Each token sees exactly
+what it saw in its own sequence, so the numbers are again the padded pass's up to rounding. At the quick recipe
+(8 sequences of ~63 tokens, 24 shared) that is 311 tokens instead of 479: measured on a 2-core CPU, a forward 0.76
+-> 0.47 s and a forward + backward 1.71 -> 1.02 s against the packed pass.
 """
 
 from __future__ import annotations
@@ -20,6 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+MIN_SHARED_PREFIX = 8  # tokens: below this, sharing saves less than the one long row's attention costs
+MAX_SHARED_ROW = 1024  # tokens in the one row: its attention grows with the square, the packed rows' far less
 
 
 @dataclass
@@ -93,6 +104,57 @@ def packed_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     return unpack(packed, hidden)
 
 
+def shared_prefix(ids: torch.Tensor, mask: torch.Tensor) -> int:
+    """How many leading real tokens every sequence of a padded batch has in common, leaving each at least one of
+    its own."""
+    keep = mask.bool()
+    lengths = keep.sum(1)
+    shortest = int(lengths.min())
+    if len(ids) < 2 or shortest < 2:
+        return 0
+    firsts = torch.stack([row[k][:shortest] for row, k in zip(ids, keep)])  # each sequence's first real tokens
+    same = (firsts == firsts[:1]).all(0).long()
+    return min(int(same.cumprod(0).sum()), shortest - 1)
+
+
+def prefix_shared_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor, prefix: int) -> torch.Tensor:
+    """The decoder's last hidden states for a padded batch whose sequences share their first `prefix` real tokens,
+    computed on one row: those tokens once, then each sequence's own tokens; zeros on padding. Differentiable."""
+    keep = mask.bool()
+    lengths = keep.sum(1)
+    batch, device = len(ids), ids.device
+    tokens = ids[keep]  # row-major: sequence 0's real tokens, then sequence 1's...
+    sequence = torch.arange(batch, device=device).repeat_interleave(lengths)
+    index = torch.arange(len(tokens), device=device) - (lengths.cumsum(0) - lengths).repeat_interleave(lengths)
+    own = lengths - prefix
+    own_start = prefix + own.cumsum(0) - own  # where each sequence's own tokens begin in the row
+    in_prefix = index < prefix
+    place = torch.where(in_prefix, index, own_start[sequence] + index - prefix)  # each real token's slot in the row
+    length = prefix + int(own.sum())
+    row = tokens.new_empty(length)
+    positions = torch.empty(length, dtype=torch.long, device=device)
+    segment = torch.empty(length, dtype=torch.long, device=device)
+    row[place], positions[place] = tokens, index  # the prefix's slots are written by every sequence, alike
+    segment[place] = torch.where(in_prefix, -1, sequence)
+    slots = torch.arange(length, device=device)
+    visible = (slots[None, :] <= slots[:, None]) & ((segment[None, :] == segment[:, None]) | (segment[None, :] == -1))
+    hidden = decoder(input_ids=row[None], position_ids=positions[None], attention_mask=visible[None, None],
+                     use_cache=False).last_hidden_state[0]
+    out = hidden.new_zeros((*keep.shape, hidden.shape[-1]))
+    out[keep] = hidden[place]
+    return out
+
+
+def padding_free_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor, share_prefix: bool = True) -> torch.Tensor:
+    """The padded pass's hidden states without its padding: on one row with the common prefix computed once where
+    the batch has one and the row stays short, else on packed rows."""
+    if share_prefix:
+        prefix = shared_prefix(ids, mask)
+        if prefix >= MIN_SHARED_PREFIX and int(mask.sum()) - (len(ids) - 1) * prefix <= MAX_SHARED_ROW:
+            return prefix_shared_hidden(decoder, ids, mask, prefix)
+    return packed_hidden(decoder, ids, mask)
+
+
 @torch.no_grad()
 def packing_works(decoder, device) -> bool:
     """Whether this model keeps packed sequences apart. transformers' own architectures read restarting
@@ -106,3 +168,17 @@ def packing_works(decoder, device) -> bool:
         return False
     padded = padded_hidden(decoder, ids, mask).float() * mask[..., None]
     return bool((packed - padded).norm() <= 0.05 * padded.norm())
+
+
+@torch.no_grad()
+def prefix_sharing_works(decoder, device) -> bool:
+    """Whether this model takes a custom 4D attention mask (transformers' own architectures do); checked once, as
+    `packing_works` is, on two sequences that share three tokens."""
+    ids = torch.tensor([[11, 12, 13, 14, 15], [0, 11, 12, 13, 22]], device=device)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]], device=device)
+    try:
+        shared = prefix_shared_hidden(decoder, ids, mask, 3).float()
+    except Exception:  # noqa: BLE001 - any failure means: do not share prefixes
+        return False
+    padded = padded_hidden(decoder, ids, mask).float() * mask[..., None]
+    return bool((shared - padded).norm() <= 0.05 * padded.norm())

@@ -50,7 +50,7 @@ from pipelines.data import encode_prompt, load_checked
 from pipelines.errors import WorkbenchError
 from pipelines.models import (frozen_with, load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
                               resolve_model)
-from pipelines.packing import packed_hidden, packing_works, padded_hidden
+from pipelines.packing import packing_works, padded_hidden, padding_free_hidden, prefix_sharing_works
 from pipelines.ppo_core import (KLController, entropy_of, gae, kl_k1, kl_k3, logprobs_of, masked_mean, minibatches,
                                 policy_loss, token_rewards, value_loss, whiten)
 from pipelines.reward import Judge, check_gate, encode_for_judge
@@ -103,6 +103,7 @@ class SharedRoles:
         self.packing = cfg.packing and packing_works(self.decoder, device)
         if cfg.packing and not self.packing:
             log.warning("This model does not keep packed sequences apart; PPO passes run on padded batches.")
+        self.share_prefix = self.packing and prefix_sharing_works(self.decoder, device)
 
     def _attach_judge(self, judge_run: Run, hidden: int) -> None:
         """The reward adapter on our base. A judge trained from the SFT model had the SFT adapter merged in;
@@ -140,10 +141,11 @@ class SharedRoles:
         return params | {f"value_head.{n}": p for n, p in self.value_head.named_parameters()}
 
     def hidden(self, ids, mask):
-        """Last hidden states of a padded batch; through a packed pass when the model keeps packed sequences apart
-        (pipelines/packing.py: the same numbers without the padding's share of the work)."""
+        """Last hidden states of a padded batch; without the padding's share of the work where the model allows
+        (pipelines/packing.py: packed rows, and the prefix the batch's prompts share computed once; the same
+        numbers)."""
         if self.packing:
-            return packed_hidden(self.decoder, ids, mask)
+            return padding_free_hidden(self.decoder, ids, mask, self.share_prefix)
         return padded_hidden(self.decoder, ids, mask)
 
     def response_logprobs(self, ids, mask, prompt_width: int, temperature: float, entropy: bool = False):

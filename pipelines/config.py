@@ -360,7 +360,8 @@ class PPOConfig(TrainingConfig):
     max_grad_norm: float = setting(1.0, "Gradient clipping norm.", min=0.0, group="ppo")
     packing: bool = setting(
         True, "Pack the real tokens of a batch into fewer rows for every pass after sampling, instead of computing "
-        "its padding (same numbers up to rounding; checked at start, off by itself for a model that cannot).",
+        "its padding, and compute the prefix all its prompts share (a chat template's system turn) once (same "
+        "numbers up to rounding; checked at start, off by itself for a model that cannot).",
         group="ppo",
     )
     sample_every: int = setting(2, "Write a few (prompt, response, score) samples every N steps.", min=1)

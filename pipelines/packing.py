@@ -156,29 +156,29 @@ def padding_free_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor, share_pr
 
 
 @torch.no_grad()
+def same_as_padded(decoder, ids: torch.Tensor, mask: torch.Tensor, hidden) -> bool:
+    """Whether `hidden(decoder, ids, mask)` gives the padded pass's hidden states on this model: a pass that lets
+    sequences see what they should not changes them wholesale, not by rounding. Any failure counts as no."""
+    try:
+        got = hidden(decoder, ids, mask).float()
+    except Exception:  # noqa: BLE001 - any failure means: do not use that pass
+        return False
+    padded = padded_hidden(decoder, ids, mask).float() * mask[..., None]
+    return bool((got - padded).norm() <= 0.05 * padded.norm())
+
+
 def packing_works(decoder, device) -> bool:
     """Whether this model keeps packed sequences apart. transformers' own architectures read restarting
     `position_ids` as boundaries; a model that does not would let sequences attend to each other, so this is checked
-    once, on two short sequences against the padded pass (a leak changes hidden states wholesale, not by rounding)."""
+    once, on two short sequences (otherwise: padded passes)."""
     ids = torch.tensor([[11, 12, 13, 14, 15], [0, 0, 21, 22, 23]], device=device)
     mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]], device=device)
-    try:
-        packed = packed_hidden(decoder, ids, mask).float()
-    except Exception:  # noqa: BLE001 - any failure means: use padded passes
-        return False
-    padded = padded_hidden(decoder, ids, mask).float() * mask[..., None]
-    return bool((packed - padded).norm() <= 0.05 * padded.norm())
+    return same_as_padded(decoder, ids, mask, packed_hidden)
 
 
-@torch.no_grad()
 def prefix_sharing_works(decoder, device) -> bool:
     """Whether this model takes a custom 4D attention mask (transformers' own architectures do); checked once, as
-    `packing_works` is, on two sequences that share three tokens."""
+    `packing_works` is, on two sequences that share three tokens (otherwise: packed rows)."""
     ids = torch.tensor([[11, 12, 13, 14, 15], [0, 11, 12, 13, 22]], device=device)
     mask = torch.tensor([[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]], device=device)
-    try:
-        shared = prefix_shared_hidden(decoder, ids, mask, 3).float()
-    except Exception:  # noqa: BLE001 - any failure means: do not share prefixes
-        return False
-    padded = padded_hidden(decoder, ids, mask).float() * mask[..., None]
-    return bool((shared - padded).norm() <= 0.05 * padded.norm())
+    return same_as_padded(decoder, ids, mask, lambda d, i, m: prefix_shared_hidden(d, i, m, 3))

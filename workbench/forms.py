@@ -113,14 +113,14 @@ def _widget(stage: str, row: dict):
     if name in RUN_FIELDS:
         runs = [str(r.path) for r in list_runs(stage=RUN_FIELDS[name]) if r.status().get("state") == "completed"]
         options = ["latest", *runs] + ([""] if name != "reward_run" else [])
-        current = st.session_state.get(key, default)
+        current = st.session_state[key]  # settings_form wrote it
         if current not in options:
             options.append(current)
         return st.selectbox(label, options, key=key, help=help_text,
                             format_func=lambda v: "(none)" if v == "" else Path(v).name if "/" in v else v)
     if name in FILE_FIELDS:
         options = ([""] if name == "eval_file" else []) + data_files()
-        current = st.session_state.get(key, default)
+        current = st.session_state[key]  # settings_form wrote it
         if current not in options:
             options.append(current)
         # accept_new_options: a Hub dataset id (or any path) can be typed in as well as picked

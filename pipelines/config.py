@@ -235,11 +235,18 @@ class TrainingConfig(StageConfig):
         return self.save_steps or max(1, -(-self.max_steps // 4))
 
 
+PACKING = ("Compute only the real tokens of each batch: no padding, and what several sequences start with alike (a "
+           "chat template's system turn, the prompt both answers of a pair share) computed once. Same numbers up to "
+           "rounding; checked at start, and off by itself for a model that cannot.")
+BEFORE_PACKING = {"packing": False}  # a run saved before the setting existed trained on padded batches
+
+
 @dataclass
 class SFTConfig(TrainingConfig):
     """Stage 1: supervised fine-tuning on instruction-response examples."""
 
     stage: typing.ClassVar[str] = "sft"
+    earlier_defaults: typing.ClassVar[dict[str, Any]] = BEFORE_PACKING
 
     train_file: str = setting("", "Training data: a JSONL, JSON, CSV or Parquet file, a `datasets` folder, or a "
                               "Hub dataset `owner/name[:config][:split]` (split default `train`).", group="data")
@@ -249,6 +256,7 @@ class SFTConfig(TrainingConfig):
         True, "Train only on the response tokens, not on the prompt (recommended).", group="data"
     )
     eval_steps: int = setting(0, "Evaluate on `eval_file` every N steps (0: only at the end).", min=0)
+    packing: bool = setting(True, PACKING)
 
     def validate(self):
         if not self.train_file:
@@ -261,6 +269,7 @@ class RewardConfig(TrainingConfig):
     """Stage 2: a reward model (the judge) trained on pairwise preferences, used pointwise."""
 
     stage: typing.ClassVar[str] = "reward"
+    earlier_defaults: typing.ClassVar[dict[str, Any]] = BEFORE_PACKING
 
     sft_run: str = setting(
         "", "Start from an SFT run's model instead of the bare base (a run folder, or `latest`). Empty: use `model`.",
@@ -284,6 +293,7 @@ class RewardConfig(TrainingConfig):
         8, "When a pair is too long, the prompt is cut from the left down to at least this many tokens; pairs "
         "still too long are dropped and counted.", min=0, group="data",
     )
+    packing: bool = setting(True, PACKING)
 
     def validate(self):
         if not self.train_file:
@@ -300,6 +310,7 @@ class DPOConfig(TrainingConfig):
     """Direct Preference Optimization: the model learns from the preference pairs themselves, no judge, no sampling."""
 
     stage: typing.ClassVar[str] = "dpo"
+    earlier_defaults: typing.ClassVar[dict[str, Any]] = BEFORE_PACKING
 
     sft_run: str = setting("", STARTING_SFT_RUN, group="model")
     train_file: str = setting("", "Preference pairs: prompt/chosen/rejected, or chosen/rejected transcripts; a "
@@ -309,6 +320,7 @@ class DPOConfig(TrainingConfig):
     eval_steps: int = setting(20, "Evaluate on the held-out pairs every N steps (0: only at the end).", min=0)
     beta: float = setting(0.1, "How far the model may move from the reference: a smaller beta lets it drift more "
                           "(DPO's KL weight; at 0 the loss would not depend on the model).", min=0.001, max=10.0)
+    packing: bool = setting(True, PACKING)
 
     def validate(self):
         if not self.train_file:
@@ -321,7 +333,7 @@ class PPOConfig(TrainingConfig):
     """Stage 3: PPO against the judge with a KL penalty to the SFT reference, on one shared base model."""
 
     stage: typing.ClassVar[str] = "ppo"
-    earlier_defaults: typing.ClassVar[dict[str, Any]] = {"value_model": "separate", "packing": False}
+    earlier_defaults: typing.ClassVar[dict[str, Any]] = {"value_model": "separate", **BEFORE_PACKING}
 
     sft_run: str = setting("", "Starting policy and KL reference: an SFT run folder or `latest`. Empty: the bare "
                            "`model`.", group="model")
@@ -358,12 +370,7 @@ class PPOConfig(TrainingConfig):
     ppo_epochs: int = setting(2, "Passes over each batch of rollouts.", min=1, max=64, group="ppo")
     num_minibatches: int = setting(1, "Minibatches per PPO epoch.", min=1, group="ppo")
     max_grad_norm: float = setting(1.0, "Gradient clipping norm.", min=0.0, group="ppo")
-    packing: bool = setting(
-        True, "Pack the real tokens of a batch into fewer rows for every pass after sampling, instead of computing "
-        "its padding, and compute the prefix all its prompts share (a chat template's system turn) once (same "
-        "numbers up to rounding; checked at start, off by itself for a model that cannot).",
-        group="ppo",
-    )
+    packing: bool = setting(True, PACKING + " In PPO: every pass after sampling.")
     sample_every: int = setting(2, "Write a few (prompt, response, score) samples every N steps.", min=1)
 
     def validate(self):

@@ -19,6 +19,7 @@ from pipelines import distributed
 from pipelines.config import DPOConfig
 from pipelines.data import load_checked
 from pipelines.models import lora_config, pick_device, save_trained_adapter, starting_policy
+from pipelines.packing import padding_free_passes
 from pipelines.runs import Run
 from pipelines.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation, train_tracked,
                                 trainer_arguments)
@@ -39,6 +40,8 @@ def run(cfg: DPOConfig, run: Run, resume: Path | None = None) -> dict:
     train_rows = load_checked("dpo", cfg.train_file, log, cfg.column_map)
     eval_rows = load_checked("dpo", cfg.eval_file, log, cfg.column_map) if cfg.eval_file else []
     model, tokenizer = starting_policy(cfg, sft_run, device)
+    if cfg.packing:
+        log.info("Training passes: %s.", padding_free_passes(model, device))
     shared, report_callbacks = trainer_arguments(cfg, run, device, evaluate=bool(eval_rows))
     args = trl.DPOConfig(
         **shared,

@@ -25,11 +25,13 @@ what it saw in its own sequence, so the numbers are again the padded pass's up t
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
+from transformers.modeling_outputs import BaseModelOutputWithPast
 
-MIN_SHARED_PREFIX = 8  # tokens: below this, sharing saves less than the one long row's attention costs
+MIN_SHARED_PREFIX = 8  # tokens per sequence, on average: below, sharing saves less than the long row's attention costs
 MAX_SHARED_ROW = 1024  # tokens in the one row: its attention grows with the square, the packed rows' far less
 
 
@@ -104,54 +106,74 @@ def packed_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     return unpack(packed, hidden)
 
 
-def shared_prefix(ids: torch.Tensor, mask: torch.Tensor) -> int:
-    """How many leading real tokens every sequence of a padded batch has in common, leaving each at least one of
-    its own."""
-    keep = mask.bool()
-    lengths = keep.sum(1)
-    shortest = int(lengths.min())
-    if len(ids) < 2 or shortest < 2:
-        return 0
-    firsts = torch.stack([row[k][:shortest] for row, k in zip(ids, keep)])  # each sequence's first real tokens
-    same = (firsts == firsts[:1]).all(0).long()
-    return min(int(same.cumprod(0).sum()), shortest - 1)
+@dataclass
+class Tree:
+    """The distinct prefixes of a padded batch's sequences, as one row: a slot per distinct prefix, so tokens that
+    several sequences start with alike take one slot between them."""
+
+    ids: torch.Tensor  # (slots,) each slot's token
+    positions: torch.Tensor  # (slots,) its position in its sequences
+    visible: torch.Tensor  # (slots, slots) bool: what each slot may attend to, itself and its ancestors
+    place: torch.Tensor  # (real tokens,) each real token's slot, in the order of `mask.bool()` indexing
 
 
-def prefix_shared_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor, prefix: int) -> torch.Tensor:
-    """The decoder's last hidden states for a padded batch whose sequences share their first `prefix` real tokens,
-    computed on one row: those tokens once, then each sequence's own tokens; zeros on padding. Differentiable."""
+def prefix_tree(ids: torch.Tensor, mask: torch.Tensor) -> Tree:
+    """The batch's real tokens (contiguous in each row) merged where sequences start alike. In lexicographic order
+    each sequence shares the most with the sequence just before it: its first `common` tokens take that sequence's
+    slots, the rest new ones."""
     keep = mask.bool()
-    lengths = keep.sum(1)
-    batch, device = len(ids), ids.device
-    tokens = ids[keep]  # row-major: sequence 0's real tokens, then sequence 1's...
-    sequence = torch.arange(batch, device=device).repeat_interleave(lengths)
-    index = torch.arange(len(tokens), device=device) - (lengths.cumsum(0) - lengths).repeat_interleave(lengths)
-    own = lengths - prefix
-    own_start = prefix + own.cumsum(0) - own  # where each sequence's own tokens begin in the row
-    in_prefix = index < prefix
-    place = torch.where(in_prefix, index, own_start[sequence] + index - prefix)  # each real token's slot in the row
-    length = prefix + int(own.sum())
-    row = tokens.new_empty(length)
-    positions = torch.empty(length, dtype=torch.long, device=device)
-    segment = torch.empty(length, dtype=torch.long, device=device)
-    row[place], positions[place] = tokens, index  # the prefix's slots are written by every sequence, alike
-    segment[place] = torch.where(in_prefix, -1, sequence)
-    slots = torch.arange(length, device=device)
-    visible = (slots[None, :] <= slots[:, None]) & ((segment[None, :] == segment[:, None]) | (segment[None, :] == -1))
-    hidden = decoder(input_ids=row[None], position_ids=positions[None], attention_mask=visible[None, None],
-                     use_cache=False).last_hidden_state[0]
-    out = hidden.new_zeros((*keep.shape, hidden.shape[-1]))
-    out[keep] = hidden[place]
+    lengths = keep.sum(1).tolist()
+    flat = ids[keep].tolist()
+    starts = [0]
+    for n in lengths:
+        starts.append(starts[-1] + n)
+    sequences = [flat[a:b] for a, b in zip(starts, starts[1:])]
+    slots: list[list[int]] = [[] for _ in sequences]
+    previous, count = None, 0
+    for i in sorted(range(len(sequences)), key=sequences.__getitem__):
+        sequence, common = sequences[i], 0
+        if previous is not None:
+            earlier = sequences[previous]
+            while common < min(len(earlier), len(sequence)) and earlier[common] == sequence[common]:
+                common += 1
+        slots[i] = slots[previous][:common] if previous is not None else []
+        slots[i] += range(count, count + len(sequence) - common)
+        count += len(sequence) - common
+        previous = i
+    device = ids.device
+    place = torch.tensor([s for path in slots for s in path], dtype=torch.long, device=device)
+    index = torch.cat([torch.arange(n, device=device) for n in lengths])  # each real token's position
+    row = ids.new_empty(count)
+    positions = torch.empty(count, dtype=torch.long, device=device)
+    row[place], positions[place] = ids[keep], index  # a shared slot is written by each of its sequences, alike
+    visible = torch.zeros((count, count), dtype=torch.bool, device=device)
+    for path in slots:
+        path = torch.tensor(path, device=device)
+        # each token sees the earlier tokens of its own sequence: a node's ancestors, the same in every sequence
+        visible[path[:, None], path[None, :]] = torch.ones(len(path), len(path), dtype=torch.bool,
+                                                           device=device).tril()
+    return Tree(row, positions, visible, place)
+
+
+def tree_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor, tree: Tree | None = None) -> torch.Tensor:
+    """The decoder's last hidden states for a padded batch, computed on its prefix tree's one row: each token
+    sees exactly what it saw in its own sequence, at the same position; zeros on padding. Differentiable."""
+    tree = tree or prefix_tree(ids, mask)
+    hidden = decoder(input_ids=tree.ids[None], position_ids=tree.positions[None],
+                     attention_mask=tree.visible[None, None], use_cache=False).last_hidden_state[0]
+    out = hidden.new_zeros((*mask.shape, hidden.shape[-1]))
+    out[mask.bool()] = hidden[tree.place]
     return out
 
 
 def padding_free_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor, share_prefix: bool = True) -> torch.Tensor:
-    """The padded pass's hidden states without its padding: on one row with the common prefix computed once where
-    the batch has one and the row stays short, else on packed rows."""
+    """The padded pass's hidden states without its padding: on the prefix tree's one row where the sequences start
+    alike enough and the row stays short, else on packed rows."""
     if share_prefix:
-        prefix = shared_prefix(ids, mask)
-        if prefix >= MIN_SHARED_PREFIX and int(mask.sum()) - (len(ids) - 1) * prefix <= MAX_SHARED_ROW:
-            return prefix_shared_hidden(decoder, ids, mask, prefix)
+        tree = prefix_tree(ids, mask)
+        shared = int(mask.sum()) - len(tree.ids)
+        if shared >= MIN_SHARED_PREFIX * (len(ids) - 1) and len(tree.ids) <= MAX_SHARED_ROW:
+            return tree_hidden(decoder, ids, mask, tree)
     return packed_hidden(decoder, ids, mask)
 
 
@@ -181,4 +203,45 @@ def prefix_sharing_works(decoder, device) -> bool:
     `packing_works` is, on two sequences that share three tokens (otherwise: packed rows)."""
     ids = torch.tensor([[11, 12, 13, 14, 15], [0, 11, 12, 13, 22]], device=device)
     mask = torch.tensor([[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]], device=device)
-    return same_as_padded(decoder, ids, mask, lambda d, i, m: prefix_shared_hidden(d, i, m, 3))
+    return same_as_padded(decoder, ids, mask, tree_hidden)
+
+
+def padding_free_passes(model, device) -> str:
+    """Make a model's padded training passes padding-free, for trainers that call it with padded batches (TRL's SFT,
+    reward and DPO trainers, the judge's scoring): its decoder computes a right-padded batch given without
+    positions or a cache by `padding_free_hidden`, and hands back the hidden states in the padded layout, so
+    everything after the decoder (the LM head, TRL's fused loss, the score head reading the last real token) runs
+    unchanged. Any other call (generation, left padding, explicit positions) runs the decoder's own forward.
+    Checked first on this model, like PPO's passes. Returns how passes run, for the log."""
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = causal.base_model
+    was_training = decoder.training
+    decoder.eval()  # the check compares two passes: dropout would tell them apart
+    packs, shares = packing_works(decoder, device), False
+    if packs:
+        shares = prefix_sharing_works(decoder, device)
+    decoder.train(was_training)
+    if not packs:
+        return "padded batches (this model does not keep packed sequences apart)"
+    own_forward = decoder.forward
+
+    @functools.wraps(own_forward)
+    def forward(input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
+                use_cache=None, **kwargs):
+        if (use_cache is False and input_ids is not None and attention_mask is not None and attention_mask.dim() == 2
+                and position_ids is None and past_key_values is None and inputs_embeds is None
+                and not any(v is not None and v is not False for v in kwargs.values())
+                and right_padded(attention_mask)):
+            return BaseModelOutputWithPast(
+                last_hidden_state=padding_free_hidden(own_forward, input_ids, attention_mask, shares))
+        return own_forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                           past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                           **kwargs)
+
+    decoder.forward = forward
+    return "real tokens only, shared starts computed once" if shares else "real tokens only, in packed rows"
+
+
+def right_padded(mask: torch.Tensor) -> bool:
+    """Every row's real tokens first: the layout in which the padded pass numbers them 0, 1, ... as we do."""
+    return bool(mask[:, 0].all() and (mask[:, 1:] <= mask[:, :-1]).all())

@@ -25,6 +25,7 @@ from pipelines.data import (BatchEncoder, encode_response, fit_to_length, labele
 from pipelines.errors import DataError, GateError
 from pipelines.models import (load_base, merge_adapter, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
                               resolve_model)
+from pipelines.packing import padding_free_passes
 from pipelines.runs import Run, resolve_run
 from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, train_tracked, trainer_arguments
 
@@ -94,7 +95,7 @@ def score_ids(model, sequences: list[list[int]], pad_id: int, batch_size: int = 
         for i, seq in enumerate(batch):
             ids[i, :len(seq)] = torch.tensor(seq)
             mask[i, :len(seq)] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).logits
         scores.extend(logits[:, 0].float().cpu().tolist())
     model.train(was_training)
     return scores
@@ -102,8 +103,10 @@ def score_ids(model, sequences: list[list[int]], pad_id: int, batch_size: int = 
 
 def evaluate_pairs(model, pad_id: int, tokenized: TokenizedPairs, batch_size: int = 16) -> dict:
     rows = tokenized.rows
-    chosen = score_ids(model, [r["chosen_ids"] for r in rows], pad_id, batch_size)
-    rejected = score_ids(model, [r["rejected_ids"] for r in rows], pad_id, batch_size)
+    # A pair's two answers side by side in a batch: they share their prompt, which a padding-free pass computes once
+    scores = score_ids(model, [ids for r in rows for ids in (r["chosen_ids"], r["rejected_ids"])], pad_id,
+                       batch_size)
+    chosen, rejected = scores[0::2], scores[1::2]
     margins = [c - r for c, r in zip(chosen, rejected)]
     return {
         "eval_accuracy": sum(m > 0 for m in margins) / max(len(margins), 1),
@@ -138,6 +141,8 @@ class Judge:
             model = merge_adapter(model, Run(config.sft_run).adapter_dir)
         model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model = PeftModel.from_pretrained(model, run.adapter_dir).eval()
+        if config.packing:
+            padding_free_passes(self.model, next(self.model.parameters()).device)
 
     def score(self, prompts: list, responses: list[str], batch_size: int = 16) -> list[float]:
         ids = [encode_for_judge(self.tokenizer, p, r, self.config.max_length) for p, r in zip(prompts, responses)]
@@ -230,6 +235,8 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
         model = merge_adapter(model, Run(cfg.sft_run).adapter_dir)
     model.config.pad_token_id = tokenizer.pad_token_id
     model = prepare_for_kbit(model, cfg)
+    if cfg.packing:
+        log.info("Training passes: %s.", padding_free_passes(model, device))
 
     shared, report_callbacks = trainer_arguments(cfg, run, device)
     args = trl.RewardConfig(

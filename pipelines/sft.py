@@ -12,6 +12,7 @@ from pipelines import distributed
 from pipelines.config import SFTConfig
 from pipelines.data import load_checked
 from pipelines.models import load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model
+from pipelines.packing import padding_free_passes
 from pipelines.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation, train_tracked,
                                 trainer_arguments)
 
@@ -69,6 +70,8 @@ def run(cfg: SFTConfig, run, resume: Path | None = None) -> dict:
     is_text = "text" in train_rows[0]
 
     model = prepare_for_kbit(load_base(cfg, model_path, device=device), cfg)
+    if cfg.packing:
+        log.info("Training passes: %s.", padding_free_passes(model, device))
     shared, report_callbacks = trainer_arguments(cfg, run, device, evaluate=bool(eval_rows))
     args = trl.SFTConfig(
         **shared,

@@ -6,7 +6,8 @@ import torch
 from pipelines.config import PPOConfig
 from pipelines import packing
 from pipelines.packing import (pack, packed_hidden, packing_works, padded_hidden, padding_free_hidden,
-                               prefix_shared_hidden, prefix_sharing_works, shared_prefix, unpack)
+                               padding_free_passes, prefix_sharing_works, prefix_tree, right_padded, tree_hidden,
+                               unpack)
 from pipelines.ppo import SharedRoles
 
 
@@ -47,24 +48,56 @@ def test_pack_places_every_real_token_once_in_fewer_rows(seed):
     assert torch.equal(unpack(packed, packed.ids[..., None])[..., 0], ids * mask)
 
 
-def test_the_shared_prefix_is_found_and_leaves_each_sequence_a_token():
-    ids, mask, _ = ppo_like_batch(0, prefix=10)
-    assert shared_prefix(ids, mask) == 10
-    assert shared_prefix(*ppo_like_batch(0)[:2]) == 0
-    same = torch.tensor([[5, 6, 7], [5, 6, 7]])
-    assert shared_prefix(same, torch.ones_like(same)) == 2  # not the whole of a sequence
+def pairs_batch(seed: int = 0):
+    """Right-padded preference pairs as the reward and DPO trainers see them: every prompt starts with the same 10
+    tokens (a system turn), and each pair's chosen and rejected answer follow the same prompt."""
+    gen = torch.Generator().manual_seed(seed)
+    system = list(range(600, 610))
+    sequences = []
+    for _ in range(4):
+        prompt = system + torch.randint(1, 500, (int(torch.randint(3, 9, (1,), generator=gen)),), generator=gen).tolist()
+        for _ in range(2):
+            answer = torch.randint(1, 500, (int(torch.randint(1, 12, (1,), generator=gen)),), generator=gen)
+            sequences.append(prompt + answer.tolist())
+    order = [0, 2, 4, 6, 1, 3, 5, 7]  # chosen answers first, then the rejected ones, as TRL batches them
+    sequences = [sequences[i] for i in order]
+    ids = torch.zeros(len(sequences), max(map(len, sequences)), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, sequence in enumerate(sequences):
+        ids[i, :len(sequence)], mask[i, :len(sequence)] = torch.tensor(sequence), 1
+    return ids, mask, sequences
 
 
-def prefix_shared(decoder, ids, mask):
-    return prefix_shared_hidden(decoder, ids, mask, shared_prefix(ids, mask))
+def test_the_prefix_tree_holds_each_distinct_start_once():
+    ids, mask, sequences = pairs_batch(0)
+    tree = prefix_tree(ids, mask)
+    distinct = {tuple(s[:n]) for s in sequences for n in range(1, len(s) + 1)}
+    assert len(tree.ids) == len(distinct)  # one slot per distinct prefix: the system turn once, each prompt once
+    assert torch.equal(tree.ids[tree.place], ids[mask.bool()])
+    assert torch.equal(tree.positions[tree.place], (mask.cumsum(1) - 1)[mask.bool()])
+    # a token sees exactly the earlier tokens of its own sequence
+    first = tree.place[:len(sequences[0])]
+    assert torch.equal(tree.visible[first[-1]].nonzero().flatten().sort().values, first.sort().values)
+    assert int(tree.visible.sum()) == sum(len(p) for p in distinct)
+    same = torch.tensor([[5, 6, 7], [5, 6, 7]])  # identical sequences take the same slots
+    assert len(prefix_tree(same, torch.ones_like(same)).ids) == 3
+    ppo_ids, ppo_mask, _ = ppo_like_batch(0, prefix=10)  # left padding: the real tokens are found wherever they are
+    assert len(prefix_tree(ppo_ids, ppo_mask).ids) <= int(ppo_mask.sum()) - 7 * 10
+
+
+def tree_pass(decoder, ids, mask):
+    tree = prefix_tree(ids, mask)
+    assert len(tree.ids) < int(mask.sum())  # the batch shares something: the pass is on fewer tokens
+    return tree_hidden(decoder, ids, mask, tree)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("forward,prefix", [(packed_hidden, 0), (prefix_shared, 10)], ids=["packed", "prefix"])
-def test_packed_pass_equals_the_padded_pass_forward_and_backward(decoder, seed, forward, prefix):
-    """Packed rows, and one row with the shared prefix computed once: the padded pass's hidden states and every
-    parameter's gradient, up to rounding."""
-    ids, mask, _ = ppo_like_batch(seed, prefix)
+@pytest.mark.parametrize("forward,batch", [(packed_hidden, "ppo"), (tree_pass, "ppo_prefix"), (tree_pass, "pairs")])
+def test_packed_pass_equals_the_padded_pass_forward_and_backward(decoder, seed, forward, batch):
+    """Packed rows, and one row with what the sequences start with alike computed once: the padded pass's hidden
+    states and every parameter's gradient, up to rounding."""
+    ids, mask = {"ppo": lambda: ppo_like_batch(seed)[:2], "ppo_prefix": lambda: ppo_like_batch(seed, 10)[:2],
+                 "pairs": lambda: pairs_batch(seed)[:2]}[batch]()
     weights = torch.randn(*ids.shape, decoder.config.hidden_size, generator=torch.Generator().manual_seed(seed))
     results = []
     for forward in (padded_hidden, forward):
@@ -90,10 +123,10 @@ def test_a_model_that_lets_packed_sequences_mix_is_detected(decoder):
     assert not packing_works(leaky, "cpu")
 
 
-def test_the_prefix_is_shared_only_where_the_batch_has_one(decoder, monkeypatch):
+def test_the_tree_is_used_only_where_the_batch_shares_enough(decoder, monkeypatch):
     calls = []
-    monkeypatch.setattr(packing, "prefix_shared_hidden", lambda *a: calls.append(a[3]) or prefix_shared_hidden(*a))
-    for prefix, shared in ((10, [10]), (4, []), (0, [])):  # below MIN_SHARED_PREFIX: packed rows
+    monkeypatch.setattr(packing, "tree_hidden", lambda *a: calls.append(1) or tree_hidden(*a))
+    for prefix, shared in ((10, [1]), (4, []), (0, [])):  # below MIN_SHARED_PREFIX a sequence: packed rows
         calls.clear()
         ids, mask, _ = ppo_like_batch(1, prefix)
         hidden = padding_free_hidden(decoder, ids, mask)
@@ -137,3 +170,106 @@ def test_ppo_passes_give_the_plain_numbers(tiny_model_dir, prefix):
     assert torch.allclose(values[real], want_values[real], atol=1e-5)
     assert torch.allclose(entropy[real], want_entropy[real], atol=1e-4)
     assert logprobs[~real].abs().max() == 0 and entropy[~real].abs().max() == 0
+
+
+def test_right_padding_is_told_apart():
+    assert right_padded(torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0]]))
+    assert not right_padded(torch.tensor([[1, 1, 1], [0, 1, 1]]))  # left padding
+    assert not right_padded(torch.tensor([[1, 0, 1]]))
+
+
+@pytest.mark.parametrize("head", ["causal", "score"])
+def test_trainer_passes_made_padding_free_give_the_same_outputs_and_gradients(tiny_model_dir, head, monkeypatch):
+    """What TRL's trainers call (the model on a right-padded batch, no cache) takes the tree, and gives the padded
+    pass's logits and gradients; generation and left-padded calls keep the model's own forward."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    def load():
+        torch.manual_seed(0)  # the score head is drawn at load time: the same in both
+        if head == "causal":
+            return AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+        model.config.pad_token_id = 0
+        return model
+
+    plain, patched = load(), load()
+    assert padding_free_passes(patched, "cpu") == "real tokens only, shared starts computed once"
+    calls = []
+    monkeypatch.setattr(packing, "tree_hidden", lambda *a: calls.append(1) or tree_hidden(*a))
+    ids, mask, _ = pairs_batch(2)
+    results = []
+    for model in (plain, patched):
+        model.zero_grad()
+        logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        if head == "causal":
+            logits = logits * mask[..., None]  # the padding's logits are never read
+        logits.pow(2).mean().backward()
+        results.append((logits.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    assert calls == [1]
+    (want, want_grads), (got, got_grads) = results
+    assert torch.allclose(got, want, atol=1e-4)
+    assert want_grads.keys() == got_grads.keys()
+    for name, grad in want_grads.items():
+        assert torch.allclose(got_grads[name], grad, atol=1e-4, rtol=1e-3), name
+
+    calls.clear()
+    left = torch.flip(mask, [1])  # left padding: the model's own forward
+    patched(input_ids=torch.flip(ids, [1]), attention_mask=left, use_cache=False)
+    if head == "causal":
+        prompt = ids[:1, :12]
+        out = [m.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=5, do_sample=False)
+               for m in (plain, patched)]
+        assert torch.equal(out[0], out[1])
+    assert calls == []
+
+
+def test_a_model_that_cannot_pack_keeps_its_own_forward(tiny_model_dir, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    monkeypatch.setattr(packing, "packing_works", lambda *a: False)
+    forward = model.model.forward
+    assert padding_free_passes(model, "cpu").startswith("padded batches")
+    assert model.model.forward == forward
+
+
+@pytest.mark.parametrize("stage", ["sft", "reward", "dpo"])
+def test_a_stage_trains_the_same_with_and_without_padding(stage, tiny_model_dir, tmp_path):
+    """The whole stage through the CLI, packing on and off, dropout off: the same loss at every step, the same
+    held-out figures and the same trained adapter, up to rounding; and the log says which passes ran."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from tests.conftest import SAMPLE, cli, only_run
+
+    data = {"sft": ["--set", f"train_file={SAMPLE / 'sft_train.jsonl'}", "--set",
+                    f"eval_file={SAMPLE / 'sft_eval.jsonl'}"],
+            "reward": ["--set", f"train_file={SAMPLE / 'prefs_train.jsonl'}", "--set",
+                       f"eval_file={SAMPLE / 'prefs_eval.jsonl'}", "--set", "eval_steps=2"],
+            "dpo": ["--set", f"train_file={SAMPLE / 'prefs_train.jsonl'}"]}[stage]
+    runs = {}
+    for packing in (False, True):
+        folder = tmp_path / str(packing)
+        assert cli(stage, "--set", f"model={tiny_model_dir}", *data, "--set", "max_steps=3", "--set", "batch_size=4",
+                   "--set", "learning_rate=0.01", "--set", "max_length=96", "--set", "lora_dropout=0", "--set",
+                   f"packing={packing}", "--runs-dir", folder) == 0
+        runs[packing] = only_run(folder)
+    assert "shared starts computed once" in (runs[True] / "run.log").read_text()
+    assert "Training passes" not in (runs[False] / "run.log").read_text()
+
+    def figures(run):
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], k, v) for r in rows for k, v in sorted(r.items())
+                if isinstance(v, float) and ("loss" in k or "accuracy" in k or "margin" in k) and "runtime" not in k]
+
+    plain, packed = figures(runs[False]), figures(runs[True])
+    assert len(plain) >= 3 and [f[:2] for f in plain] == [f[:2] for f in packed]
+    for (step, key, want), (_, _, got) in zip(plain, packed):
+        assert got == pytest.approx(want, rel=1e-3, abs=1e-4), (step, key)
+    want = load_file(runs[False] / "adapter" / "adapter_model.safetensors")
+    got = load_file(runs[True] / "adapter" / "adapter_model.safetensors")
+    moved = [k for k in want if "lora_B" in k and want[k].abs().sum() > 0]
+    assert moved  # it trained
+    for name, weight in want.items():
+        assert torch.allclose(got[name], weight, atol=1e-4), name

@@ -273,3 +273,32 @@ def test_a_stage_trains_the_same_with_and_without_padding(stage, tiny_model_dir,
     assert moved  # it trained
     for name, weight in want.items():
         assert torch.allclose(got[name], weight, atol=1e-4), name
+
+
+def test_trls_fused_head_scores_only_labelled_positions_on_a_cpu(tiny_model_dir, monkeypatch):
+    """The SFT loss's LM head runs on the positions that carry a label, not on the whole padded batch, and gives
+    the same per-token log-probs."""
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+
+    from trl.kernels import chunked_logprob
+
+    # TRL's own decision (an earlier stage in this process may have changed it), restored after the test
+    monkeypatch.setattr(trl_utils, "_use_triton", chunked_logprob._use_triton)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy"))
+    ids, mask, _ = pairs_batch(3)
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, :12] = -100  # the prompt: no label
+    rows = []
+    apply = trl_utils._ChunkedLogProbFunction.apply
+    monkeypatch.setattr(trl_utils._ChunkedLogProbFunction, "apply", lambda h, *a: rows.append(len(h)) or apply(h, *a))
+
+    def log_probs():
+        return model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True).log_probs
+
+    everywhere = log_probs()
+    assert packing.head_on_labelled_positions_only()
+    labelled = log_probs()
+    assert rows == [labels.numel() - len(labels), int((labels[:, 1:] != -100).sum())]
+    assert torch.allclose(labelled, everywhere, atol=1e-5)

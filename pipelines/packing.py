@@ -15,12 +15,16 @@ pass 1.63 -> 1.17 s, a policy forward + backward 3.87 -> 2.55 s; a single row of
 attention cost eating the saving.
 
 A chat template also starts every prompt with the same tokens (SmolLM2's default system turn is 24 of a prompt's
-~39), and each pass computed them once per sequence. When the sequences of a batch share such a prefix, the pass
-runs on one row instead: the prefix once, then each sequence's own tokens with positions continuing from it, and a
-4D mask that lets a token see the prefix and the earlier tokens of its own sequence only. Each token sees exactly
-what it saw in its own sequence, so the numbers are again the padded pass's up to rounding. At the quick recipe
-(8 sequences of ~63 tokens, 24 shared) that is 311 tokens instead of 479: measured on a 2-core CPU, a forward 0.76
--> 0.47 s and a forward + backward 1.71 -> 1.02 s against the packed pass.
+~39), and a preference pair's two answers share their whole prompt. Where the sequences of a batch start alike, the
+pass runs on one row instead: the batch's prefix tree, each distinct start once (the system turn once per batch, a
+pair's prompt once for both answers), each token at its own position, and a 4D mask that lets a token see exactly
+the earlier tokens of its own sequence. So the numbers are again the padded pass's up to rounding. Measured on a
+2-core CPU: PPO's quick batches (8 sequences of ~63 tokens, 24 shared) become 311 tokens instead of 479, a forward
+0.76 -> 0.47 s and a forward + backward 1.71 -> 1.02 s against packed rows; a reward batch (8 pairs, 904 real
+tokens in 16 rows of 68) becomes 421 tokens, a forward + backward 2.88 -> 1.36 s against the padded pass.
+
+TRL's SFT, reward and DPO trainers call the model with right-padded batches: `padding_free_passes` puts the same
+pass under their calls, in the decoder, so their losses and metrics are computed as before, on the same numbers.
 """
 
 from __future__ import annotations

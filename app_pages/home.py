@@ -64,8 +64,8 @@ results_card()
 st.divider()
 st.subheader("Run the whole demo")
 st.markdown(texts.DEMO)
-st.caption("On a 2-core CPU the whole demo takes 10-17 minutes with the embedded SmolLM2-135M model (measured: 10 "
-           "with AVX-512, 17 with AVX2 only); every stage appears here live.")
+st.caption("On a 2-core CPU the whole demo takes 7-12 minutes with the embedded SmolLM2-135M model (measured: 6.7 "
+           "with AVX-512; an AVX2-only CPU takes nearly twice as long); every stage appears here live.")
 
 
 def demo_button(label: str, preset: str, **button) -> None:

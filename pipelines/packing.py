@@ -117,8 +117,19 @@ class Tree:
 
     ids: torch.Tensor  # (slots,) each slot's token
     positions: torch.Tensor  # (slots,) its position in its sequences
-    visible: torch.Tensor  # (slots, slots) bool: what each slot may attend to, itself and its ancestors
     place: torch.Tensor  # (real tokens,) each real token's slot, in the order of `mask.bool()` indexing
+    paths: list[list[int]]  # each sequence's slots, in order
+
+    def visible(self) -> torch.Tensor:
+        """(slots, slots) bool: what each slot may attend to, itself and its ancestors, i.e. the earlier tokens of
+        its own sequence (the same in every sequence through it). Built only for a row short enough to use."""
+        device = self.ids.device
+        visible = torch.zeros((len(self.ids), len(self.ids)), dtype=torch.bool, device=device)
+        for path in self.paths:
+            path = torch.tensor(path, device=device)
+            visible[path[:, None], path[None, :]] = torch.ones(len(path), len(path), dtype=torch.bool,
+                                                               device=device).tril()
+        return visible
 
 
 def prefix_tree(ids: torch.Tensor, mask: torch.Tensor) -> Tree:
@@ -132,7 +143,7 @@ def prefix_tree(ids: torch.Tensor, mask: torch.Tensor) -> Tree:
     for n in lengths:
         starts.append(starts[-1] + n)
     sequences = [flat[a:b] for a, b in zip(starts, starts[1:])]
-    slots: list[list[int]] = [[] for _ in sequences]
+    paths: list[list[int]] = [[] for _ in sequences]
     previous, count = None, 0
     for i in sorted(range(len(sequences)), key=sequences.__getitem__):
         sequence, common = sequences[i], 0
@@ -140,23 +151,17 @@ def prefix_tree(ids: torch.Tensor, mask: torch.Tensor) -> Tree:
             earlier = sequences[previous]
             while common < min(len(earlier), len(sequence)) and earlier[common] == sequence[common]:
                 common += 1
-        slots[i] = slots[previous][:common] if previous is not None else []
-        slots[i] += range(count, count + len(sequence) - common)
+        paths[i] = paths[previous][:common] if previous is not None else []
+        paths[i] += range(count, count + len(sequence) - common)
         count += len(sequence) - common
         previous = i
     device = ids.device
-    place = torch.tensor([s for path in slots for s in path], dtype=torch.long, device=device)
+    place = torch.tensor([s for path in paths for s in path], dtype=torch.long, device=device)
     index = torch.cat([torch.arange(n, device=device) for n in lengths])  # each real token's position
     row = ids.new_empty(count)
     positions = torch.empty(count, dtype=torch.long, device=device)
     row[place], positions[place] = ids[keep], index  # a shared slot is written by each of its sequences, alike
-    visible = torch.zeros((count, count), dtype=torch.bool, device=device)
-    for path in slots:
-        path = torch.tensor(path, device=device)
-        # each token sees the earlier tokens of its own sequence: a node's ancestors, the same in every sequence
-        visible[path[:, None], path[None, :]] = torch.ones(len(path), len(path), dtype=torch.bool,
-                                                           device=device).tril()
-    return Tree(row, positions, visible, place)
+    return Tree(row, positions, place, paths)
 
 
 def tree_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor, tree: Tree | None = None) -> torch.Tensor:
@@ -164,7 +169,7 @@ def tree_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor, tree: Tree | Non
     sees exactly what it saw in its own sequence, at the same position; zeros on padding. Differentiable."""
     tree = tree or prefix_tree(ids, mask)
     hidden = decoder(input_ids=tree.ids[None], position_ids=tree.positions[None],
-                     attention_mask=tree.visible[None, None], use_cache=False).last_hidden_state[0]
+                     attention_mask=tree.visible()[None, None], use_cache=False).last_hidden_state[0]
     out = hidden.new_zeros((*mask.shape, hidden.shape[-1]))
     out[mask.bool()] = hidden[tree.place]
     return out
@@ -225,6 +230,7 @@ def padding_free_passes(model, device) -> str:
     if packs:
         shares = prefix_sharing_works(decoder, device)
     decoder.train(was_training)
+    head_on_labelled_positions_only()
     if not packs:
         return "padded batches (this model does not keep packed sequences apart)"
     own_forward = decoder.forward
@@ -243,7 +249,6 @@ def padding_free_passes(model, device) -> str:
                            **kwargs)
 
     decoder.forward = forward
-    head_on_labelled_positions_only()
     return "real tokens only, shared starts computed once" if shares else "real tokens only, in packed rows"
 
 

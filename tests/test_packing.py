@@ -77,8 +77,8 @@ def test_the_prefix_tree_holds_each_distinct_start_once():
     assert torch.equal(tree.positions[tree.place], (mask.cumsum(1) - 1)[mask.bool()])
     # a token sees exactly the earlier tokens of its own sequence
     first = tree.place[:len(sequences[0])]
-    assert torch.equal(tree.visible[first[-1]].nonzero().flatten().sort().values, first.sort().values)
-    assert int(tree.visible.sum()) == sum(len(p) for p in distinct)
+    assert torch.equal(tree.visible()[first[-1]].nonzero().flatten().sort().values, first.sort().values)
+    assert int(tree.visible().sum()) == sum(len(p) for p in distinct)
     same = torch.tensor([[5, 6, 7], [5, 6, 7]])  # identical sequences take the same slots
     assert len(prefix_tree(same, torch.ones_like(same)).ids) == 3
     ppo_ids, ppo_mask, _ = ppo_like_batch(0, prefix=10)  # left padding: the real tokens are found wherever they are
@@ -234,7 +234,7 @@ def test_a_model_that_cannot_pack_keeps_its_own_forward(tiny_model_dir, monkeypa
 
 
 @pytest.mark.parametrize("stage", ["sft", "reward", "dpo"])
-def test_a_stage_trains_the_same_with_and_without_padding(stage, tiny_model_dir, tmp_path):
+def test_a_stage_trains_the_same_with_and_without_padding(stage, tiny_model_dir, tmp_path, monkeypatch):
     """The whole stage through the CLI, packing on and off, dropout off: the same loss at every step, the same
     held-out figures and the same trained adapter, up to rounding; and the log says which passes ran."""
     import json
@@ -248,13 +248,15 @@ def test_a_stage_trains_the_same_with_and_without_padding(stage, tiny_model_dir,
             "reward": ["--set", f"train_file={SAMPLE / 'prefs_train.jsonl'}", "--set",
                        f"eval_file={SAMPLE / 'prefs_eval.jsonl'}", "--set", "eval_steps=2"],
             "dpo": ["--set", f"train_file={SAMPLE / 'prefs_train.jsonl'}"]}[stage]
-    runs = {}
-    for packing in (False, True):
-        folder = tmp_path / str(packing)
+    runs, tree_passes = {}, []
+    monkeypatch.setattr(packing, "tree_hidden", lambda *a: tree_passes.append(a[1].shape) or tree_hidden(*a))
+    for packs in (False, True):
+        folder = tmp_path / str(packs)
         assert cli(stage, "--set", f"model={tiny_model_dir}", *data, "--set", "max_steps=3", "--set", "batch_size=4",
                    "--set", "learning_rate=0.01", "--set", "max_length=96", "--set", "lora_dropout=0", "--set",
-                   f"packing={packing}", "--runs-dir", folder) == 0
-        runs[packing] = only_run(folder)
+                   f"packing={packs}", "--runs-dir", folder) == 0
+        runs[packs] = only_run(folder)
+        assert bool(tree_passes) == packs  # the trainer's own passes went through the tree, and only with packing
     assert "shared starts computed once" in (runs[True] / "run.log").read_text()
     assert "Training passes" not in (runs[False] / "run.log").read_text()
 

@@ -57,7 +57,7 @@ Full RLHF is not the only road. From the demo's SFT model: the judge and PPO; **
 preference pairs directly (no judge, no sampling); and **GRPO** on questions with one checkable answer, rewarded by a
 rule instead of a judge. Compare then shows all of them on held-out checkable questions: what the politeness judge
 prefers, and which answers are right. The "Which approach?" page reads each path's measured cost from these runs.
-About 20 minutes on a 2-core CPU after the demo (measured: 20.5 with AVX-512).
+About 15 minutes on a 2-core CPU after the demo (measured: 14.5 with AVX-512).
 """
 
 REWARD_HACKING = """

@@ -30,6 +30,7 @@ pass under their calls, in the decoder, so their losses and metrics are computed
 from __future__ import annotations
 
 import functools
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -176,14 +177,25 @@ def tree_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor, tree: Tree | Non
 
 
 def padding_free_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor, share_prefix: bool = True) -> torch.Tensor:
-    """The padded pass's hidden states without its padding: on the prefix tree's one row where the sequences start
-    alike enough and the row stays short, else on packed rows."""
-    if share_prefix:
-        tree = prefix_tree(ids, mask)
-        shared = int(mask.sum()) - len(tree.ids)
-        if shared >= MIN_SHARED_PREFIX * (len(ids) - 1) and len(tree.ids) <= MAX_SHARED_ROW:
-            return tree_hidden(decoder, ids, mask, tree)
+    """The padded pass's hidden states without its padding: on the prefix tree's one row where that pays, else on
+    packed rows."""
+    tree = shared_tree(ids, mask) if share_prefix else None
+    if tree is not None:
+        return tree_hidden(decoder, ids, mask, tree)
     return packed_hidden(decoder, ids, mask)
+
+
+def shared_tree(ids: torch.Tensor, mask: torch.Tensor) -> Tree | None:
+    """The batch's prefix tree where it pays: several sequences that share at least `MIN_SHARED_PREFIX` tokens
+    each on average, in a row of at most `MAX_SHARED_ROW`. Else None (a lone sequence keeps its causal pass, which a
+    GPU runs with its fastest attention kernel)."""
+    if len(ids) < 2:
+        return None
+    tree = prefix_tree(ids, mask)
+    shared = int(mask.sum()) - len(tree.ids)
+    if shared >= MIN_SHARED_PREFIX * (len(ids) - 1) and len(tree.ids) <= MAX_SHARED_ROW:
+        return tree
+    return None
 
 
 @torch.no_grad()
@@ -210,18 +222,34 @@ def packing_works(decoder, device) -> bool:
 def prefix_sharing_works(decoder, device) -> bool:
     """Whether this model takes a custom 4D attention mask (transformers' own architectures do); checked once, as
     `packing_works` is, on two sequences that share three tokens (otherwise: packed rows)."""
+    config = getattr(decoder, "config", None)
+    if config is not None and window_shorter_than_a_row(config):
+        return False
     ids = torch.tensor([[11, 12, 13, 14, 15], [0, 11, 12, 13, 22]], device=device)
     mask = torch.tensor([[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]], device=device)
     return same_as_padded(decoder, ids, mask, tree_hidden)
 
 
+def window_shorter_than_a_row(config) -> bool:
+    """Whether the model has sliding-window attention with a window a tree row could outrun: transformers applies
+    a given 4D mask as it is, so its sliding layers would let a token see past the window (Gemma 3: 512). The
+    five-token check cannot show that; packed rows keep the model's own masks."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    window = getattr(text, "sliding_window", None)
+    return bool(window) and getattr(text, "use_sliding_window", True) is not False and window < MAX_SHARED_ROW
+
+
 def padding_free_passes(model, device) -> str:
     """Make a model's padded training passes padding-free, for trainers that call it with padded batches (TRL's SFT,
     reward and DPO trainers, the judge's scoring): its decoder computes a right-padded batch given without
-    positions or a cache by `padding_free_hidden`, and hands back the hidden states in the padded layout, so
+    positions or a cache on the prefix tree's one row, or else on packed rows, and hands back the hidden states in
+    the padded layout, so
     everything after the decoder (the LM head, TRL's fused loss, the score head reading the last real token) runs
-    unchanged. Any other call (generation, left padding, explicit positions) runs the decoder's own forward.
-    Checked first on this model, like PPO's passes. Returns how passes run, for the log."""
+    unchanged. Any other call (generation, left padding, explicit positions, a lone sequence, a batch with neither
+    padding nor a shared start) runs the decoder's own forward. Checked first on this model, like PPO's passes.
+    With dropout on, a slot that several sequences share draws its dropout once for all of them: the same
+    expectation as the padded pass, with noise correlated between those sequences (the tests compare the two with
+    dropout off). Returns how passes run, for the log."""
     causal = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = causal.base_model
     was_training = decoder.training
@@ -234,19 +262,24 @@ def padding_free_passes(model, device) -> str:
     if not packs:
         return "padded batches (this model does not keep packed sequences apart)"
     own_forward = decoder.forward
+    signature = inspect.signature(own_forward)  # callers pass input_ids by position too (the score head does)
 
     @functools.wraps(own_forward)
-    def forward(input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, inputs_embeds=None,
-                use_cache=None, **kwargs):
-        if (use_cache is False and input_ids is not None and attention_mask is not None and attention_mask.dim() == 2
-                and position_ids is None and past_key_values is None and inputs_embeds is None
-                and not any(v is not None and v is not False for v in kwargs.values())
-                and right_padded(attention_mask)):
-            return BaseModelOutputWithPast(
-                last_hidden_state=padding_free_hidden(own_forward, input_ids, attention_mask, shares))
-        return own_forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                           past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
-                           **kwargs)
+    def forward(*args, **kwargs):
+        given = signature.bind_partial(*args, **kwargs).arguments
+        given = {**given.pop("kwargs", {}), **given}
+        ids, mask = given.get("input_ids"), given.get("attention_mask")
+        others = [v for k, v in given.items() if k not in ("input_ids", "attention_mask", "use_cache")]
+        if (given.get("use_cache") is False and ids is not None and mask is not None
+                and mask.dim() == 2 and len(ids) > 1 and all(v is None for v in others)
+                and not (decoder.config.output_hidden_states or decoder.config.output_attentions)
+                and right_padded(mask)):
+            tree = shared_tree(ids, mask) if shares else None
+            if tree is not None:
+                return BaseModelOutputWithPast(last_hidden_state=tree_hidden(own_forward, ids, mask, tree))
+            if not bool(mask.all()):
+                return BaseModelOutputWithPast(last_hidden_state=packed_hidden(own_forward, ids, mask))
+        return own_forward(*args, **kwargs)
 
     decoder.forward = forward
     return "real tokens only, shared starts computed once" if shares else "real tokens only, in packed rows"

@@ -304,3 +304,34 @@ def test_trls_fused_head_scores_only_labelled_positions_on_a_cpu(tiny_model_dir,
     labelled = log_probs()
     assert rows == [labels.numel() - len(labels), int((labels[:, 1:] != -100).sum())]
     assert torch.allclose(labelled, everywhere, atol=1e-5)
+
+
+def test_the_trainers_passes_keep_the_own_forward_where_the_tree_would_not_pay(tiny_model_dir, monkeypatch):
+    """A lone sequence, a batch with neither padding nor a shared start, a caller that wants a tuple: the model's own
+    pass (a GPU runs a lone causal sequence with its fastest kernel)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    padding_free_passes(model, "cpu")
+    calls = []
+    monkeypatch.setattr(packing, "tree_hidden", lambda *a: calls.append("tree") or tree_hidden(*a))
+    monkeypatch.setattr(packing, "packed_hidden", lambda *a: calls.append("packed") or packed_hidden(*a))
+    ids, mask, _ = pairs_batch(1)
+    model(input_ids=ids[:1], attention_mask=mask[:1], use_cache=False)
+    distinct = torch.arange(1, 25).reshape(2, 12)  # no padding, nothing in common
+    model(input_ids=distinct, attention_mask=torch.ones_like(distinct), use_cache=False)
+    out = model.model(input_ids=ids, attention_mask=mask, use_cache=False, return_dict=False)
+    assert isinstance(out, tuple) and calls == []
+    model(input_ids=ids, attention_mask=mask, use_cache=False)
+    assert calls == ["tree"]
+
+
+def test_a_sliding_window_shorter_than_a_row_keeps_packed_rows(decoder):
+    assert prefix_sharing_works(decoder, "cpu")
+    decoder.config.sliding_window = 512  # as Gemma 3: the tree's mask would reach past it
+    try:
+        assert not prefix_sharing_works(decoder, "cpu")
+        decoder.config.use_sliding_window = False  # as Qwen2's configs: declared, not used
+        assert prefix_sharing_works(decoder, "cpu")
+    finally:
+        del decoder.config.sliding_window, decoder.config.use_sliding_window

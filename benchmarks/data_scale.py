@@ -34,7 +34,7 @@ sys.path.insert(0, {tree!r})
 from pipelines.config import RewardConfig
 from pipelines.data import load_checked
 from pipelines.models import load_tokenizer, resolve_model
-from pipelines.reward import tokenize_pairs
+from pipelines.data import tokenize_pairs
 cfg = RewardConfig(train_file={file!r}, max_length=128)
 tokenizer = load_tokenizer(resolve_model("default"))
 pairs = load_checked("reward", cfg.train_file, logging.getLogger("x"))

@@ -109,7 +109,7 @@ class Separate:
         for p in self.reference.parameters():
             p.requires_grad_(False)
         value_base = prepare_for_kbit(load_base(cfg, base_path, head="score", device=device), cfg)
-        self.value = get_peft_model(value_base, lora_config(cfg, "SEQ_CLS", dropout=0.0)).eval()
+        self.value = get_peft_model(value_base, lora_config(cfg, "SEQ_CLS", value_base, dropout=0.0)).eval()
         # The reward model as pipelines.reward.Judge loads it (score head, the SFT adapter merged in, the reward
         # adapter on top), but with this benchmark's quantization, as the shared layout's judge has.
         judge = load_base(cfg, base_path, head="score", device=device)

@@ -22,9 +22,12 @@ TENS = {"twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "nin
 
 def words(text: str) -> list[str]:
     """Lower-case words and numbers, punctuation dropped, thousands separators removed, number words and
-    "twenty-three" as digits."""
+    "twenty-three" as digits. A minus sign stays with its number ("-5" is not "5"); a hyphen between words or
+    numbers ("twenty-three", "5-3") separates them."""
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text.lower())
-    tokens = re.findall(r"\d+(?:\.\d+)?|[a-z]+(?:'[a-z]+)?", text.replace("-", " "))
+    text = re.sub(r"(?<![\w.])-(?=\d)", "\N{MINUS SIGN}", text)  # a sign, not a hyphen: kept through the split below
+    tokens = re.findall(r"\N{MINUS SIGN}?\d+(?:\.\d+)?|[a-z]+(?:'[a-z]+)?", text.replace("-", " "))
+    tokens = [t.replace("\N{MINUS SIGN}", "-") for t in tokens]
     out: list[str] = []
     for token in tokens:
         value = NUMBER_WORDS.get(token)
@@ -58,4 +61,4 @@ def is_correct(response: str, answer: str, question: str = "") -> bool:
 
 
 def is_number(token: str) -> bool:
-    return token.replace(".", "", 1).isdigit()
+    return token.removeprefix("-").replace(".", "", 1).isdigit()

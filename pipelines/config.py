@@ -238,7 +238,10 @@ class TrainingConfig(StageConfig):
 PACKING = ("Compute only the real tokens of each batch: no padding, and what several sequences start with alike (a "
            "chat template's system turn, the prompt both answers of a pair share) computed once. Same numbers up to "
            "rounding; checked at start, and off by itself for a model that cannot.")
-BEFORE_PACKING = {"packing": False}  # a run saved before the setting existed trained on padded batches
+BEFORE_PACKING = {"packing": False}
+MIN_PROMPT_TOKENS = ("When a pair is too long, the prompt is cut from the left down to at least this many tokens "
+                     "(both answers stay whole); pairs still too long are dropped. Both are counted in the log and "
+                     "the summary.")  # a run saved before the setting existed trained on padded batches
 
 
 @dataclass
@@ -289,10 +292,7 @@ class RewardConfig(TrainingConfig):
         "field, or the quote under a 'What the labeler was asked to judge' heading in a README.md beside it).",
         group="data",
     )
-    min_prompt_tokens: int = setting(
-        8, "When a pair is too long, the prompt is cut from the left down to at least this many tokens; pairs "
-        "still too long are dropped and counted.", min=0, group="data",
-    )
+    min_prompt_tokens: int = setting(8, MIN_PROMPT_TOKENS, min=0, group="data")
     packing: bool = setting(True, PACKING)
 
     def validate(self):
@@ -320,6 +320,7 @@ class DPOConfig(TrainingConfig):
     eval_steps: int = setting(20, "Evaluate on the held-out pairs every N steps (0: only at the end).", min=0)
     beta: float = setting(0.1, "How far the model may move from the reference: a smaller beta lets it drift more "
                           "(DPO's KL weight; at 0 the loss would not depend on the model).", min=0.001, max=10.0)
+    min_prompt_tokens: int = setting(8, MIN_PROMPT_TOKENS, min=0, group="data")
     packing: bool = setting(True, PACKING)
 
     def validate(self):
@@ -346,7 +347,10 @@ class PPOConfig(TrainingConfig):
                                 "or a Hub dataset `owner/name[:config][:split]`.", group="data")
     max_new_tokens: int = setting(48, "Longest sampled response in tokens.", min=1, max=4096, group="generation")
     temperature: float = setting(0.7, "Sampling temperature for rollouts.", min=0.01, max=5.0, group="generation")
-    top_p: float = setting(1.0, "Nucleus sampling threshold for rollouts.", min=0.01, max=1.0, group="generation")
+    top_p: float = setting(
+        1.0, "Nucleus sampling threshold for rollouts. PPO takes 1.0 only: its log-probs, ratio and KL are over the "
+        "full softmax, so responses must be sampled from it.", min=0.01, max=1.0, group="generation",
+    )
     unfinished_penalty: float = setting(
         -1.0, "Added to the score of a response that never reached end-of-turn.", group="generation"
     )
@@ -379,6 +383,14 @@ class PPOConfig(TrainingConfig):
                               "`--set prompts_file=sample_data/prompts_train.jsonl`.")
         if not self.reward_run:
             raise ConfigError("`reward_run` is empty. Fix: set it to a reward run folder or `latest`.")
+        if self.top_p < 1.0:
+            # A nucleus-truncated sampler draws from another distribution than the one PPO's ratio and KL are taken
+            # over; scoring under the nucleus instead would give the reference -inf log-probs (an infinite KL) for
+            # tokens outside its own nucleus. So: one distribution, the full softmax at `temperature`.
+            raise ConfigError(f"`top_p` is {self.top_p}, but PPO samples from the full softmax: its log-probs, "
+                              "policy ratio and KL penalty are computed over every token, and responses drawn from "
+                              "the nucleus alone would make them wrong. Fix: set `top_p: 1.0` (lower `temperature` "
+                              "for less random rollouts).")
         if self.batch_size % self.num_minibatches:
             raise ConfigError(f"`batch_size` ({self.batch_size}) must be divisible by `num_minibatches` "
                               f"({self.num_minibatches}). Fix: change one of them.")

@@ -661,6 +661,43 @@ def fit_to_length(prompt_ids: list[int], response_lens: list[int], max_length: i
     return None
 
 
+@dataclass
+class TokenizedPairs:
+    """Preference pairs as the reward and DPO stages train on them: each pair fitted to `max_length` by cutting its
+    prompt from the left (both answers stay whole), what had to be cut and what could not fit counted by line."""
+
+    rows: list[dict] = field(default_factory=list)  # chosen_ids, rejected_ids (prompt + answer), prompt_len, line,
+    # chosen_len, rejected_len
+    truncated_lines: list[int] = field(default_factory=list)
+    dropped_lines: list[int] = field(default_factory=list)
+
+    def describe(self, name: str, max_length: int) -> str:
+        return (f"{name}: {len(self.rows)} pairs kept; {len(self.truncated_lines)} had their prompt cut from the left "
+                f"to fit max_length={max_length}; {len(self.dropped_lines)} dropped because the responses alone do "
+                "not fit" + (f" (lines {', '.join(map(str, self.dropped_lines[:10]))}"
+                             f"{', ...' if len(self.dropped_lines) > 10 else ''})" if self.dropped_lines else ""))
+
+
+def tokenize_pairs(tokenizer, pairs: list[dict], max_length: int, min_prompt_tokens: int,
+                   progress=None) -> TokenizedPairs:
+    """Every pair as it is trained on (the ids of encode_response, computed in batches: BatchEncoder)."""
+    out = TokenizedPairs()
+    all_prompt_ids, (all_chosen, all_rejected) = BatchEncoder(tokenizer, progress).responses(
+        [p["prompt"] for p in pairs], [p["chosen"] for p in pairs], [p["rejected"] for p in pairs])
+    for pair, prompt_ids, chosen_ids, rejected_ids in zip(pairs, all_prompt_ids, all_chosen, all_rejected):
+        keep = fit_to_length(prompt_ids, [len(chosen_ids), len(rejected_ids)], max_length, min_prompt_tokens)
+        if keep is None:
+            out.dropped_lines.append(pair.get("_line", 0))
+            continue
+        if keep < len(prompt_ids):
+            out.truncated_lines.append(pair.get("_line", 0))
+            prompt_ids = prompt_ids[len(prompt_ids) - keep:]
+        out.rows.append({"chosen_ids": prompt_ids + chosen_ids, "rejected_ids": prompt_ids + rejected_ids,
+                         "prompt_len": len(prompt_ids), "line": pair.get("_line", 0), "chosen_len": len(chosen_ids),
+                         "rejected_len": len(rejected_ids)})
+    return out
+
+
 def token_lengths(tokenizer, rows: list[dict], progress=None) -> list[int]:
     """Tokens of each record as the trainer sees it: prompt + the longest response, chat template applied (a prompt
     alone for prompt files, the text for plain-text SFT). Batched (BatchEncoder), a slice of records at a time, so

@@ -3,7 +3,8 @@
 against a frozen reference, so the model cannot drift far from where it started (`beta` sets how far).
 
 The reference is the starting model through adapter switching, never a second copy in memory
-(pipelines.models.starting_policy), and the saved adapter, like a PPO policy's, applies to the SFT run's base as it
+(pipelines.models.starting_policy), pairs too long for `max_length` are cut and counted as the reward stage does
+it (FittedPairsDPOTrainer), and the saved adapter, like a PPO policy's, applies to the SFT run's base as it
 is, so Compare and export treat a DPO run as they treat a PPO run.
 """
 
@@ -17,8 +18,9 @@ from datasets import Dataset
 
 from pipelines import distributed
 from pipelines.config import DPOConfig
-from pipelines.data import load_checked
-from pipelines.models import lora_config, pick_device, save_trained_adapter, starting_policy
+from pipelines.data import TokenizedPairs, load_checked, logged_progress, tokenize_pairs
+from pipelines.errors import DataError
+from pipelines.models import adapter_report, lora_config, pick_device, save_trained_adapter, starting_policy
 from pipelines.packing import padding_free_passes
 from pipelines.runs import Run
 from pipelines.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation, train_tracked,
@@ -27,10 +29,23 @@ from pipelines.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, fi
 log = logging.getLogger("pipelines")
 
 
-def to_dataset(rows: list[dict]) -> Dataset:
-    """Pairs in TRL's conversational preference format: the prompt's messages, each answer as one assistant turn."""
-    return Dataset.from_list([{"prompt": r["prompt"], "chosen": [{"role": "assistant", "content": r["chosen"]}],
-                               "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows])
+class FittedPairsDPOTrainer(trl.DPOTrainer):
+    """TRL's DPOTrainer on pairs tokenized and fitted to `max_length` here, as the reward stage fits them
+    (pipelines.data.tokenize_pairs: the prompt cut from the left, both answers whole, what was cut or dropped
+    counted). TRL 1.16 would tokenize the text again, and its collator cut a pair that does not fit from the end:
+    the answers first, so a pair could lose its whole completion (a constant loss, nothing learned, nobody told).
+    Its `_prepare_dataset` (tokenize, then drop prompts that fill `max_length`) is the one method replaced; a test
+    holds the pinned TRL to it."""
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        return dataset
+
+
+def to_dataset(pairs: TokenizedPairs) -> Dataset:
+    """Fitted pairs in the tokenized form TRL's preference collator reads: the prompt's ids, each answer's ids."""
+    return Dataset.from_list([{"prompt_ids": r["chosen_ids"][:r["prompt_len"]],
+                               "chosen_ids": r["chosen_ids"][r["prompt_len"]:],
+                               "rejected_ids": r["rejected_ids"][r["prompt_len"]:]} for r in pairs.rows])
 
 
 def run(cfg: DPOConfig, run: Run, resume: Path | None = None) -> dict:
@@ -40,33 +55,51 @@ def run(cfg: DPOConfig, run: Run, resume: Path | None = None) -> dict:
     train_rows = load_checked("dpo", cfg.train_file, log, cfg.column_map)
     eval_rows = load_checked("dpo", cfg.eval_file, log, cfg.column_map) if cfg.eval_file else []
     model, tokenizer = starting_policy(cfg, sft_run, device)
+    train = tokenize_pairs(tokenizer, train_rows, cfg.max_length, cfg.min_prompt_tokens,
+                           logged_progress(log, "training pairs"))
+    held_out = tokenize_pairs(tokenizer, eval_rows, cfg.max_length, cfg.min_prompt_tokens,
+                              logged_progress(log, "held-out pairs"))
+    log.info(train.describe("training pairs", cfg.max_length))
+    if eval_rows:
+        log.info(held_out.describe("held-out pairs", cfg.max_length))
+    if not train.rows:
+        raise DataError(f"No training pair of `{cfg.train_file}` fits `max_length={cfg.max_length}`, even with the "
+                        "prompt cut. Fix: raise `max_length`.")
+    if eval_rows and not held_out.rows:
+        raise DataError("No held-out pair fits `max_length`. Fix: raise `max_length` or check `eval_file`.")
+    accounting = {"train_pairs": len(train.rows),
+                  "truncated_pairs": len(train.truncated_lines) + len(held_out.truncated_lines),
+                  "dropped_pairs": len(train.dropped_lines) + len(held_out.dropped_lines)}
     if cfg.packing:
         log.info("Training passes: %s.", padding_free_passes(model, device))
     shared, report_callbacks = trainer_arguments(cfg, run, device, evaluate=bool(eval_rows))
     args = trl.DPOConfig(
         **shared,
-        max_length=cfg.max_length,
+        max_length=cfg.max_length,  # every pair fits already: the collator's cut from the end never applies
         beta=cfg.beta,
     )
     tracker = Tracker(run, cfg.max_steps, cfg.batch_size * cfg.gradient_accumulation_steps)
-    trainer = trl.DPOTrainer(
+    if not resume:  # a resumed run has this row already
+        tracker.log(0, accounting)
+    trainer = FittedPairsDPOTrainer(
         model=model,
         args=args,
-        train_dataset=to_dataset(train_rows),
-        eval_dataset=to_dataset(eval_rows) if eval_rows else None,
+        train_dataset=to_dataset(train),
+        eval_dataset=to_dataset(held_out) if eval_rows else None,
         processing_class=tokenizer,
-        peft_config=None if sft_run else lora_config(cfg, "CAUSAL_LM"),
+        peft_config=None if sft_run else lora_config(cfg, "CAUSAL_LM", model),
         callbacks=[TrackerCallback(tracker), TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
     )
+    adapter = adapter_report(trainer.model, "default")
     result, stopped = train_tracked(trainer, tracker, resume)
-    summary = {"steps": trainer.state.global_step, "train_pairs": len(train_rows),
+    summary = {"steps": trainer.state.global_step, **adapter, **accounting,
                "train_runtime_s": round(result.metrics["train_runtime"], 2)}
     losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
     if losses:
         summary.update(first_loss=losses[0], final_loss=losses[-1])
     if eval_rows and not stopped:
         metrics = final_evaluation(trainer, tracker)
-        summary.update(eval_pairs=len(eval_rows), eval_accuracy=metrics.get("eval_rewards/accuracies"),
+        summary.update(eval_pairs=len(held_out.rows), eval_accuracy=metrics.get("eval_rewards/accuracies"),
                        eval_margin=metrics.get("eval_rewards/margins"))
     summary.update(distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad))
 

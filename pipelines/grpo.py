@@ -20,7 +20,7 @@ from pipelines import distributed
 from pipelines.config import GRPOConfig
 from pipelines.data import load_checked
 from pipelines.errors import DataError
-from pipelines.models import lora_config, pick_device, save_trained_adapter, starting_policy
+from pipelines.models import adapter_report, lora_config, pick_device, save_trained_adapter, starting_policy
 from pipelines.packing import head_on_labelled_positions_only
 from pipelines.rules import answer_reward, length_reward, regex_reward
 from pipelines.runs import Run
@@ -143,12 +143,13 @@ def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=None if sft_run else lora_config(cfg, "CAUSAL_LM"),
+        peft_config=None if sft_run else lora_config(cfg, "CAUSAL_LM", model),
         callbacks=[TrackerCallback(tracker), TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
     )
+    adapter = adapter_report(trainer.model, "default")
     result, stopped = train_tracked(trainer, tracker, resume)
     history = [row for row in trainer.state.log_history if "reward" in row]
-    summary = {"steps": trainer.state.global_step, "train_prompts": len(dataset), "rewards": list(cfg.rewards),
+    summary = {"steps": trainer.state.global_step, **adapter, "train_prompts": len(dataset), "rewards": list(cfg.rewards),
                "train_runtime_s": round(result.metrics["train_runtime"], 2)}
     if history:
         quarter = max(1, len(history) // 4)

@@ -178,17 +178,124 @@ def load_base(cfg, path: str, *, head: str = "causal", device: str | None = None
     return model
 
 
-def lora_config(cfg, task_type: str, *, dropout: float | None = None):
+DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]  # the attention projections, by Llama's names
+
+
+def logits_from_hidden(causal):
+    """hidden states -> the logits the model's own forward returns: its LM head, then whatever the family does after
+    it (Gemma 2's `final_logit_softcapping`, Cohere's `logit_scale`, Granite's `logits_scaling`...), read from the
+    config by the convention TRL's fused LM head follows. PPO takes its log-probs this way (on the real tokens
+    alone), and samples from the forward's logits: without the transform it would train on another distribution
+    than it samples from. check_logits_from_hidden holds the two side by side at start."""
+    head = causal.get_output_embeddings()
+    text = causal.config.get_text_config()
+    scale = next((getattr(text, name) for name in ("logit_scale", "output_multiplier", "lm_head_multiplier")
+                  if getattr(text, name, None) is not None), None)
+    if scale is None and getattr(text, "logits_scaling", None) is not None:
+        scale = text.logits_scaling if text.model_type == "hyperclovax" else 1 / text.logits_scaling
+    cap = getattr(text, "final_logit_softcapping", None)
+
+    def logits(hidden: torch.Tensor) -> torch.Tensor:
+        out = head(hidden)
+        if scale is not None and scale != 1.0:
+            out = out * scale
+        if cap:
+            out = torch.tanh(out / cap) * cap
+        return out
+
+    return logits
+
+
+@torch.no_grad()
+def check_logits_from_hidden(causal, decoder, logits, device) -> None:
+    """Refuse a model whose forward turns hidden states into logits some way `logits_from_hidden` does not know:
+    its log-probs would silently differ from what it samples. Checked once, on one short sequence."""
+    ids = torch.tensor([[11, 12, 13, 14, 15, 16]], device=device)
+    was_training = causal.training
+    causal.eval()
+    try:
+        theirs = causal(input_ids=ids, use_cache=False).logits.float()
+        ours = logits(decoder(input_ids=ids, use_cache=False).last_hidden_state).float()
+    finally:
+        causal.train(was_training)
+    if (ours - theirs).norm() > 1e-3 * theirs.norm() + 1e-5:
+        raise ModelError(f"{type(causal).__name__} computes its logits after the LM head in a way this workbench "
+                         "does not reproduce, so PPO's log-probs would not be those of what it samples. Fix: use "
+                         "another model family for PPO (DPO and GRPO take their log-probs from the model's own "
+                         "forward), and report the model id.")
+
+
+def lora_config(cfg, task_type: str, model, *, dropout: float | None = None):
+    """The adapter `cfg` asks for, on the modules of `model` it names (lora_targets)."""
     from peft import LoraConfig
 
-    targets = cfg.lora_target_modules
     return LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout if dropout is None else dropout,
-        target_modules="all-linear" if targets == ["all-linear"] else targets,
+        target_modules=lora_targets(model, cfg.lora_target_modules),
         task_type=task_type,  # SEQ_CLS also saves the score head with the adapter (modules_to_save)
     )
+
+
+def lora_targets(model, targets: list[str]) -> list[str] | str:
+    """`lora_target_modules` checked against the model. PEFT adapts whatever matches and skips the rest without a
+    word, so a list written for one family adapts a fraction of another (Phi-3 fuses q, k and v into `qkv_proj`:
+    the Llama names adapt `o_proj` alone). The default means "the attention projections": where the model names
+    them otherwise, its own are used (and logged). Any other name the model lacks is refused, with the names it has."""
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    if targets == ["all-linear"]:
+        return "all-linear"
+    # a model that already holds adapters (PPO adds its value adapter beside the policy): the adapted layers' names
+    names = [name.removesuffix(".base_layer") for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Linear) and ".lora_" not in name]
+    missing = [t for t in targets
+               if not any(check_target_module_exists(LoraConfig(target_modules=[t]), name) for name in names)]
+    if not missing:
+        return targets
+    kind = type(model).__name__
+    if targets == DEFAULT_LORA_TARGETS:
+        attention = attention_projections(model)
+        if attention:
+            log.info("%s names its attention projections %s (not %s): the default LoRA targets adapt those.", kind,
+                     ", ".join(attention), ", ".join(DEFAULT_LORA_TARGETS))
+            return attention
+    linear = sorted({name.rsplit(".", 1)[-1] for name in names if ".layers." in name or ".h." in name}
+                    or {name.rsplit(".", 1)[-1] for name in names})
+    from pipelines.errors import ConfigError
+
+    raise ConfigError(f"`lora_target_modules` names {', '.join(f'`{t}`' for t in missing)}, which {kind} does not "
+                      f"have: LoRA would adapt only part of what you asked for. Its linear layers: "
+                      f"{', '.join(linear)}. Fix: set `lora_target_modules` to names among those, or `all-linear`.")
+
+
+def attention_projections(model) -> list[str]:
+    """The names of the linear layers inside the model's attention blocks (`q_proj`... or a family's own, such as
+    Phi-3's fused `qkv_proj`), in the order the first block holds them."""
+    for module in model.modules():
+        if type(module).__name__.endswith("Attention"):
+            return [name for name, child in module.named_children() if isinstance(child, torch.nn.Linear)]
+    return []
+
+
+def adapter_report(model, adapter: str | None = None) -> dict:
+    """What a PEFT model trains, for the log and the summary: the modules given LoRA (their names, how many) and the
+    trainable parameters (LoRA, and any whole module trained beside it, such as a judge's score head). `adapter`:
+    count that adapter's alone (PPO's policy among its roles); else whatever requires a gradient."""
+    from peft.tuners.lora import LoraLayer
+
+    adapted = [name for name, module in model.named_modules()
+               if isinstance(module, LoraLayer) and (adapter is None or adapter in module.lora_A)]
+    trainable = sum(p.numel() for name, p in model.named_parameters()
+                    if (p.requires_grad if adapter is None else f".{adapter}." in name))
+    total = sum(p.numel() * (2 if type(p).__name__ == "Params4bit" else 1) for p in model.parameters())
+    report = {"lora_modules": sorted({name.rsplit(".", 1)[-1] for name in adapted}), "lora_layers": len(adapted),
+              "trainable_parameters": trainable}
+    log.info("LoRA on %d layers (%s); %s trainable parameters (%.2f%% of %.1fM).", len(adapted),
+             ", ".join(report["lora_modules"]), f"{trainable:,}", 100 * trainable / max(total, 1), total / 1e6)
+    return report
 
 
 def prepare_for_kbit(model, cfg):

@@ -4,7 +4,8 @@
     reference  the frozen SFT adapter (or the bare base): the KL penalty keeps the policy near it
     value      a linear value head on the policy's hidden states (`value_model: shared`), or its own LoRA adapter
                and head (`separate`)
-    judge      the reward run's adapter + its score head, when it was trained on the same base
+    judge      the reward run's adapter + its score head, when it was trained on the same base, on the same start
+               it was trained from (the bare base, the reference's SFT adapter, or its own SFT adapter loaded frozen)
 
 Only the small adapters differ between roles, so memory holds one base instead of four models (TRL's former
 PPOTrainer kept policy, reference, reward and value models apart). One step:
@@ -48,12 +49,12 @@ from pipelines.checkpoints import ResumeError, SaveSchedule, load_ppo, save_ppo
 from pipelines.config import PPOConfig
 from pipelines.data import encode_prompt, load_checked
 from pipelines.errors import WorkbenchError
-from pipelines.models import (frozen_with, load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
-                              resolve_model)
+from pipelines.models import (adapter_report, check_logits_from_hidden, frozen_with, load_base, load_tokenizer,
+                              logits_from_hidden, lora_config, pick_device, pick_dtype, prepare_for_kbit, resolve_model)
 from pipelines.packing import packing_works, padded_hidden, padding_free_hidden, prefix_sharing_works
 from pipelines.ppo_core import (KLController, entropy_of, gae, kl_k1, kl_k3, logprobs_of, masked_mean, minibatches,
                                 policy_loss, token_rewards, value_loss, whiten)
-from pipelines.reward import Judge, check_gate, encode_for_judge
+from pipelines.reward import Judge, check_gate, encode_for_judge, pooled_position
 from pipelines.runs import Run
 from pipelines.sampling import sample
 from pipelines.tracking import Tracker, log_checkpoint
@@ -82,20 +83,22 @@ class SharedRoles:
             self.model.load_adapter(sft_run.adapter_dir, adapter_name="reference", is_trainable=False)
             self.reference = ["reference"]
         else:
-            self.model = get_peft_model(base, lora_config(cfg, "CAUSAL_LM", dropout=0.0), adapter_name="policy")
+            self.model = get_peft_model(base, lora_config(cfg, "CAUSAL_LM", base, dropout=0.0), adapter_name="policy")
             self.reference = []  # the bare base
         self.shared_value = cfg.value_model == "shared"
         if not self.shared_value:
-            self.model.add_adapter("value", lora_config(cfg, "CAUSAL_LM", dropout=0.0))
+            self.model.add_adapter("value", lora_config(cfg, "CAUSAL_LM", base, dropout=0.0))
         causal = self.model.get_base_model()
-        self.decoder, self.lm_head = causal.get_decoder(), causal.get_output_embeddings()
+        self.decoder, self.logits = causal.get_decoder(), logits_from_hidden(causal)
+        check_logits_from_hidden(causal, self.decoder, self.logits, device)
         hidden = causal.config.get_text_config().hidden_size
         self.value_head = nn.Linear(hidden, 1).to(device)
         nn.init.zeros_(self.value_head.weight), nn.init.zeros_(self.value_head.bias)
         self.judge_adapters: list[str] | None = None
         self.score_head: nn.Linear | None = None
-        if judge_run and shares_base(judge_run, base_path, sft_run):
-            self._attach_judge(judge_run, hidden)
+        if judge_run and shares_base(judge_run, base_path, exact_merges=cfg.quantization == "none" and
+                                     pick_dtype(device) == torch.float32):
+            self._attach_judge(judge_run, hidden, sft_run)
         # Eval mode for good, training included: with dropout on, the same tokens get different log-probs on
         # each pass and the PPO ratio is noisy before any update (the lr=0 test checks it stays exactly 1).
         self.model.eval()
@@ -105,12 +108,22 @@ class SharedRoles:
             log.warning("This model does not keep packed sequences apart; PPO passes run on padded batches.")
         self.share_prefix = self.packing and prefix_sharing_works(self.decoder, device)
 
-    def _attach_judge(self, judge_run: Run, hidden: int) -> None:
-        """The reward adapter on our base. A judge trained from the SFT model had the SFT adapter merged in;
-        running both adapters at once computes exactly that sum (W + dW_sft + dW_reward)."""
+    def _attach_judge(self, judge_run: Run, hidden: int, sft_run: Run | None) -> None:
+        """The reward adapter on our base, above the start it was trained from: the bare base (W + dW_reward), or
+        an SFT run's adapter, merged into W for its training, which running both adapters at once computes
+        (W + dW_sft + dW_reward). That SFT adapter is the reference's when the judge started from PPO's own SFT run,
+        else it is loaded frozen as `judge_start`."""
         from peft import PeftConfig, set_peft_model_state_dict
         from safetensors.torch import load_file
 
+        judge_sft = judge_run.config().get("sft_run") or ""
+        if not judge_sft:
+            start = []
+        elif sft_run and Path(judge_sft).resolve() == sft_run.path.resolve():
+            start = ["reference"]
+        else:
+            self.model.load_adapter(Run(judge_sft).adapter_dir, adapter_name="judge_start", is_trainable=False)
+            start = ["judge_start"]
         config = PeftConfig.from_pretrained(judge_run.adapter_dir)
         config.task_type, config.modules_to_save = "CAUSAL_LM", None
         self.model.add_adapter("judge", config)
@@ -119,7 +132,7 @@ class SharedRoles:
         set_peft_model_state_dict(self.model, weights, adapter_name="judge")
         self.score_head = nn.Linear(hidden, 1, bias=False).to(self.device)
         self.score_head.weight.data.copy_(score.float())
-        self.judge_adapters = self.reference + ["judge"]
+        self.judge_adapters = start + ["judge"]
 
     def frozen(self, adapters: list[str]):
         """The context for a pass that trains nothing: sampling, the reference, the judge (pipelines.models.
@@ -159,7 +172,9 @@ class SharedRoles:
         value loss also moves the policy's LoRA, is the variant the Hydra-RLHF paper found unstable."""
         hidden = self.hidden(ids, mask)[:, prompt_width - 1:-1]  # the position before each token predicts it
         real = mask[:, prompt_width:].bool()
-        logits = self.lm_head(hidden[real]).float() / temperature  # (real response tokens, vocabulary)
+        # The distribution trained on is the one sampled from: the model's own logits (its LM head and whatever its
+        # forward does after it, pipelines.models.logits_from_hidden) at the sampling temperature, full softmax.
+        logits = self.logits(hidden[real]).float() / temperature  # (real response tokens, vocabulary)
         logprobs = hidden.new_zeros(real.shape, dtype=torch.float)
         logprobs[real] = logprobs_of(logits, ids[:, prompt_width:][real])
         entropies = None
@@ -184,17 +199,18 @@ class SharedRoles:
         ids, mask = ids.to(self.device), mask.to(self.device)
         with self.frozen(self.judge_adapters):
             hidden = self.hidden(ids, mask)
-        last = mask.sum(1) - 1
-        return self.score_head(hidden[torch.arange(len(sequences)), last].float()).squeeze(-1).cpu().tolist()
+        read = torch.tensor([pooled_position(seq, pad_id) for seq in sequences], device=self.device)
+        return self.score_head(hidden[torch.arange(len(sequences)), read].float()).squeeze(-1).cpu().tolist()
 
 
-def shares_base(judge_run: Run, base_path: str, sft_run: Run | None) -> bool:
-    """The judge can ride on our base when it was trained on the same base and the same SFT starting point."""
+def shares_base(judge_run: Run, base_path: str, exact_merges: bool) -> bool:
+    """Whether the judge can ride on our base: it was trained on the same base, and its start can be rebuilt there
+    exactly. A judge trained from an SFT run had that adapter merged into its weights; in float32 that is the sum of
+    the two adapters up to rounding, but merged into 16-bit or 4-bit weights it is rounded to their precision, so
+    there the judge is loaded on its own, computed as it was trained and gated."""
     config = judge_run.config()
     same_base = resolve_model(config.get("model", "default"), config.get("trust_remote_code", False)) == base_path
-    judge_sft = config.get("sft_run") or ""
-    ours = str(sft_run.path.resolve()) if sft_run else ""
-    return same_base and (not judge_sft or Path(judge_sft).resolve() == Path(ours or "/nonexistent").resolve())
+    return same_base and (not config.get("sft_run") or exact_merges)
 
 
 # ---- rollouts ----------------------------------------------------------------------------------------------------
@@ -266,8 +282,12 @@ def run(cfg: PPOConfig, run: Run, resume: Path | None = None) -> dict:
     log.info("Memory layout: one %s base serves policy (trainable LoRA), reference (%s), value (%s)%s.",
              Path(base_path).name, "frozen SFT adapter" if sft_run else "bare base",
              "a head on the policy's hidden states" if roles.shared_value else "LoRA + head",
-             " and judge (reward LoRA + score head)" if roles.judge_adapters is not None else
-             "; the judge was trained on another base or SFT start, so it is loaded separately")
+             " and judge (reward LoRA + score head%s)" % ("" if roles.judge_adapters == ["judge"] else
+                                                          f" on the {roles.judge_adapters[0]} adapter")
+             if roles.judge_adapters is not None else
+             "; the judge was trained on another base, or merged into 16-bit or 4-bit weights from an SFT run, so it "
+             "is loaded separately, as it was trained")
+    adapter = adapter_report(roles.model, "policy")
     log.info("Judge %s: held-out accuracy %.3f.", judge_run.id, gate.get("eval_accuracy", float("nan")))
 
     if roles.judge_adapters is not None:
@@ -283,7 +303,7 @@ def run(cfg: PPOConfig, run: Run, resume: Path | None = None) -> dict:
             return judge.score([p["prompt"] for p in batch], texts)
 
     summary = train(cfg, run, roles, tokenizer, prompts, score, resume)
-    return {**summary, "judge_run": judge_run.id, "shared_judge": roles.judge_adapters is not None}
+    return {**summary, **adapter, "judge_run": judge_run.id, "shared_judge": roles.judge_adapters is not None}
 
 
 class PhaseClock:
@@ -501,7 +521,7 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
             if mean_kl < -1.0 and not loop.warned_negative:
                 loop.warned_negative = True
                 log.warning("The KL estimate is negative (%.2f): the policy's log-probs disagree with how responses "
-                            "were sampled. Check that temperature / top_p are the same for sampling and scoring.",
+                            "were sampled. Report it: sampling and scoring use one distribution by design.",
                             mean_kl)
             problem = diverged(metrics, cfg.max_kl)
             if problem:

@@ -1,8 +1,9 @@
 """Stage 2, the reward model ("the judge"): trained on pairs ("A is better than B"), used pointwise
 (prompt + response -> one score). TRL's RewardTrainer with LoRA on a one-output sequence-classification head.
 
-We tokenize the pairs ourselves so no pair is lost silently: TRL drops pairs longer than `max_length`; we cut the
-prompt from the left to keep both responses whole, and count what was truncated and what still had to be dropped.
+We tokenize the pairs ourselves so no pair is lost silently (pipelines.data.tokenize_pairs): TRL drops pairs longer
+than `max_length`; we cut the prompt from the left to keep both responses whole, and count what was truncated and
+what still had to be dropped.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,11 +20,11 @@ from transformers import TrainerCallback, set_seed
 
 from pipelines import distributed
 from pipelines.config import RewardConfig
-from pipelines.data import (BatchEncoder, encode_response, fit_to_length, labeler_instruction, load_checked,
-                            load_preferences, logged_progress, read_records)
+from pipelines.data import (TokenizedPairs, encode_response, fit_to_length, labeler_instruction, load_checked,
+                            load_preferences, logged_progress, read_records, tokenize_pairs)
 from pipelines.errors import DataError, GateError
-from pipelines.models import (load_base, merge_adapter, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
-                              resolve_model)
+from pipelines.models import (adapter_report, load_base, load_tokenizer, lora_config, merge_adapter, pick_device,
+                              prepare_for_kbit, resolve_model)
 from pipelines.packing import padding_free_passes
 from pipelines.runs import Run, resolve_run
 from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, train_tracked, trainer_arguments
@@ -32,40 +32,7 @@ from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, tra
 log = logging.getLogger("pipelines")
 
 
-# ---- pairs -> tokens -----------------------------------------------------------------------------------------
-
-
-@dataclass
-class TokenizedPairs:
-    rows: list[dict] = field(default_factory=list)  # chosen_ids, rejected_ids, line, chosen_len, rejected_len
-    truncated_lines: list[int] = field(default_factory=list)
-    dropped_lines: list[int] = field(default_factory=list)
-
-    def describe(self, name: str, max_length: int) -> str:
-        return (f"{name}: {len(self.rows)} pairs kept; {len(self.truncated_lines)} had their prompt cut from the left "
-                f"to fit max_length={max_length}; {len(self.dropped_lines)} dropped because the responses alone do "
-                "not fit" + (f" (lines {', '.join(map(str, self.dropped_lines[:10]))}"
-                             f"{', ...' if len(self.dropped_lines) > 10 else ''})" if self.dropped_lines else ""))
-
-
-def tokenize_pairs(tokenizer, pairs: list[dict], max_length: int, min_prompt_tokens: int,
-                   progress=None) -> TokenizedPairs:
-    """Every pair as the judge trains on it (the ids of encode_response, computed in batches: BatchEncoder)."""
-    out = TokenizedPairs()
-    all_prompt_ids, (all_chosen, all_rejected) = BatchEncoder(tokenizer, progress).responses(
-        [p["prompt"] for p in pairs], [p["chosen"] for p in pairs], [p["rejected"] for p in pairs])
-    for pair, prompt_ids, chosen_ids, rejected_ids in zip(pairs, all_prompt_ids, all_chosen, all_rejected):
-        keep = fit_to_length(prompt_ids, [len(chosen_ids), len(rejected_ids)], max_length, min_prompt_tokens)
-        if keep is None:
-            out.dropped_lines.append(pair.get("_line", 0))
-            continue
-        if keep < len(prompt_ids):
-            out.truncated_lines.append(pair.get("_line", 0))
-            prompt_ids = prompt_ids[len(prompt_ids) - keep:]
-        out.rows.append({"chosen_ids": prompt_ids + chosen_ids, "rejected_ids": prompt_ids + rejected_ids,
-                         "line": pair.get("_line", 0), "chosen_len": len(chosen_ids),
-                         "rejected_len": len(rejected_ids)})
-    return out
+# ---- the baseline a judge must beat -----------------------------------------------------------------------
 
 
 def length_baseline(rows: list[dict]) -> float:
@@ -99,6 +66,14 @@ def score_ids(model, sequences: list[list[int]], pad_id: int, batch_size: int = 
         scores.extend(logits[:, 0].float().cpu().tolist())
     model.train(was_training)
     return scores
+
+
+def pooled_position(sequence: list[int], pad_id: int) -> int:
+    """Where the sequence-classification head reads a sequence: its rightmost token that is not the pad token
+    (transformers' rule, which TRL's training and score_ids go through). Not always the last token: where pad is
+    also the end-of-turn token a chat response ends with, the head reads the token before it; PPO's judge pass on
+    the shared base reads the same one."""
+    return max((i for i, token in enumerate(sequence) if token != pad_id), default=0)
 
 
 def evaluate_pairs(model, pad_id: int, tokenized: TokenizedPairs, batch_size: int = 16) -> dict:
@@ -249,11 +224,12 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
         args=args,
         train_dataset=Dataset.from_list([{k: r[k] for k in columns} for r in train.rows]),
         processing_class=tokenizer,
-        peft_config=lora_config(cfg, "SEQ_CLS"),
+        peft_config=lora_config(cfg, "SEQ_CLS", model),
         callbacks=[TrackerCallback(tracker),
                    HeldOutEval(tracker, tokenizer.pad_token_id, held_out, cfg.eval_steps, cfg.batch_size * 2),
                    TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
     )
+    adapter = adapter_report(trainer.model, "default")
     train_result, stopped = train_tracked(trainer, tracker, resume)
     replicas = distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad)
     if not run.writes:  # the held-out evaluation, the adapter and the summary are rank 0's
@@ -276,7 +252,8 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
     log.info("Held-out accuracy %.3f (pick-the-longer baseline %.3f) on %d pairs; gate %.2f: %s",
              result["eval_accuracy"], result["length_baseline_accuracy"], result["eval_pairs"], cfg.accuracy_gate,
              "ready for PPO" if ready else "NOT ready for PPO")
-    return {"steps": trainer.state.global_step, "train_runtime_s": round(train_result.metrics["train_runtime"], 2),
+    return {"steps": trainer.state.global_step, **adapter,
+            "train_runtime_s": round(train_result.metrics["train_runtime"], 2),
             **accounting, **result, "accuracy_gate": cfg.accuracy_gate,
             "ready_for_ppo": ready, "labeler_instruction": instruction, **replicas, "stopped": stopped}
 

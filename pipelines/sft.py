@@ -11,7 +11,8 @@ from datasets import Dataset
 from pipelines import distributed
 from pipelines.config import SFTConfig
 from pipelines.data import load_checked
-from pipelines.models import load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit, resolve_model
+from pipelines.models import (adapter_report, load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
+                              resolve_model)
 from pipelines.packing import padding_free_passes
 from pipelines.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation, train_tracked,
                                 trainer_arguments)
@@ -85,11 +86,12 @@ def run(cfg: SFTConfig, run, resume: Path | None = None) -> dict:
         train_dataset=to_dataset(train_rows),
         eval_dataset=to_dataset(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
-        peft_config=lora_config(cfg, "CAUSAL_LM"),
+        peft_config=lora_config(cfg, "CAUSAL_LM", model),
         callbacks=[TrackerCallback(tracker), TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
     )
+    adapter = adapter_report(trainer.model, "default")
     result, stopped = train_tracked(trainer, tracker, resume)
-    summary = {"steps": trainer.state.global_step, "train_examples": len(train_rows),
+    summary = {"steps": trainer.state.global_step, **adapter, "train_examples": len(train_rows),
                "truncated_examples": len(too_long), "train_runtime_s": round(result.metrics["train_runtime"], 2)}
     losses = [row["loss"] for row in run.metrics() if "loss" in row]
     if losses:

@@ -56,3 +56,54 @@ def test_dpo_without_pairs_is_refused_before_any_run(tmp_path, capsys):
     assert cli("dpo", "--runs-dir", runs) == 2
     assert "`train_file` is empty" in capsys.readouterr().err
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_pairs_too_long_are_cut_from_the_prompt_and_counted_never_from_the_answers(tiny_model_dir, tmp_path):
+    """TRL's collator cuts a pair that does not fit from its end, answers first; here the prompt is cut from the left
+    instead, and what could not fit at all is dropped, both counted (in the log, the metrics and the summary)."""
+    import inspect
+
+    import trl
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+    from pipelines.data import tokenize_pairs
+    from pipelines.dpo import FittedPairsDPOTrainer, to_dataset
+    from pipelines.models import load_tokenizer
+
+    # the one method replaced is still TRL's, with the arguments it is called with (the pinned TRL 1.16)
+    assert list(inspect.signature(trl.DPOTrainer._prepare_dataset).parameters) == [
+        "self", "dataset", "processing_class", "args", "dataset_name"]
+    assert FittedPairsDPOTrainer._prepare_dataset is not trl.DPOTrainer._prepare_dataset
+
+    long_prompt = "Tell me, please, " + "and then some more words, " * 30 + "what is 2 + 2?"
+    pairs = [{"prompt": [{"role": "user", "content": long_prompt}], "chosen": "It is 4. Happy to help!",
+              "rejected": "Whatever. 4.", "_line": 1},
+             {"prompt": [{"role": "user", "content": "Hi?"}], "chosen": "Hello! " * 60, "rejected": "No.",
+              "_line": 2},
+             {"prompt": [{"role": "user", "content": "Name a colour."}], "chosen": "Blue, of course!",
+              "rejected": "Blue.", "_line": 3}]
+    tok = load_tokenizer(str(tiny_model_dir))
+    fitted = tokenize_pairs(tok, pairs, max_length=64, min_prompt_tokens=8)
+    assert fitted.truncated_lines == [1] and fitted.dropped_lines == [2]
+    collator = DataCollatorForPreference(pad_token_id=tok.pad_token_id, max_length=64)
+    batch = collator([dict(row) for row in to_dataset(fitted)])
+    assert batch["input_ids"].shape[1] <= 64
+    answers = [tok("It is 4. Happy to help!", add_special_tokens=False)["input_ids"],
+               tok("Blue, of course!", add_special_tokens=False)["input_ids"]]
+    for row, completion, answer in zip(batch["input_ids"], batch["completion_mask"], answers):
+        kept = row[completion.bool()].tolist()
+        assert any(kept[i:i + len(answer)] == answer for i in range(len(kept))), "an answer lost its tokens"
+
+    train_file = tmp_path / "pairs.jsonl"
+    train_file.write_text("".join(json.dumps({k: v for k, v in p.items() if k != "_line"}) + "\n"
+                                  for p in pairs * 3), encoding="utf-8")
+    runs = tmp_path / "runs"
+    assert cli("dpo", "--set", f"model={tiny_model_dir}", "--set", f"train_file={train_file}", "--set",
+               "max_steps=2", "--set", "batch_size=2", "--set", "max_length=64", "--runs-dir", runs) == 0
+    run = only_run(runs)
+    summary = read_json(run / "summary.json")
+    assert (summary["train_pairs"], summary["truncated_pairs"], summary["dropped_pairs"]) == (6, 3, 3)
+    first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["truncated_pairs"] == 3 and first["dropped_pairs"] == 3
+    assert "3 had their prompt cut from the left" in (run / "run.log").read_text()
+    assert summary["lora_modules"] == ["k_proj", "o_proj", "q_proj", "v_proj"] and summary["lora_layers"] == 8

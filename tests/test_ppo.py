@@ -118,9 +118,12 @@ def test_zero_learning_rate_keeps_kl_zero_and_ratio_one(tiny_sft_run, tiny_rewar
         assert abs(m["objective/kl"]) < 1e-5 and abs(m["objective/kl_k3"]) < 1e-9
         assert m["val/ratio"] == pytest.approx(1.0, abs=1e-6) and m["policy/clipfrac"] == 0.0
     log = (run / "run.log").read_text()
-    assert "one tiny-llama0 base serves policy" in log and "and judge (reward LoRA + score head)" in log
+    assert "one tiny-llama0 base serves policy" in log
+    assert "and judge (reward LoRA + score head on the reference adapter)" in log  # the judge started from this SFT
+    assert "LoRA on 8 layers (k_proj, o_proj, q_proj, v_proj)" in log
     summary = read_json(run / "summary.json")
     assert summary["shared_judge"] is True and abs(summary["mean_kl"]) < 1e-5
+    assert summary["lora_modules"] == ["k_proj", "o_proj", "q_proj", "v_proj"] and summary["lora_layers"] == 8
     assert (run / "adapter" / "adapter_model.safetensors").exists()
     samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     assert {"step", "prompt", "response", "score", "kl"} <= set(samples[0])

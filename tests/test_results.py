@@ -44,6 +44,18 @@ def test_words_normalise_case_punctuation_and_numbers():
     assert words("It's TWENTY-one, or 1,000!") == ["it's", "21", "or", "1000"]
 
 
+@pytest.mark.parametrize("question, response, answer, expected", [
+    ("What is 3 minus 8?", "3 minus 8 is 5.", "-5", False),  # the sign is part of the answer
+    ("What is 3 minus 8?", "3 minus 8 is -5.", "-5", True),
+    ("What is 3 minus 8?", "It is \N{MINUS SIGN}5.", "-5", True),  # the typographic minus too
+    ("What is 8 minus 3?", "8 minus 3 is -5.", "5", False),
+    ("What is -2 times -3?", "-2 times -3 is 6.", "6", True),  # the question's own negative numbers
+    ("Which pages?", "Read pages 5-7.", "7", False),  # a range: a hyphen, two numbers
+])
+def test_a_minus_sign_belongs_to_its_number(question, response, answer, expected):
+    assert is_correct(response, answer, question) is expected
+
+
 SUMMARY = {"prompts": 40, "models": ["base", "sft", "ppo"], "labeler_instruction": "Which reply is more polite?",
            "mean_score": {"base": -2.0, "sft": -0.5, "ppo": 1.5}, "win_rate_ppo_vs_sft": 0.975,
            "win_rate_ppo_vs_base": 1.0, "win_rate_sft_vs_base": 0.8, "graded_prompts": 23,

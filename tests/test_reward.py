@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from pipelines.errors import GateError
-from pipelines.reward import check_gate, length_baseline, tokenize_pairs
+from pipelines.data import tokenize_pairs
+from pipelines.reward import check_gate, length_baseline
 from pipelines.runs import Run
 from tests.conftest import REPO, SAMPLE, SHARED_DATA, cli, only_run, read_json, write_jsonl
 

@@ -152,7 +152,7 @@ def quantization_config(kind: str, compute_dtype: torch.dtype):
 
 def load_base(cfg, path: str, *, head: str = "causal", device: str | None = None):
     """The frozen base for a stage. head: `causal` (generation) or `score` (one-output sequence classifier)."""
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM
 
     device = device or pick_device(cfg.device)
     dtype = pick_dtype(device)
@@ -164,7 +164,7 @@ def load_base(cfg, path: str, *, head: str = "causal", device: str | None = None
                       device_map={"": torch.cuda.current_device()} if device == "cuda" else "cpu")
     try:
         if head == "score":
-            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
+            model = score_model_class(path, cfg.trust_remote_code).from_pretrained(path, num_labels=1, **kwargs)
         else:
             model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
@@ -223,6 +223,31 @@ def check_logits_from_hidden(causal, decoder, logits, device) -> None:
                          "does not reproduce, so PPO's log-probs would not be those of what it samples. Fix: use "
                          "another model family for PPO (DPO and GRPO take their log-probs from the model's own "
                          "forward), and report the model id.")
+
+
+def score_model_class(path: str, trust_remote_code: bool = False):
+    """The class that loads `path` as a judge: a causal LM with a one-output score head on its last hidden states.
+    transformers' own sequence-classification class where the family has one; else the same generic head
+    (transformers' GenericForSequenceClassification, which most families' classes are) on the family's decoder, so
+    a family that only ships a causal LM (Cohere, Granite, Gemma 4...) still gets a judge."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, PreTrainedModel
+    from transformers.modeling_layers import GenericForSequenceClassification
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    known = AutoModelForSequenceClassification._model_mapping
+    if type(config) in known or "AutoModelForSequenceClassification" in getattr(config, "auto_map", {}):
+        return AutoModelForSequenceClassification
+    causal = AutoModelForCausalLM._model_mapping.get(type(config), None)
+    family = next((c for c in getattr(causal, "__mro__", ()) if issubclass(c, PreTrainedModel)
+                   and c.__name__.endswith("PreTrainedModel") and c is not PreTrainedModel), None)
+    if family is None or family.base_model_prefix != "model":
+        raise ModelError(f"`{path}` ({type(config).__name__}) has no sequence-classification class, and its "
+                         "decoder cannot take the generic score head. Fix: train the judge on another model "
+                         "family (the judge's base may differ from the policy's; PPO then loads it on its own).")
+    name = family.__name__.removesuffix("PreTrainedModel") + "ForSequenceClassification"
+    log.info("%s has no sequence-classification class in transformers: the judge is its decoder with the generic "
+             "score head (%s).", type(config).__name__, name)
+    return type(name, (GenericForSequenceClassification, family), {})
 
 
 def lora_config(cfg, task_type: str, model, *, dropout: float | None = None):

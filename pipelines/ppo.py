@@ -51,7 +51,8 @@ from pipelines.data import encode_prompt, load_checked
 from pipelines.errors import WorkbenchError
 from pipelines.models import (adapter_report, check_logits_from_hidden, frozen_with, load_base, load_tokenizer,
                               logits_from_hidden, lora_config, pick_device, pick_dtype, prepare_for_kbit, resolve_model)
-from pipelines.packing import packing_works, padded_hidden, padding_free_hidden, prefix_sharing_works
+from pipelines.packing import (packing_works, padded_hidden, padding_free_hidden, prefix_sharing_works,
+                               window_shorter_than_a_row)
 from pipelines.ppo_core import (KLController, entropy_of, gae, kl_k1, kl_k3, logprobs_of, masked_mean, minibatches,
                                 policy_loss, token_rewards, value_loss, whiten)
 from pipelines.reward import Judge, check_gate, encode_for_judge, pooled_position
@@ -96,8 +97,8 @@ class SharedRoles:
         nn.init.zeros_(self.value_head.weight), nn.init.zeros_(self.value_head.bias)
         self.judge_adapters: list[str] | None = None
         self.score_head: nn.Linear | None = None
-        if judge_run and shares_base(judge_run, base_path, exact_merges=cfg.quantization == "none" and
-                                     pick_dtype(device) == torch.float32):
+        if judge_run and shares_base(judge_run, base_path, cfg.quantization,
+                                     exact_merges=cfg.quantization == "none" and pick_dtype(device) == torch.float32):
             self._attach_judge(judge_run, hidden, sft_run)
         # Eval mode for good, training included: with dropout on, the same tokens get different log-probs on
         # each pass and the PPO ratio is noisy before any update (the lr=0 test checks it stays exactly 1).
@@ -107,6 +108,10 @@ class SharedRoles:
         if cfg.packing and not self.packing:
             log.warning("This model does not keep packed sequences apart; PPO passes run on padded batches.")
         self.share_prefix = self.packing and prefix_sharing_works(self.decoder, device)
+        if self.packing and not self.share_prefix:
+            log.info("PPO passes run on packed rows; the batch's shared prompt start is not computed once (%s).",
+                     "this model's sliding-window attention could outrun a shared row"
+                     if window_shorter_than_a_row(causal.config) else "this model does not take a custom mask")
 
     def _attach_judge(self, judge_run: Run, hidden: int, sft_run: Run | None) -> None:
         """The reward adapter on our base, above the start it was trained from: the bare base (W + dW_reward), or
@@ -203,14 +208,15 @@ class SharedRoles:
         return self.score_head(hidden[torch.arange(len(sequences)), read].float()).squeeze(-1).cpu().tolist()
 
 
-def shares_base(judge_run: Run, base_path: str, exact_merges: bool) -> bool:
-    """Whether the judge can ride on our base: it was trained on the same base, and its start can be rebuilt there
-    exactly. A judge trained from an SFT run had that adapter merged into its weights; in float32 that is the sum of
-    the two adapters up to rounding, but merged into 16-bit or 4-bit weights it is rounded to their precision, so
-    there the judge is loaded on its own, computed as it was trained and gated."""
+def shares_base(judge_run: Run, base_path: str, quantization: str, exact_merges: bool) -> bool:
+    """Whether the judge can ride on our base: it was trained on the same base, loaded the same way, and its start
+    can be rebuilt there exactly. A judge trained from an SFT run had that adapter merged into its weights; in
+    float32 that is the sum of the two adapters up to rounding, but merged into 16-bit or 4-bit weights it is rounded
+    to their precision, so there the judge is loaded on its own, computed as it was trained and gated."""
     config = judge_run.config()
     same_base = resolve_model(config.get("model", "default"), config.get("trust_remote_code", False)) == base_path
-    return same_base and (not config.get("sft_run") or exact_merges)
+    same_load = config.get("quantization", "none") == quantization
+    return same_base and same_load and (not config.get("sft_run") or exact_merges)
 
 
 # ---- rollouts ----------------------------------------------------------------------------------------------------
@@ -285,8 +291,8 @@ def run(cfg: PPOConfig, run: Run, resume: Path | None = None) -> dict:
              " and judge (reward LoRA + score head%s)" % ("" if roles.judge_adapters == ["judge"] else
                                                           f" on the {roles.judge_adapters[0]} adapter")
              if roles.judge_adapters is not None else
-             "; the judge was trained on another base, or merged into 16-bit or 4-bit weights from an SFT run, so it "
-             "is loaded separately, as it was trained")
+             "; the judge was trained on another base or quantization, or from an SFT run merged into 16-bit or "
+             "4-bit weights, so it is loaded separately, as it was trained")
     adapter = adapter_report(roles.model, "policy")
     log.info("Judge %s: held-out accuracy %.3f.", judge_run.id, gate.get("eval_accuracy", float("nan")))
 

@@ -140,3 +140,14 @@ def methods_runs(full_runs, tmp_path_factory):
                "num_prompts=6", "--set", "max_new_tokens=6", "--set", "dpo_run=latest", "--set", "grpo_run=latest",
                "--set", "run_name=methods", "--runs-dir", runs) == 0
     return runs
+
+
+@pytest.fixture(scope="session")
+def tiny_base_reward_run(tiny_model_dir, chain_runs):
+    """A judge trained from the bare tiny base (`sft_run` empty), beside `tiny_reward_run` trained from SFT."""
+    runs = chain_runs / "from-base"
+    assert cli("reward", "--set", f"model={tiny_model_dir}", "--set", f"train_file={SAMPLE / 'prefs_train.jsonl'}",
+               "--set", f"eval_file={SAMPLE / 'prefs_eval.jsonl'}", "--set", "max_steps=12", "--set",
+               "learning_rate=0.003", "--set", "batch_size=8", "--set", "eval_steps=0", "--set", "max_length=96",
+               "--set", "accuracy_gate=0.6", "--runs-dir", runs) == 0
+    return only_run(runs)

@@ -129,15 +129,24 @@ def test_zero_learning_rate_keeps_kl_zero_and_ratio_one(tiny_sft_run, tiny_rewar
     assert {"step", "prompt", "response", "score", "kl"} <= set(samples[0])
 
 
-def test_shared_base_judge_scores_like_the_standalone_judge(tiny_model_dir, tiny_sft_run, tiny_reward_run):
-    """Riding on the policy's base (SFT adapter + reward adapter active together) must equal the judge that was
-    trained on the merged SFT model."""
+@pytest.mark.parametrize("judge_from, ppo_from, adapters", [
+    ("sft", "sft", ["reference", "judge"]),  # the judge's SFT start is PPO's reference
+    ("base", "sft", ["judge"]),  # not stacked on the reference: the judge never saw the SFT adapter
+    ("sft", "base", ["judge_start", "judge"]),  # its own SFT start, loaded frozen beside the policy
+    ("base", "base", ["judge"]),
+])
+def test_shared_base_judge_scores_like_the_standalone_judge(tiny_model_dir, tiny_sft_run, tiny_reward_run,
+                                                            tiny_base_reward_run, judge_from, ppo_from, adapters):
+    """Riding on the policy's base, the judge scores as the judge that was trained, gated and is scored by
+    `pipelines score` (the reward run loaded on its own), for either start of the judge and of PPO."""
     from pipelines.models import load_tokenizer
 
-    cfg = PPOConfig(prompts_file="unused", reward_run=str(tiny_reward_run))
-    roles = SharedRoles(cfg, str(tiny_model_dir), "cpu", Run(tiny_sft_run), Run(tiny_reward_run))
-    assert roles.judge_adapters == ["reference", "judge"]
-    judge = Judge(Run(tiny_reward_run), "cpu")
+    judge_run = tiny_reward_run if judge_from == "sft" else tiny_base_reward_run
+    cfg = PPOConfig(prompts_file="unused", reward_run=str(judge_run))
+    roles = SharedRoles(cfg, str(tiny_model_dir), "cpu", Run(tiny_sft_run) if ppo_from == "sft" else None,
+                        Run(judge_run))
+    assert roles.judge_adapters == adapters
+    judge = Judge(Run(judge_run), "cpu")
     tok = load_tokenizer(str(tiny_model_dir))
     prompts = ["What is 2 + 2?", "Name a colour."]
     responses = ["Happy to help! It is 4. Have a lovely day!", "Whatever. Blue."]
@@ -412,3 +421,60 @@ def test_sampling_on_merged_weights_matches_the_adapter_and_leaves_the_base_unto
     after = dict(roles.model.named_parameters())
     for name, (param, value) in before.items():
         assert after[name] is param and torch.equal(param, value), name
+
+
+def test_ppo_logs_the_scores_pipelines_score_gives_for_a_judge_trained_from_the_base(tiny_sft_run,
+                                                                                    tiny_base_reward_run, tmp_path):
+    """A judge trained with `sft_run` empty, used by PPO that starts from an SFT run: each sampled response gets the
+    score PPO logged for it from `python -m pipelines score` (it was scored on W + dW_sft + dW_judge before)."""
+    runs = tmp_path / "runs"
+    assert cli(*ppo_args(tiny_sft_run, tiny_base_reward_run, runs, "--set", "unfinished_penalty=0", "--set",
+                         "sample_every=1")) == 0
+    run = only_run(runs)
+    assert read_json(run / "summary.json")["shared_judge"] is True
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 12
+    scored = tmp_path / "samples.jsonl"
+    scored.write_text("".join(json.dumps({"prompt": s["prompt"], "response": s["response"]}) + "\n"
+                              for s in samples), encoding="utf-8")
+    assert cli("score", "--reward", tiny_base_reward_run, "--file", scored, "--out", tmp_path / "scores.jsonl") == 0
+    again = [json.loads(line)["score"] for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
+    assert again == pytest.approx([s["score"] for s in samples], abs=0.05)
+    assert max(abs(a - s["score"]) for a, s in zip(again, samples)) < 1e-3  # in float32: rounding alone
+
+
+def test_the_judge_pass_reads_the_token_the_classification_head_reads(tiny_model_dir):
+    """Where pad is also the end-of-turn token, transformers' sequence-classification head reads the last token
+    that is not pad, not the last real one: PPO's judge pass reads the same (pooled_position)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from pipelines.reward import pooled_position
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1).eval()
+    eos = model.config.eos_token_id
+    model.config.pad_token_id = eos
+    sequences = [[11, 12, 13, 14, eos], [21, 22, eos, 23, eos], [31, 32, 33, 34, 35]]
+    with torch.no_grad():
+        theirs = model(input_ids=torch.tensor(sequences), use_cache=False).logits[:, 0]
+        hidden = model.model(input_ids=torch.tensor(sequences), use_cache=False).last_hidden_state
+    read = [pooled_position(s, eos) for s in sequences]
+    assert read == [3, 3, 4]
+    ours = model.score(hidden[torch.arange(3), torch.tensor(read)])[:, 0]
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    assert not torch.allclose(model.score(hidden[:, -1])[:, 0], theirs, atol=1e-3)  # the last token differs
+
+
+def test_a_logit_transform_the_workbench_does_not_know_is_refused(tiny_model_dir):
+    """PPO's log-probs come from the LM head on hidden states, plus the family's known transform (logits_from_hidden);
+    a forward that computes its logits some other way would be sampled from one distribution and trained on another:
+    refused at start, before any step."""
+    from transformers import AutoModelForCausalLM
+
+    from pipelines.errors import ModelError
+    from pipelines.models import check_logits_from_hidden, logits_from_hidden
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    check_logits_from_hidden(model, model.model, logits_from_hidden(model), "cpu")  # Llama: the head alone
+    model.config.final_logit_softcapping = 0.5  # a transform the forward does not apply
+    with pytest.raises(ModelError, match="computes its logits after the LM head"):
+        check_logits_from_hidden(model, model.model, logits_from_hidden(model), "cpu")

@@ -34,6 +34,9 @@ def setting(default, help, *, choices=None, min=None, max=None, group="training"
     return field(default=default, metadata=meta)
 
 
+DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]  # the attention projections, by Llama's names
+
+
 @dataclass
 class StageConfig:
     """Settings every stage shares: the base model, how it is loaded, and the LoRA adapter trained on it."""
@@ -61,8 +64,10 @@ class StageConfig:
     lora_alpha: int = setting(32, "LoRA scaling numerator (update is scaled by alpha / r).", min=1, group="lora")
     lora_dropout: float = setting(0.05, "Dropout on the LoRA path during training.", min=0.0, max=0.9, group="lora")
     lora_target_modules: list[str] = setting(
-        ["q_proj", "k_proj", "v_proj", "o_proj"],
-        "Module names that get LoRA adapters, or [all-linear].",
+        DEFAULT_LORA_TARGETS,
+        "Module names that get LoRA adapters, or [all-linear]. The default means the attention projections: a "
+        "family that names them otherwise gets its own (Phi-3's fused `qkv_proj`, `o_proj`). A name the model lacks "
+        "is refused, with the names it has; the log and the summary list what was adapted.",
         group="lora",
     )
     max_length: int = setting(256, "Longest sequence in tokens (prompt + response).", min=16, max=131072)

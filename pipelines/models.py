@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from pipelines.errors import ModelError
+from pipelines.config import DEFAULT_LORA_TARGETS
+from pipelines.errors import ConfigError, ModelError
 
 log = logging.getLogger("pipelines")
 
@@ -178,9 +179,6 @@ def load_base(cfg, path: str, *, head: str = "causal", device: str | None = None
     return model
 
 
-DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]  # the attention projections, by Llama's names
-
-
 def logits_from_hidden(causal):
     """hidden states -> the logits the model's own forward returns: its LM head, then whatever the family does after
     it (Gemma 2's `final_logit_softcapping`, Cohere's `logit_scale`, Granite's `logits_scaling`...), read from the
@@ -289,8 +287,6 @@ def lora_targets(model, targets: list[str]) -> list[str] | str:
             return attention
     linear = sorted({name.rsplit(".", 1)[-1] for name in names if ".layers." in name or ".h." in name}
                     or {name.rsplit(".", 1)[-1] for name in names})
-    from pipelines.errors import ConfigError
-
     raise ConfigError(f"`lora_target_modules` names {', '.join(f'`{t}`' for t in missing)}, which {kind} does not "
                       f"have: LoRA would adapt only part of what you asked for. Its linear layers: "
                       f"{', '.join(linear)}. Fix: set `lora_target_modules` to names among those, or `all-linear`.")
@@ -421,8 +417,6 @@ def merge_adapter(model, adapter_dir):
 
 def export_run(run, out: Path, merged: bool = False) -> Path:
     """A run's adapter as a standalone folder, or (merged) a full model folder anyone can load without PEFT."""
-    from pipelines.errors import ConfigError
-
     if not run.adapter_dir.is_dir():
         raise ConfigError(f"`{run.path}` has no adapter to export (state: {run.status().get('state')}).")
     if out.exists() and any(out.iterdir()):

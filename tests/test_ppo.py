@@ -478,3 +478,22 @@ def test_a_logit_transform_the_workbench_does_not_know_is_refused(tiny_model_dir
     model.config.final_logit_softcapping = 0.5  # a transform the forward does not apply
     with pytest.raises(ModelError, match="computes its logits after the LM head"):
         check_logits_from_hidden(model, model.model, logits_from_hidden(model), "cpu")
+
+
+@pytest.mark.parametrize("judge, ppo_quantization, exact_merges, shares", [
+    ({"sft_run": ""}, "none", True, True),
+    ({"sft_run": ""}, "none", False, True),  # bf16 on a GPU: the judge's own LoRA runs unmerged, as it trained
+    ({"sft_run": "SFT"}, "none", True, True),  # float32: merged SFT = the two adapters, up to rounding
+    ({"sft_run": "SFT"}, "4bit", False, False),  # its SFT adapter was merged into 4-bit weights: rounded
+    ({"sft_run": "", "quantization": "4bit"}, "none", True, False),  # trained on another load of the base
+])
+def test_the_judge_rides_on_the_policy_base_only_where_it_computes_what_was_gated(tiny_model_dir, tmp_path, judge,
+                                                                                   ppo_quantization, exact_merges,
+                                                                                   shares):
+    import yaml
+
+    from pipelines.ppo import shares_base
+
+    config = {"stage": "reward", "model": str(tiny_model_dir), "quantization": "none", **judge}
+    run = Run.create("reward", yaml.safe_dump(config), tmp_path)
+    assert shares_base(run, str(tiny_model_dir), ppo_quantization, exact_merges) is shares

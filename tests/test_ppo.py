@@ -53,7 +53,7 @@ def full_pass(roles, ids, mask, width, temperature):
     from pipelines.ppo_core import entropy_of, logprobs_of
 
     hidden = padded_hidden(roles.decoder, ids, mask)[:, width - 1:-1]
-    logits = roles.lm_head(hidden).float() / temperature
+    logits = roles.logits(hidden).float() / temperature
     return logprobs_of(logits, ids[:, width:]), roles.value_head(hidden.float()).squeeze(-1), entropy_of(logits)
 
 

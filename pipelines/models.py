@@ -219,8 +219,8 @@ def check_logits_from_hidden(causal, decoder, logits, device) -> None:
     if (ours - theirs).norm() > 1e-3 * theirs.norm() + 1e-5:
         raise ModelError(f"{type(causal).__name__} computes its logits after the LM head in a way this workbench "
                          "does not reproduce, so PPO's log-probs would not be those of what it samples. Fix: use "
-                         "another model family for PPO (DPO and GRPO take their log-probs from the model's own "
-                         "forward), and report the model id.")
+                         "another model family for PPO, and report the model id so that its transform can be "
+                         "added to `pipelines.models.logits_from_hidden`.")
 
 
 def score_model_class(path: str, trust_remote_code: bool = False):

@@ -285,14 +285,16 @@ def run(cfg: PPOConfig, run: Run, resume: Path | None = None) -> dict:
     prompts = load_checked("ppo", cfg.prompts_file, log, cfg.column_map)
 
     roles = SharedRoles(cfg, base_path, device, sft_run, judge_run)
+    if roles.judge_adapters is None:
+        judge_role = ("; the judge was trained on another base or quantization, or from an SFT run merged into "
+                      "16-bit or 4-bit weights, so it is loaded separately, as it was trained")
+    elif roles.judge_adapters == ["judge"]:
+        judge_role = " and judge (reward LoRA + score head)"
+    else:
+        judge_role = f" and judge (reward LoRA + score head on the {roles.judge_adapters[0]} adapter)"
     log.info("Memory layout: one %s base serves policy (trainable LoRA), reference (%s), value (%s)%s.",
              Path(base_path).name, "frozen SFT adapter" if sft_run else "bare base",
-             "a head on the policy's hidden states" if roles.shared_value else "LoRA + head",
-             " and judge (reward LoRA + score head%s)" % ("" if roles.judge_adapters == ["judge"] else
-                                                          f" on the {roles.judge_adapters[0]} adapter")
-             if roles.judge_adapters is not None else
-             "; the judge was trained on another base or quantization, or from an SFT run merged into 16-bit or "
-             "4-bit weights, so it is loaded separately, as it was trained")
+             "a head on the policy's hidden states" if roles.shared_value else "LoRA + head", judge_role)
     adapter = adapter_report(roles.model, "policy")
     log.info("Judge %s: held-out accuracy %.3f.", judge_run.id, gate.get("eval_accuracy", float("nan")))
 

@@ -149,7 +149,8 @@ def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
     adapter = adapter_report(trainer.model, "default")
     result, stopped = train_tracked(trainer, tracker, resume)
     history = [row for row in trainer.state.log_history if "reward" in row]
-    summary = {"steps": trainer.state.global_step, **adapter, "train_prompts": len(dataset), "rewards": list(cfg.rewards),
+    summary = {"steps": trainer.state.global_step, **adapter, "train_prompts": len(dataset),
+               "rewards": list(cfg.rewards),
                "train_runtime_s": round(result.metrics["train_runtime"], 2)}
     if history:
         quarter = max(1, len(history) // 4)

@@ -24,7 +24,7 @@ from pipelines.data import (TokenizedPairs, encode_response, fit_to_length, labe
                             load_preferences, logged_progress, read_records, tokenize_pairs)
 from pipelines.errors import DataError, GateError
 from pipelines.models import (adapter_report, load_base, load_tokenizer, lora_config, merge_adapter, pick_device,
-                              prepare_for_kbit, resolve_model)
+                              pick_dtype, prepare_for_kbit, resolve_model)
 from pipelines.packing import padding_free_passes
 from pipelines.runs import Run, resolve_run
 from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, train_tracked, trainer_arguments
@@ -229,6 +229,8 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
                    HeldOutEval(tracker, tokenizer.pad_token_id, held_out, cfg.eval_steps, cfg.batch_size * 2),
                    TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
     )
+    if cfg.quantization != "none":
+        score_head_in_compute_dtype(trainer.model, pick_dtype(device))
     adapter = adapter_report(trainer.model, "default")
     train_result, stopped = train_tracked(trainer, tracker, resume)
     replicas = distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad)
@@ -256,6 +258,15 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
             "train_runtime_s": round(train_result.metrics["train_runtime"], 2),
             **accounting, **result, "accuracy_gate": cfg.accuracy_gate,
             "ready_for_ppo": ready, "labeler_instruction": instruction, **replicas, "stopped": stopped}
+
+
+def score_head_in_compute_dtype(model, dtype) -> None:
+    """TRL casts every trainable weight of a quantized model to bf16 (QLoRA's recipe for the adapters, which cast
+    their input themselves). The score head is a plain linear layer: it would meet hidden states of the compute dtype
+    (float32 on a CPU, float16 on a GPU without bf16) and fail on the first step. It trains in that dtype instead."""
+    for name, param in model.named_parameters():
+        if param.requires_grad and ".score." in f".{name}" and param.dtype != dtype:
+            param.data = param.data.to(dtype)
 
 
 # ---- `python -m pipelines score` -----------------------------------------------------------------------------

@@ -497,3 +497,30 @@ def test_the_judge_rides_on_the_policy_base_only_where_it_computes_what_was_gate
     config = {"stage": "reward", "model": str(tiny_model_dir), "quantization": "none", **judge}
     run = Run.create("reward", yaml.safe_dump(config), tmp_path)
     assert shares_base(run, str(tiny_model_dir), ppo_quantization, exact_merges) is shares
+
+
+def test_a_4bit_judge_trained_from_sft_is_scored_as_it_was_gated(tiny_model_dir, tmp_path):
+    """4-bit: the judge's SFT adapter was merged into NF4 weights for its training (rounded), which running the
+    adapter unmerged on PPO's base would not reproduce. PPO then loads the judge on its own, and each logged score is
+    the one `pipelines score` gives."""
+    runs = tmp_path / "runs"
+    quick = ["--set", f"model={tiny_model_dir}", "--set", "quantization=4bit", "--runs-dir", runs]
+    assert cli("sft", "--set", f"train_file={SAMPLE / 'sft_train.jsonl'}", "--set", "max_steps=2", "--set",
+               "learning_rate=0.01", "--set", "max_length=96", *quick) == 0
+    sft = max(runs.glob("*-sft"))
+    assert cli("reward", "--set", f"sft_run={sft}", "--set", f"train_file={SAMPLE / 'prefs_train.jsonl'}", "--set",
+               "max_steps=3", "--set", "batch_size=8", "--set", "max_length=96", "--set", "accuracy_gate=0",
+               *quick) == 0
+    judge = max(runs.glob("*-reward"))
+    assert cli(*ppo_args(sft, judge, runs, "--set", "quantization=4bit", "--set", "unfinished_penalty=0", "--set",
+                         "sample_every=1", "--set", "max_steps=2")) == 0
+    run = max(runs.glob("*-ppo"))
+    assert read_json(run / "summary.json")["shared_judge"] is False
+    assert "so it is loaded separately, as it was trained" in (run / "run.log").read_text()
+    samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    scored = tmp_path / "samples.jsonl"
+    scored.write_text("".join(json.dumps({"prompt": s["prompt"], "response": s["response"]}) + "\n"
+                              for s in samples), encoding="utf-8")
+    assert cli("score", "--reward", judge, "--file", scored, "--out", tmp_path / "scores.jsonl") == 0
+    again = [json.loads(line)["score"] for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
+    assert again == pytest.approx([s["score"] for s in samples], abs=1e-3)

@@ -169,11 +169,24 @@ def tree_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor, tree: Tree | Non
     """The decoder's last hidden states for a padded batch, computed on its prefix tree's one row: each token
     sees exactly what it saw in its own sequence, at the same position; zeros on padding. Differentiable."""
     tree = tree or prefix_tree(ids, mask)
-    hidden = decoder(input_ids=tree.ids[None], position_ids=tree.positions[None],
-                     attention_mask=tree.visible()[None, None], use_cache=False).last_hidden_state[0]
+    attend = tree_mask(tree.visible(), decoder)[None, None]
+    hidden = decoder(input_ids=tree.ids[None], position_ids=tree.positions[None], attention_mask=attend,
+                     use_cache=False).last_hidden_state[0]
     out = hidden.new_zeros((*mask.shape, hidden.shape[-1]))
     out[mask.bool()] = hidden[tree.place]
     return out
+
+
+def tree_mask(visible: torch.Tensor, decoder) -> torch.Tensor:
+    """The tree's "may attend" mask as the decoder's attention reads it. transformers hands a 4D mask to the
+    attention as it is: SDPA and flash kernels take a boolean one, but an eager attention adds the mask to its scores
+    (Gemma 2 is always eager), where a boolean mask would add 1 and 0 and mask nothing. There it gets an additive
+    float mask (0 where allowed, float32's minimum elsewhere). `decoder`: the module, or its own forward
+    (padding_free_passes)."""
+    config = getattr(getattr(decoder, "__self__", decoder), "config", None)
+    if getattr(config, "_attn_implementation", None) != "eager":
+        return visible
+    return torch.zeros(visible.shape, device=visible.device).masked_fill_(~visible, torch.finfo(torch.float32).min)
 
 
 def padding_free_hidden(decoder, ids: torch.Tensor, mask: torch.Tensor, share_prefix: bool = True) -> torch.Tensor:

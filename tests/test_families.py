@@ -57,6 +57,11 @@ FAMILIES = {
     "gemma2": Family("Gemma2Config", dict(head_dim=16, query_pre_attn_scalar=16, sliding_window=4,
                                           final_logit_softcapping=SMALL_CAP, attn_logit_softcapping=50.0),
                      transforms_logits=True),  # eager attention
+    # Gemma 2 again with its real 4,096-token window, which a shared row cannot outrun: the prefix tree is on, and
+    # its mask must reach an eager attention (Gemma 2 has no other) as an additive one
+    "gemma2_window": Family("Gemma2Config", dict(head_dim=16, query_pre_attn_scalar=16,
+                                                 final_logit_softcapping=SMALL_CAP), transforms_logits=True,
+                            prefix_tree=True),
     "gemma3": Family("Gemma3TextConfig", dict(head_dim=16, query_pre_attn_scalar=16, sliding_window=4,
                                               layer_types=["sliding_attention", "full_attention"],
                                               final_logit_softcapping=SMALL_CAP), transforms_logits=True),

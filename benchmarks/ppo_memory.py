@@ -3,7 +3,7 @@
     shared    pipelines.ppo.SharedRoles: ONE base; policy, reference, value and judge are LoRA adapters on it
     separate  the classic layout (TRL's former PPOTrainer): policy (base + SFT adapter, trainable), reference
               (another base + SFT adapter, frozen), value (a third base, sequence-classification head + its own
-              LoRA) and reward model (a fourth base, loaded as pipelines.reward.Judge does) each with transformers/peft
+              LoRA) and reward model (a fourth base, loaded as pipelines.judge.Judge does) each with transformers/peft
 
 Each layout does the same work on the same batch: one rollout of `--batch-size` prompts with exactly
 `--max-new-tokens` sampled tokens each (min_new_tokens = max_new_tokens, so both layouts generate the same number
@@ -110,7 +110,7 @@ class Separate:
             p.requires_grad_(False)
         value_base = prepare_for_kbit(load_base(cfg, base_path, head="score", device=device), cfg)
         self.value = get_peft_model(value_base, lora_config(cfg, "SEQ_CLS", value_base, dropout=0.0)).eval()
-        # The reward model as pipelines.reward.Judge loads it (score head, the SFT adapter merged in, the reward
+        # The reward model as pipelines.judge.Judge loads it (score head, the SFT adapter merged in, the reward
         # adapter on top), but with this benchmark's quantization, as the shared layout's judge has.
         judge = load_base(cfg, base_path, head="score", device=device)
         if reward_run.config().get("sft_run"):
@@ -136,7 +136,7 @@ class Separate:
         return inner.score(hidden[:, width - 1:-1]).float().squeeze(-1)
 
     def judge(self, sequences, pad_id):
-        from pipelines.reward import score_ids
+        from pipelines.judge import score_ids
 
         return score_ids(self.judge_model, sequences, pad_id, batch_size=len(sequences))
 
@@ -164,9 +164,9 @@ def main() -> None:
     from pipelines.config import PPOConfig
     from pipelines.data import encode_prompt, load_checked
     from pipelines.models import load_tokenizer, pick_device, resolve_model
-    from pipelines.ppo import decode_responses, end_of_turn_ids, left_pad, response_mask
+    from pipelines.sampling import decode_responses, end_of_turn_ids, left_pad, response_mask
     from pipelines.ppo_core import gae, logprobs_of, kl_k1, policy_loss, token_rewards, value_loss, whiten
-    from pipelines.reward import encode_for_judge
+    from pipelines.judge import encode_for_judge
     from pipelines.runs import Run
 
     quiet_libraries()

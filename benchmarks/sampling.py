@@ -27,8 +27,7 @@ import torch  # noqa: E402
 from benchmarks.run import cpu_info  # noqa: E402
 from pipelines.data import encode_prompt, load_prompts  # noqa: E402
 from pipelines.models import load_tokenizer, resolve_model  # noqa: E402
-from pipelines.ppo import left_pad  # noqa: E402
-from pipelines.sampling import pick, sample  # noqa: E402
+from pipelines.sampling import left_pad, pick, sample  # noqa: E402
 
 
 def load(sft_run: str | None):

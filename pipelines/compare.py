@@ -15,10 +15,10 @@ import torch
 from pipelines.answers import is_correct
 from pipelines.config import CompareConfig
 from pipelines.data import encode_prompt, load_checked
+from pipelines.judge import Judge
 from pipelines.models import frozen_with, load_base, load_tokenizer, pick_device, resolve_model
-from pipelines.ppo import decode_responses, end_of_turn_ids, generate, left_pad, response_mask
-from pipelines.reward import Judge
 from pipelines.runs import Run
+from pipelines.sampling import decode_responses, end_of_turn_ids, generate, left_pad, response_mask
 from pipelines.tracking import Tracker
 
 log = logging.getLogger("pipelines")

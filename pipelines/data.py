@@ -201,10 +201,10 @@ def check_hub_sources(config) -> None:
     or the local cache), so an unreachable id is bad input (exit 2, no run folder), not a failed run."""
     import datasets
 
-    for field in ("train_file", "eval_file", "prompts_file"):
-        source = hub_source(getattr(config, field, "") or "")
+    for name in ("train_file", "eval_file", "prompts_file"):
+        source = hub_source(getattr(config, name, "") or "")
         if source and not Path(source[0]).is_dir():
-            with _hub_errors(*source, field=field):
+            with _hub_errors(*source, field=name):
                 _config_or_data_dir(datasets.load_dataset_builder, source[0], source[1])
 
 

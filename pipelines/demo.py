@@ -77,7 +77,7 @@ def demo_configs(preset: str):
 def run_demo(runs_dir: str | None, preset: str = "quick", debug: bool = False) -> int:
     from pipelines.cli import run_stage, setup_logging
     from pipelines.compare import format_summary  # torch: only when a demo runs, not when the CLI starts
-    from pipelines.reward import check_gate
+    from pipelines.judge import check_gate
 
     started = time.time()
     made: dict[str, str] = {}

@@ -63,7 +63,7 @@ def reward_functions(cfg: GRPOConfig, run: Run, device: str) -> list:
 
 def judge_reward(cfg: GRPOConfig, device: str):
     """The reward run's score, behind the same accuracy gate as PPO's (an untrusted judge teaches noise)."""
-    from pipelines.reward import Judge, check_gate
+    from pipelines.judge import Judge, check_gate
 
     judge_run = Run(cfg.reward_run)
     check_gate(judge_run, cfg.allow_untrusted_judge)

@@ -49,15 +49,15 @@ from pipelines.checkpoints import ResumeError, SaveSchedule, load_ppo, save_ppo
 from pipelines.config import PPOConfig
 from pipelines.data import encode_prompt, load_checked
 from pipelines.errors import WorkbenchError
+from pipelines.judge import Judge, check_gate, encode_for_judge, pooled_position
 from pipelines.models import (adapter_report, check_logits_from_hidden, frozen_with, load_base, load_tokenizer,
                               logits_from_hidden, lora_config, pick_device, pick_dtype, prepare_for_kbit, resolve_model)
 from pipelines.packing import (packing_works, padded_hidden, padding_free_hidden, prefix_sharing_works,
                                window_shorter_than_a_row)
 from pipelines.ppo_core import (KLController, entropy_of, gae, kl_k1, kl_k3, logprobs_of, masked_mean, minibatches,
                                 policy_loss, token_rewards, value_loss, whiten)
-from pipelines.reward import Judge, check_gate, encode_for_judge, pooled_position
 from pipelines.runs import Run
-from pipelines.sampling import sample
+from pipelines.sampling import decode_responses, end_of_turn_ids, generate, left_pad, response_mask
 from pipelines.tracking import Tracker, log_checkpoint
 
 log = logging.getLogger("pipelines")
@@ -217,52 +217,6 @@ def shares_base(judge_run: Run, base_path: str, quantization: str, exact_merges:
     same_base = resolve_model(config.get("model", "default"), config.get("trust_remote_code", False)) == base_path
     same_load = config.get("quantization", "none") == quantization
     return same_base and same_load and (not config.get("sft_run") or exact_merges)
-
-
-# ---- rollouts ----------------------------------------------------------------------------------------------------
-
-
-def left_pad(sequences: list[list[int]], pad_id: int, device: str):
-    width = max(map(len, sequences))
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, seq in enumerate(sequences):
-        ids[i, width - len(seq):], mask[i, width - len(seq):] = torch.tensor(seq), 1
-    return ids.to(device), mask.to(device)
-
-
-def response_mask(responses: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """1 up to and including the first end-of-turn token; and whether each response finished at all."""
-    is_eos = torch.isin(responses, torch.tensor(eos_ids, device=responses.device))
-    finished = is_eos.any(1)
-    first = torch.where(finished, is_eos.float().argmax(1), torch.full_like(finished, responses.shape[1] - 1,
-                                                                            dtype=torch.long))
-    positions = torch.arange(responses.shape[1], device=responses.device)
-    return (positions[None, :] <= first[:, None]).long(), finished
-
-
-def generate(roles: SharedRoles, adapters: list[str], prompt_ids, prompt_mask, tokenizer, *, max_new_tokens: int,
-             temperature: float, top_p: float, eos_ids: list[int]) -> torch.Tensor:
-    """Sampled (or greedy, temperature 0) responses from the model `adapters` select (pipelines/sampling.py: what
-    transformers' generate computes, without its per-token overhead). As wide as the longest one: sampling stops
-    once every response has ended, and the columns after that would be padding that every later pass skips by mask
-    anyway."""
-    with roles.frozen(adapters):
-        return sample(roles.model, prompt_ids, prompt_mask, max_new_tokens=max_new_tokens, temperature=temperature,
-                      top_p=top_p, eos_ids=eos_ids, pad_id=tokenizer.pad_token_id)
-
-
-def end_of_turn_ids(tokenizer) -> list[int]:
-    ids = {tokenizer.eos_token_id}
-    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
-        token_id = tokenizer.convert_tokens_to_ids(token)
-        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
-            ids.add(token_id)
-    return sorted(i for i in ids if i is not None)
-
-
-def decode_responses(tokenizer, responses, mask) -> list[str]:
-    return [tokenizer.decode(r[m.bool()], skip_special_tokens=True).strip() for r, m in zip(responses, mask)]
 
 
 # ---- the stage ---------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Sampling responses: a plain decode loop over the model's KV cache.
+"""Sampling responses: a plain decode loop over the model's KV cache, and the batches around it (left-padded
+prompts in; where each response ends and its text out), shared by PPO, Compare and the studio.
 
 It computes what `model.generate(do_sample=..., temperature=..., top_p=..., top_k=0)` computes, token for token:
 the same forward passes (prompt once, then one token per step on the cache), the same positions for left-padded
@@ -92,3 +93,51 @@ def accepts_logits_to_keep(model) -> bool:
     """Whether the model's forward can compute the LM head on the last position alone (as generate does)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+# ---- batches in and out: left-padded prompts, where each response ends, its text ----------------------------
+
+
+def left_pad(sequences: list[list[int]], pad_id: int, device: str):
+    """Token lists as one left-padded batch (ids, mask): every prompt ends at the last column, where sampling goes
+    on."""
+    width = max(map(len, sequences))
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, seq in enumerate(sequences):
+        ids[i, width - len(seq):], mask[i, width - len(seq):] = torch.tensor(seq), 1
+    return ids.to(device), mask.to(device)
+
+
+def response_mask(responses: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """1 up to and including the first end-of-turn token; and whether each response finished at all."""
+    is_eos = torch.isin(responses, torch.tensor(eos_ids, device=responses.device))
+    finished = is_eos.any(1)
+    first = torch.where(finished, is_eos.float().argmax(1), torch.full_like(finished, responses.shape[1] - 1,
+                                                                            dtype=torch.long))
+    positions = torch.arange(responses.shape[1], device=responses.device)
+    return (positions[None, :] <= first[:, None]).long(), finished
+
+
+def generate(roles, adapters: list[str], prompt_ids, prompt_mask, tokenizer, *, max_new_tokens: int,
+             temperature: float, top_p: float, eos_ids: list[int]) -> torch.Tensor:
+    """Sampled (or greedy, temperature 0) responses from the model `adapters` select on `roles` (anything holding
+    a PEFT `model` and `frozen(adapters)`: PPO's SharedRoles, Compare's contestants). As wide as the longest one:
+    sampling stops once every response has ended, and the columns after that would be padding that every later
+    pass skips by mask anyway."""
+    with roles.frozen(adapters):
+        return sample(roles.model, prompt_ids, prompt_mask, max_new_tokens=max_new_tokens, temperature=temperature,
+                      top_p=top_p, eos_ids=eos_ids, pad_id=tokenizer.pad_token_id)
+
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
+        token_id = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
+            ids.add(token_id)
+    return sorted(i for i in ids if i is not None)
+
+
+def decode_responses(tokenizer, responses, mask) -> list[str]:
+    return [tokenizer.decode(r[m.bool()], skip_special_tokens=True).strip() for r, m in zip(responses, mask)]

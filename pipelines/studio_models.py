@@ -22,10 +22,10 @@ from pipelines.compare import Contestants, sample_responses
 from pipelines.config import StageConfig
 from pipelines.data import encode_prompt, load_checked
 from pipelines.errors import ConfigError
+from pipelines.judge import Judge
 from pipelines.models import load_base, load_tokenizer, pick_device, resolve_model
-from pipelines.ppo import left_pad
-from pipelines.reward import Judge
 from pipelines.runs import Run, resolve_run
+from pipelines.sampling import left_pad
 from pipelines.studio import AI_PREFIX, LabelingSet, agreement, check_new_set, compact_prompt, create_set, \
     prompt_text
 

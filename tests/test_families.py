@@ -29,9 +29,10 @@ from pipelines import packing
 from pipelines.config import PPOConfig
 from pipelines.data import encode_prompt
 from pipelines.packing import packed_hidden, padded_hidden, padding_free_hidden, padding_free_passes, tree_hidden
-from pipelines.ppo import SharedRoles, end_of_turn_ids, generate, left_pad
+from pipelines.ppo import SharedRoles
 from pipelines.ppo_core import logprobs_of
 from pipelines.runs import Run
+from pipelines.sampling import end_of_turn_ids, generate, left_pad
 from tests.conftest import SAMPLE, cli, read_json
 
 ATTENTION = ["k_proj", "o_proj", "q_proj", "v_proj"]

@@ -9,8 +9,9 @@ import torch
 from pipelines.answers import is_correct
 from pipelines.config import PPOConfig
 from pipelines.data import encode_prompt, encode_response
-from pipelines.ppo import SharedRoles, response_mask, train
-from pipelines.reward import Judge, encode_for_judge
+from pipelines.judge import Judge, encode_for_judge
+from pipelines.ppo import SharedRoles, train
+from pipelines.sampling import response_mask
 from pipelines.runs import Run
 from tests.conftest import SAMPLE, cli, only_run, read_json
 
@@ -357,7 +358,8 @@ def test_passes_skip_padding_after_the_longest_response(yes_no_model):
     """generate() returns as many columns as the longest response. The padding it no longer adds was masked in every
     later pass: with it back, log-probs, KL, values and advantages on the real tokens are the same, and zero after."""
     from pipelines.models import load_tokenizer
-    from pipelines.ppo import assess_rollout, end_of_turn_ids, generate, left_pad
+    from pipelines.ppo import assess_rollout
+    from pipelines.sampling import end_of_turn_ids, generate, left_pad
 
     cfg = PPOConfig(prompts_file="unused", reward_run="unused", temperature=1.0, lora_r=4)
     roles = SharedRoles(cfg, str(yes_no_model), "cpu", None, None)
@@ -398,7 +400,7 @@ def test_sampling_on_merged_weights_matches_the_adapter_and_leaves_the_base_unto
     """generate() samples with the policy merged into the weights (one matmul per layer); greedy answers are those
     of the unmerged adapter, and afterwards every base weight is the very tensor it was, bit for bit."""
     from pipelines.models import load_tokenizer
-    from pipelines.ppo import end_of_turn_ids, generate, left_pad
+    from pipelines.sampling import end_of_turn_ids, generate, left_pad
 
     cfg = PPOConfig(prompts_file="unused", reward_run="unused", lora_r=4)
     roles = SharedRoles(cfg, str(yes_no_model), "cpu", None, None)
@@ -448,7 +450,7 @@ def test_the_judge_pass_reads_the_token_the_classification_head_reads(tiny_model
     that is not pad, not the last real one: PPO's judge pass reads the same (pooled_position)."""
     from transformers import AutoModelForSequenceClassification
 
-    from pipelines.reward import pooled_position
+    from pipelines.judge import pooled_position
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1).eval()
     eos = model.config.eos_token_id

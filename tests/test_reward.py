@@ -10,7 +10,8 @@ import torch
 
 from pipelines.errors import GateError
 from pipelines.data import tokenize_pairs
-from pipelines.reward import check_gate, length_baseline
+from pipelines.judge import check_gate
+from pipelines.reward import length_baseline
 from pipelines.runs import Run
 from tests.conftest import REPO, SAMPLE, SHARED_DATA, cli, only_run, read_json, write_jsonl
 

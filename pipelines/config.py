@@ -243,10 +243,10 @@ class TrainingConfig(StageConfig):
 PACKING = ("Compute only the real tokens of each batch: no padding, and what several sequences start with alike (a "
            "chat template's system turn, the prompt both answers of a pair share) computed once. Same numbers up to "
            "rounding; checked at start, and off by itself for a model that cannot.")
-BEFORE_PACKING = {"packing": False}
+BEFORE_PACKING = {"packing": False}  # a run saved before the setting existed trained on padded batches
 MIN_PROMPT_TOKENS = ("When a pair is too long, the prompt is cut from the left down to at least this many tokens "
                      "(both answers stay whole); pairs still too long are dropped. Both are counted in the log and "
-                     "the summary.")  # a run saved before the setting existed trained on padded batches
+                     "the summary.")
 
 
 @dataclass

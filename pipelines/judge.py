@@ -20,7 +20,7 @@ log = logging.getLogger("pipelines")
 
 @torch.no_grad()
 def score_ids(model, sequences: list[list[int]], pad_id: int, batch_size: int = 16) -> list[float]:
-    """One score per token sequence, from the sequence-classification head at the last real token."""
+    """One score per token sequence, from the sequence-classification head at the token it pools (pooled_position)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

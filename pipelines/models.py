@@ -172,11 +172,14 @@ def load_base(cfg, path: str, *, head: str = "causal", device: str | None = None
         raise ModelError(f"Loading `{path}` failed: {exc}") from None
     if quant is None:
         model.to(device)
-    # A 4-bit parameter packs two weights per stored element.
-    n_params = sum(p.numel() * (2 if type(p).__name__ == "Params4bit" else 1) for p in model.parameters())
     log.info("Model %s: %s head, %.1fM parameters, device %s, dtype %s, quantization %s", path, head,
-             n_params / 1e6, device, str(dtype).replace("torch.", ""), cfg.quantization)
+             parameter_count(model) / 1e6, device, str(dtype).replace("torch.", ""), cfg.quantization)
     return model
+
+
+def parameter_count(model) -> int:
+    """The model's weights, counted as weights: a 4-bit parameter packs two per stored element."""
+    return sum(p.numel() * (2 if type(p).__name__ == "Params4bit" else 1) for p in model.parameters())
 
 
 def logits_from_hidden(causal):
@@ -274,8 +277,8 @@ def lora_targets(model, targets: list[str]) -> list[str] | str:
     # a model that already holds adapters (PPO adds its value adapter beside the policy): the adapted layers' names
     names = [name.removesuffix(".base_layer") for name, module in model.named_modules()
              if isinstance(module, torch.nn.Linear) and ".lora_" not in name]
-    missing = [t for t in targets
-               if not any(check_target_module_exists(LoraConfig(target_modules=[t]), name) for name in names)]
+    alone = {t: LoraConfig(target_modules=[t]) for t in targets}  # PEFT's own matching, one target at a time
+    missing = [t for t in targets if not any(check_target_module_exists(alone[t], name) for name in names)]
     if not missing:
         return targets
     kind = type(model).__name__
@@ -311,7 +314,7 @@ def adapter_report(model, adapter: str | None = None) -> dict:
                if isinstance(module, LoraLayer) and (adapter is None or adapter in module.lora_A)]
     trainable = sum(p.numel() for name, p in model.named_parameters()
                     if (p.requires_grad if adapter is None else f".{adapter}." in name))
-    total = sum(p.numel() * (2 if type(p).__name__ == "Params4bit" else 1) for p in model.parameters())
+    total = parameter_count(model)
     report = {"lora_modules": sorted({name.rsplit(".", 1)[-1] for name in adapted}), "lora_layers": len(adapted),
               "trainable_parameters": trainable}
     log.info("LoRA on %d layers (%s); %s trainable parameters (%.2f%% of %.1fM).", len(adapted),

@@ -698,6 +698,28 @@ def tokenize_pairs(tokenizer, pairs: list[dict], max_length: int, min_prompt_tok
     return out
 
 
+def fit_preference_files(tokenizer, train_rows: list[dict], eval_rows: list[dict], cfg,
+                         log) -> tuple[TokenizedPairs, TokenizedPairs, dict]:
+    """A preference stage's training and held-out pairs fitted to `cfg.max_length` (tokenize_pairs), each file's
+    accounting logged, refused when nothing fits; with the counts the stage's metrics and summary carry."""
+    train = tokenize_pairs(tokenizer, train_rows, cfg.max_length, cfg.min_prompt_tokens,
+                           logged_progress(log, "training pairs"))
+    held_out = tokenize_pairs(tokenizer, eval_rows, cfg.max_length, cfg.min_prompt_tokens,
+                              logged_progress(log, "held-out pairs"))
+    log.info(train.describe("training pairs", cfg.max_length))
+    if eval_rows:
+        log.info(held_out.describe("held-out pairs", cfg.max_length))
+    if not train.rows:
+        raise DataError(f"No training pair of `{cfg.train_file}` fits `max_length={cfg.max_length}`, even with the "
+                        "prompt cut. Fix: raise `max_length`.")
+    if eval_rows and not held_out.rows:
+        raise DataError("No held-out pair fits `max_length`. Fix: raise `max_length` or check `eval_file`.")
+    counts = {"train_pairs": len(train.rows),
+              "truncated_pairs": len(train.truncated_lines) + len(held_out.truncated_lines),
+              "dropped_pairs": len(train.dropped_lines) + len(held_out.dropped_lines)}
+    return train, held_out, counts
+
+
 def token_lengths(tokenizer, rows: list[dict], progress=None) -> list[int]:
     """Tokens of each record as the trainer sees it: prompt + the longest response, chat template applied (a prompt
     alone for prompt files, the text for plain-text SFT). Batched (BatchEncoder), a slice of records at a time, so

@@ -18,8 +18,7 @@ from datasets import Dataset
 
 from pipelines import distributed
 from pipelines.config import DPOConfig
-from pipelines.data import TokenizedPairs, load_checked, logged_progress, tokenize_pairs
-from pipelines.errors import DataError
+from pipelines.data import TokenizedPairs, fit_preference_files, load_checked
 from pipelines.models import adapter_report, lora_config, pick_device, save_trained_adapter, starting_policy
 from pipelines.packing import padding_free_passes
 from pipelines.runs import Run
@@ -55,21 +54,7 @@ def run(cfg: DPOConfig, run: Run, resume: Path | None = None) -> dict:
     train_rows = load_checked("dpo", cfg.train_file, log, cfg.column_map)
     eval_rows = load_checked("dpo", cfg.eval_file, log, cfg.column_map) if cfg.eval_file else []
     model, tokenizer = starting_policy(cfg, sft_run, device)
-    train = tokenize_pairs(tokenizer, train_rows, cfg.max_length, cfg.min_prompt_tokens,
-                           logged_progress(log, "training pairs"))
-    held_out = tokenize_pairs(tokenizer, eval_rows, cfg.max_length, cfg.min_prompt_tokens,
-                              logged_progress(log, "held-out pairs"))
-    log.info(train.describe("training pairs", cfg.max_length))
-    if eval_rows:
-        log.info(held_out.describe("held-out pairs", cfg.max_length))
-    if not train.rows:
-        raise DataError(f"No training pair of `{cfg.train_file}` fits `max_length={cfg.max_length}`, even with the "
-                        "prompt cut. Fix: raise `max_length`.")
-    if eval_rows and not held_out.rows:
-        raise DataError("No held-out pair fits `max_length`. Fix: raise `max_length` or check `eval_file`.")
-    accounting = {"train_pairs": len(train.rows),
-                  "truncated_pairs": len(train.truncated_lines) + len(held_out.truncated_lines),
-                  "dropped_pairs": len(train.dropped_lines) + len(held_out.dropped_lines)}
+    train, held_out, accounting = fit_preference_files(tokenizer, train_rows, eval_rows, cfg, log)
     if cfg.packing:
         log.info("Training passes: %s.", padding_free_passes(model, device))
     shared, report_callbacks = trainer_arguments(cfg, run, device, evaluate=bool(eval_rows))

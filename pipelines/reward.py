@@ -20,8 +20,8 @@ from transformers import TrainerCallback, set_seed
 
 from pipelines import distributed
 from pipelines.config import RewardConfig
-from pipelines.data import (TokenizedPairs, labeler_instruction, load_checked, load_preferences, logged_progress,
-                            read_records, tokenize_pairs)
+from pipelines.data import (TokenizedPairs, fit_preference_files, labeler_instruction, load_checked,
+                            load_preferences, read_records, tokenize_pairs)
 from pipelines.errors import DataError
 from pipelines.judge import Judge, score_ids
 from pipelines.models import (adapter_report, load_base, load_tokenizer, lora_config, merge_adapter, pick_device,
@@ -105,21 +105,9 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
         pairs, eval_pairs = split_held_out(pairs, cfg.eval_split, cfg.seed)
         log.info("Held out %d of the training pairs for evaluation (`eval_split: %s`).", len(eval_pairs),
                  cfg.eval_split)
-    train = tokenize_pairs(tokenizer, pairs, cfg.max_length, cfg.min_prompt_tokens,
-                           logged_progress(log, "training pairs"))
-    held_out = tokenize_pairs(tokenizer, eval_pairs, cfg.max_length, cfg.min_prompt_tokens,
-                              logged_progress(log, "held-out pairs"))
-    log.info(train.describe("training pairs", cfg.max_length))
-    log.info(held_out.describe("held-out pairs", cfg.max_length))
-    if not train.rows:
-        raise DataError(f"No training pair of `{cfg.train_file}` fits `max_length={cfg.max_length}`, even with the "
-                        "prompt cut. Fix: raise `max_length`.")
-    if not held_out.rows:
-        raise DataError("No held-out pair fits `max_length`. Fix: raise `max_length` or check `eval_file`.")
+    train, held_out, counts = fit_preference_files(tokenizer, pairs, eval_pairs, cfg, log)  # eval_pairs: never empty
     tracker = Tracker(run, cfg.max_steps, cfg.batch_size * cfg.gradient_accumulation_steps)
-    accounting = {"train_pairs": len(train.rows), "truncated_pairs": len(train.truncated_lines) +
-                  len(held_out.truncated_lines), "dropped_pairs": len(train.dropped_lines) +
-                  len(held_out.dropped_lines), "eval_pairs": len(held_out.rows),
+    accounting = {**counts, "eval_pairs": len(held_out.rows),
                   "length_baseline_accuracy": length_baseline(held_out.rows)}
     if not resume:  # a resumed run has this row already
         tracker.log(0, accounting)

@@ -90,9 +90,10 @@ def test_a_summary_says_what_was_adapted_and_what_had_to_be_fitted():
     summary = {"lora_modules": ["o_proj", "qkv_proj"], "lora_layers": 4, "trainable_parameters": 24576,
                "truncated_pairs": 3, "dropped_pairs": 1, "steps": 2}
     figures = dict(results.summary_figures("dpo", summary))
-    assert figures["LoRA"] == "o_proj, qkv_proj in 4 layers; 24,576 trainable parameters"
-    assert figures["Pairs fitted to max_length"] == "3 cut at the prompt's start, 1 dropped"
-    assert "Pairs fitted to max_length" not in dict(results.summary_figures("reward", {"truncated_pairs": 0}))
+    assert figures["LoRA, 4 layers"] == "0.02M params"
+    assert figures["Pairs cut / dropped"] == "3 / 1"
+    assert len(figures) == 3  # with Steps; nothing fitted, nothing said:
+    assert results.summary_figures("reward", {"truncated_pairs": 0}) == []
 
 
 def row(prompt, answer, ppo, sft):

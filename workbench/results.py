@@ -63,12 +63,13 @@ def summary_figures(stage: str, summary: dict) -> list[tuple[str, str]]:
     elif stage == "compare":
         figures += [(label, value) for label, value, _ in headline(summary)]
     if summary.get("truncated_pairs") or summary.get("dropped_pairs"):
-        cut, dropped = summary.get("truncated_pairs", 0), summary.get("dropped_pairs", 0)
-        fitted = f"{cut} cut at the prompt's start, {dropped} dropped"
-        figures.append(("Pairs fitted to max_length", fitted))
+        # short labels and values: a figure's tile cuts what does not fit its width (the modules' names are in the
+        # summary and the log)
+        figures.append(("Pairs cut / dropped",
+                        f"{summary.get('truncated_pairs', 0)} / {summary.get('dropped_pairs', 0)}"))
     if summary.get("lora_modules"):
-        figures.append(("LoRA", f"{', '.join(summary['lora_modules'])} in {summary.get('lora_layers', '?')} "
-                                f"layers; {summary.get('trainable_parameters', 0):,} trainable parameters"))
+        figures.append((f"LoRA, {summary.get('lora_layers', '?')} layers",
+                        f"{summary.get('trainable_parameters', 0) / 1e6:.2f}M params"))
     for key, label in (("steps", "Steps"), ("world_size", "Processes")):
         if isinstance(summary.get(key), int) and (key != "world_size" or summary[key] > 1):
             figures.append((label, str(summary[key])))

@@ -1,23 +1,37 @@
-"""The workbench frame: page config, navigation over app_pages/, and the sidebar's active-run badge."""
+"""The workbench frame: page config, navigation over app_pages/ and the stages, and the sidebar's active-run badge."""
+
+from functools import partial
+from pathlib import Path
 
 import streamlit as st
 
+from pipelines.stages import STAGES
 from workbench import jobs
+from workbench.panels import stage_page
 
 st.set_page_config(page_title="RLHF Workbench", page_icon=":material/explore:", layout="wide")
+
+
+def stage_pages(section: str) -> list:
+    """The pages of the stages in `section`, in the stages' order: a stage's own page file (app_pages/<id>.py) where
+    it has one, else the plain stage page. The three classic stages are numbered, as the tour numbers them."""
+    pages = []
+    for stage in (s for s in STAGES.values() if s.section == section):
+        title = f"{len(pages) + 1} · {stage.title}" if section == "Stages" else stage.title
+        own = Path(__file__).parent / "app_pages" / f"{stage.id}.py"
+        page = own if own.is_file() else partial(stage_page, stage.id)
+        pages.append(st.Page(page, title=title, icon=stage.icon, url_path=stage.id))
+    return pages
+
 
 PAGES = {
     "Workbench": [st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
                   st.Page("app_pages/data.py", title="Data", icon=":material/description:"),
                   st.Page("app_pages/studio.py", title="Preference studio", icon=":material/thumbs_up_down:")],
-    "Stages": [st.Page("app_pages/sft.py", title="1 · SFT", icon=":material/school:"),
-               st.Page("app_pages/reward.py", title="2 · Reward model", icon=":material/balance:"),
-               st.Page("app_pages/ppo.py", title="3 · PPO", icon=":material/trending_up:")],
-    "Simpler approaches": [st.Page("app_pages/dpo.py", title="DPO", icon=":material/join:"),
-                           st.Page("app_pages/grpo.py", title="GRPO", icon=":material/checklist:"),
+    "Stages": stage_pages("Stages"),
+    "Simpler approaches": [*stage_pages("Simpler approaches"),
                            st.Page("app_pages/approach.py", title="Which approach?", icon=":material/alt_route:")],
-    "Results": [st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
-                st.Page("app_pages/runs.py", title="Runs", icon=":material/folder_open:")],
+    "Results": [*stage_pages("Results"), st.Page("app_pages/runs.py", title="Runs", icon=":material/folder_open:")],
 }
 
 
@@ -27,7 +41,7 @@ def active_run_badge():
     if job is None:
         st.caption("No job running.")
         return
-    from pipelines.runs import Run
+    from pipelines.runtime.runs import Run, RunState
 
     name = job.kind.upper()
     if job.run_dir:
@@ -35,7 +49,7 @@ def active_run_badge():
         step, total = status.get("step", 0), status.get("max_steps")
         st.markdown(f":blue[:material/autorenew:] **{name}** running" + (f" · step {step}/{total}" if total else ""))
     else:
-        running = [r for r in jobs.demo_runs(job) if r.status().get("state") == "running"]
+        running = [r for r in jobs.demo_runs(job) if r.state is RunState.RUNNING]
         st.markdown(":blue[:material/autorenew:] **Demo** running" + (f" · {running[-1].stage.upper()}" if running else ""))
 
 

@@ -2,9 +2,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from pipelines.data import LOADERS
+from pipelines.data.formats import DATA_KINDS
 from pipelines.errors import DataError
-from pipelines.runs import list_runs
+from pipelines.runtime.runs import finished_runs
+from pipelines.stages import STAGES
 from workbench import advice
 from workbench.forms import data_files
 
@@ -14,7 +15,7 @@ def count_records(kind: str, path: str, stamp: float) -> tuple[int, str | None]:
     """(usable records, the problem when the file cannot be read). Cached by file and modification time: every click
     on this page reruns it, and a user's file may hold 100,000 pairs."""
     try:
-        return len(LOADERS[kind](path)[0]), None
+        return len(DATA_KINDS[kind].load(path)[0]), None
     except DataError as exc:
         return 0, str(exc)
 
@@ -47,13 +48,12 @@ with right:
     st.markdown("**Your data**, counted against the guide's sizes (the demo's files until you pick yours)")
     files = ["", *data_files()]
     counts = {}
-    for kind, loader, label, demo_file in (
-            ("sft", "sft", "Examples (SFT file)", "sample_data/sft_train.jsonl"),
-            ("pairs", "reward", "Comparisons (pairs file)", "sample_data/prefs_train.jsonl"),
-            ("prompts", "ppo", "Prompts (prompts file)", "sample_data/prompts_train.jsonl")):
+    for kind, label in (("examples", "Examples (SFT file)"), ("pairs", "Comparisons (pairs file)"),
+                        ("prompts", "Prompts (prompts file)")):
+        demo_file = DATA_KINDS[kind].sample
         picked = st.selectbox(label, files, index=files.index(demo_file) if demo_file in files else 0,
                               format_func=lambda v: v or "(none)", key=f"approach.{kind}")
-        counts[kind], problem = count_records(loader, picked, file_stamp(picked)) if picked else (0, None)
+        counts[kind], problem = count_records(kind, picked, file_stamp(picked)) if picked else (0, None)
         if problem:
             st.error(problem)
         if picked:
@@ -64,14 +64,12 @@ with st.container(border=True):
     st.subheader(f"Recommended: {advice.APPROACHES[key]}")
     for reason in reasons:
         st.markdown(f"- {reason}")
-    page = {"rlhf": "app_pages/ppo.py", "dpo": "app_pages/dpo.py", "grpo": "app_pages/grpo.py",
-            "sft": "app_pages/sft.py"}[key]
-    st.page_link(page, label="Go to that stage", icon=":material/arrow_forward:")
+    st.page_link(f"app_pages/{advice.PATHS[key][-1]}.py", label="Go to that stage", icon=":material/arrow_forward:")
 
 st.subheader("What each path cost here")
 costs = {}
-for stage in ("sft", "reward", "ppo", "dpo", "grpo"):
-    finished = [r for r in list_runs(stage=stage) if r.status().get("state") == "completed"]
+for stage in (s.id for s in STAGES.values() if s.trains):
+    finished = finished_runs(stage)
     costs[stage] = finished[0].cost() if finished else (None, None)
 st.table(advice.path_rows(costs))
 st.caption("Wall time from each stage's latest finished run (loading included), summed along the path; memory is "

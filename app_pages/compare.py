@@ -3,7 +3,9 @@ import time
 
 import streamlit as st
 
-from pipelines.runs import list_runs, read_jsonl
+from pipelines.config import describe_fields
+from pipelines.runtime.runs import finished_runs, read_jsonl
+from pipelines.stages import STAGES, run_fields
 from workbench import charts, forms, jobs, results, texts
 from workbench.panels import show_text
 
@@ -13,7 +15,7 @@ st.markdown("The same prompts, answered by the untouched base model, the SFT mod
             "prompt is marked :material/emoji_events:) and, where the prompt has a reference answer, marked correct "
             "or wrong.")
 
-compares = [r for r in list_runs(stage="compare") if r.status().get("state") == "completed"]
+compares = finished_runs("compare")
 
 with st.expander("New comparison: pick the models, the judge and the prompts"):
     st.caption("Any finished SFT, PPO, DPO and GRPO runs of one base model, side by side; `(none)` leaves a model "
@@ -31,9 +33,13 @@ with st.expander("New comparison: pick the models, the judge and the prompts"):
 
 with st.expander("Ask your own prompts", expanded=not compares):
     typed = st.text_area("One prompt per line", "What is the capital of Italy?\nHow many legs does a spider have?")
-    can_run = all(list_runs(stage=s) for s in ("sft", "reward", "ppo"))
+    # the models a comparison takes by default: the latest finished run of each
+    needed = [run_fields()[f["name"]] for f in describe_fields(STAGES["compare"].config)
+              if f["name"] in run_fields() and f["default"] == "latest"]
+    can_run = all(finished_runs(stage.id) for stage in needed)
     if not can_run:
-        st.caption("Needs a finished SFT, reward and PPO run (the Home page's demo makes all three).")
+        st.caption(f"Needs a finished {', '.join(s.title for s in needed)} run (the Home page's demo makes "
+                   "them all).")
     if st.button("Generate and score", disabled=not can_run or jobs.active_job() is not None):
         prompts = [line.strip() for line in typed.splitlines() if line.strip()]
         if not prompts:
@@ -131,7 +137,7 @@ if top:  # the two numbers a visitor should leave with: what the judge prefers, 
 wins = [(k, v) for k, v in summary.items() if k.startswith("win_rate_")]
 if len(wins) <= 3:  # base, SFT and one aligned model: three figures side by side
     cols = st.columns(len(wins) + 1)
-    cols[0].plotly_chart(charts.compare_bars(summary["mean_score"], results.MODEL_NAMES), width="stretch")
+    cols[0].plotly_chart(charts.compare_bars(summary["mean_score"], results.model_name), width="stretch")
     for col, (key, value) in zip(cols[1:], wins):
         a, b = key.removeprefix("win_rate_").split("_vs_")
         col.metric(f"{results.model_name(a)} beats {results.model_name(b)}", f"{value:.0%}",
@@ -139,7 +145,7 @@ if len(wins) <= 3:  # base, SFT and one aligned model: three figures side by sid
                         "count half).")
 else:  # more models: every pair as a matrix
     left, right = st.columns([2, 3])
-    left.plotly_chart(charts.compare_bars(summary["mean_score"], results.MODEL_NAMES), width="stretch")
+    left.plotly_chart(charts.compare_bars(summary["mean_score"], results.model_name), width="stretch")
     right.markdown("**How often the judge preferred the row's answer over the column's** (ties count half)")
     right.dataframe(results.win_rate_matrix(summary), hide_index=True)
 if rates := summary.get("correct_rate"):

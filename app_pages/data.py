@@ -3,6 +3,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from pipelines.data.formats import DATA_KINDS
+from pipelines.stages import STAGES
 from workbench import jobs
 from workbench.forms import data_files, shown_path, uploads_dir
 from workbench.jobs import REPO
@@ -10,13 +12,11 @@ from workbench.jobs import REPO
 st.title("Data")
 st.markdown("Pick or upload a dataset for a stage and check it before training: the detected format, counts, a "
             "preview, token lengths against `max_length`, and every problem with its line.")
-KINDS = {"sft": "SFT examples (messages, prompt/completion, Alpaca, text)",
-         "reward": "Preference pairs (prompt/chosen/rejected, or chosen/rejected transcripts)",
-         "ppo": "Prompts (prompt, or messages)"}
-kind = st.radio("For stage", list(KINDS), format_func=KINDS.get)
+# `inspect --stage` reads each kind of data as the first stage that trains on it does.
+READER = {kind: next(s.id for s in STAGES.values() if s.trains and s.data == kind) for kind in DATA_KINDS}
+kind = st.radio("For stage", list(DATA_KINDS), format_func=lambda k: DATA_KINDS[k].description)
 
-default = {"sft": "sample_data/sft_train.jsonl", "reward": "sample_data/prefs_train.jsonl",
-           "ppo": "sample_data/prompts_train.jsonl"}[kind]
+default = DATA_KINDS[kind].sample
 if st.session_state.get("data.kind") != kind:  # another stage: its sample file, as before
     st.session_state["data.kind"], st.session_state["data.file"] = kind, default
 uploaded = st.file_uploader("Upload a file", type=["jsonl", "json", "csv", "parquet"])
@@ -42,8 +42,8 @@ path = hub.strip() or path
 column_map = st.text_input("Column mapping (optional)", placeholder="question=prompt, response_j=chosen, "
                            "response_k=rejected", help="When the data's fields have other names: from=to pairs. "
                            "The stage forms have the same setting (`column map`, in Data).")
-max_length = st.number_input("max_length (tokens)", min_value=16, max_value=131072, value=128 if kind != "ppo"
-                             else 256, step=16)
+max_length = st.number_input("max_length (tokens)", min_value=16, max_value=131072, value=256 if kind == "prompts"
+                             else 128, step=16)
 
 
 def inspect(kind: str, path: str, max_length: int, column_map: str) -> dict:
@@ -53,7 +53,7 @@ def inspect(kind: str, path: str, max_length: int, column_map: str) -> dict:
     if key in cache:
         return cache[key]
     bar = st.progress(0.0, text="Reading the data and loading the tokenizer...")
-    lines = jobs.stream_cli(["inspect", "--stage", kind, "--file", path, "--max-length", str(max_length),
+    lines = jobs.stream_cli(["inspect", "--stage", READER[kind], "--file", path, "--max-length", str(max_length),
                              "--column-map", column_map])
     while True:
         try:
@@ -119,9 +119,8 @@ if tokens:
     st.markdown(f"**Token lengths** (prompt + response, chat template applied): min {tokens['min']}, median "
                 f"{tokens['median']}, 95th percentile {tokens['p95']}, max {tokens['max']}.")
     if over:
-        action = "dropped or have their prompt cut" if kind == "reward" else "truncated"
         st.warning(f"{over} of {report['kept']} records are longer than max_length={tokens['max_length']} and will "
-                   f"be {action}. Raise max_length to keep them whole.")
+                   f"be {DATA_KINDS[kind].too_long}. Raise max_length to keep them whole.")
     import plotly.graph_objects as go
 
     fig = go.Figure(go.Histogram(x=tokens["lengths"], nbinsx=40))

@@ -1,7 +1,8 @@
 import streamlit as st
 
-from pipelines.demo import PRESETS
-from pipelines.runs import list_runs, read_jsonl
+from pipelines.demo import presets
+from pipelines.runtime.runs import RunState, finished_runs, list_runs, read_jsonl
+from pipelines.stages import STAGES
 from workbench import jobs, results, texts
 from workbench.panels import badge, run_panel
 
@@ -11,18 +12,17 @@ st.markdown(texts.PIPELINE)
 
 @st.fragment(run_every=5)  # live while the demo (or any job) moves the pipeline along
 def stage_cards():
-    columns = st.columns(3)
-    for column, stage in zip(columns, ("sft", "reward", "ppo")):
-        title, body = texts.STAGES[stage]
+    toured = [s for s in STAGES.values() if s.tour]
+    for column, stage in zip(st.columns(len(toured)), toured):
+        title, body = stage.tour
         with column.container(border=True):
             st.subheader(title)
             st.markdown(body)
-            runs = list_runs(stage=stage)
-            done = [r for r in runs if r.status().get("state") == "completed"]
+            runs = list_runs(stage=stage.id)
+            done = [r for r in runs if r.completed]
             if not runs:
                 st.caption("No run yet.")
-            elif stage == "reward" and done:
-                summary = done[0].summary()
+            elif done and "accuracy_gate" in (summary := done[0].summary()):  # a judge: how it stands at the gate
                 accuracy, gate = summary.get("eval_accuracy", 0.0), summary.get("accuracy_gate", 0.7)
                 passed = "passes" if accuracy >= gate else "does NOT pass"
                 st.markdown(f"Latest judge: held-out accuracy **{accuracy:.0%}** ({passed} the {gate:.0%} gate; "
@@ -36,7 +36,7 @@ stage_cards()
 
 def results_card():
     """The newest comparison's two headline numbers and a few of its answers, for a visitor who just arrived."""
-    compares = [r for r in list_runs(stage="compare") if r.status().get("state") == "completed"]
+    compares = finished_runs("compare")
     if not compares or not (summary := compares[0].summary()) or not results.headline(summary):
         return
     rows = read_jsonl(compares[0].path / "compare.jsonl")
@@ -85,9 +85,11 @@ if job is not None and job.kind != "demo":
 
 st.subheader("Same model, different labeler instructions")
 st.markdown(texts.BREVITY_DEMO)
-have_sft = any(r.status().get("state") == "completed" for r in list_runs(stage="sft"))
-demo_button("▶ Align the same model for brevity", "brevity", disabled=job is not None or not have_sft,
-            help=None if have_sft else "Needs a finished SFT run: run the whole demo first.")
+starts_from = presets()["brevity"].starts_from
+have_start = bool(finished_runs(starts_from))
+demo_button("▶ Align the same model for brevity", "brevity", disabled=job is not None or not have_start,
+            help=None if have_start else f"Needs a finished {STAGES[starts_from].title} run: run the whole demo "
+                                         "first.")
 
 st.subheader("Full RLHF beside the simpler approaches")
 st.markdown(texts.METHODS_DEMO)
@@ -102,8 +104,8 @@ if demo is not None:
         current = jobs.all_jobs()
         watched = next((j for j in current if j.id == demo.id), demo)
         made = jobs.demo_runs(watched)
-        order = list(PRESETS[jobs.demo_preset(watched)][1])
-        states = {r.stage: r.status().get("state") for r in made}
+        order = list(presets()[jobs.demo_preset(watched)].stages)
+        states = {r.stage: r.state for r in made}
 
         def shown(i: int, stage: str) -> str:  # a stage the demo skipped (an SFT run it started from) is reused
             if stage in states:
@@ -119,7 +121,7 @@ if demo is not None:
             if st.button("Stop the demo"):
                 jobs.stop(watched)
         else:
-            if states.get("compare") == "completed":
+            if states.get(order[-1]) is RunState.COMPLETED:
                 st.success("The demo finished. See the aligned model side by side with the others.")
                 st.page_link("app_pages/compare.py", label="Open the comparison →", icon="🆚")
                 if st.session_state.get("demo.job") == watched.id and not st.session_state.get("demo.shown"):

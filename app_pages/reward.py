@@ -5,17 +5,17 @@ from pathlib import Path
 
 import streamlit as st
 
-from pipelines.runs import list_runs
-from workbench import jobs, texts
+from pipelines.runtime.runs import finished_runs
+from workbench import jobs
 from workbench.panels import percent_sure, stage_page
 
-stage_page("reward", "Stage 2 · The judge (reward model)", texts.REWARD_INTRO)
+stage_page("reward")
 
 st.divider()
 st.subheader("Playground: ask the judge")
 st.caption("Type a prompt and two responses. The judge scores each; under its training objective (Bradley-Terry), "
            "the difference of scores says how sure it is that one is better.")
-judges = [r for r in list_runs(stage="reward") if r.status().get("state") == "completed"]
+judges = finished_runs("reward")
 if not judges:
     st.info("Train a reward model first; the playground uses a finished reward run.")
     st.stop()

@@ -4,9 +4,9 @@ from datetime import datetime
 
 import streamlit as st
 
-from pipelines.checkpoints import newest_checkpoint
-from pipelines.config import TRAINING_STAGES
-from pipelines.runs import format_seconds, list_runs
+from pipelines.runtime.checkpoints import newest_checkpoint
+from pipelines.runtime.runs import RunState, format_seconds, list_runs
+from pipelines.stages import STAGES
 from workbench import charts, jobs, results
 from workbench.panels import live_run_panel
 
@@ -26,7 +26,7 @@ table = []
 for run in runs:
     status = run.status()
     started = status.get("started_at")
-    ended = status.get("ended_at") or (time.time() if status.get("state") == "running" else None)
+    ended = status.get("ended_at") or (time.time() if status.get("state") == RunState.RUNNING else None)
     checkpoint = newest_checkpoint(run.path)
     table.append({"run": run.id, "stage": run.stage, "status": status.get("state", "starting"),
                   "key figure": key_figure(run), "checkpoint": f"step {checkpoint[0]}" if checkpoint else "",
@@ -38,7 +38,7 @@ st.dataframe(table, hide_index=True, width="stretch")
 
 st.subheader("Overlay curves")
 by_id = {r.id: r for r in runs}
-training = [r for r in runs if r.stage in TRAINING_STAGES]  # compare runs have no curves to overlay
+training = [r for r in runs if r.stage in STAGES and STAGES[r.stage].trains]  # a comparison has no curves
 default = [r.id for r in training if r.stage == training[0].stage][:2] if training else []
 chosen = st.multiselect("Runs", list(by_id), default=default)
 if chosen:
@@ -68,7 +68,7 @@ with tabs[2]:
         if zipped := st.session_state.get(f"zip.{run.id}"):
             with open(zipped, "rb") as fh:
                 st.download_button("Download the adapter (.zip)", fh.read(), file_name=f"{run.id}-adapter.zip")
-        if run.stage in ("sft", "ppo", "dpo"):  # models that generate (a judge only scores)
+        if run.stage in STAGES and STAGES[run.stage].generates:  # a judge only scores: nothing to merge for it
             out = run.path / "merged"
             if out.exists():
                 st.success(f"Merged model saved in `{out}`.")

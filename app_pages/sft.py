@@ -1,4 +1,3 @@
-from workbench import texts
 from workbench.panels import stage_page
 
-stage_page("sft", "Stage 1 · Supervised fine-tuning", texts.SFT_INTRO)
+stage_page("sft")

@@ -12,12 +12,13 @@ from pathlib import Path
 import plotly.graph_objects as go
 import streamlit as st
 
-from pipelines.data import hub_source, load_prompts
+from pipelines.data.formats import hub_source, load_prompts
 from pipelines.errors import WorkbenchError
-from pipelines.runs import default_runs_dir, list_runs
-from pipelines.studio import (AI_PREFIX, INSTRUCTION_EXAMPLES, LabelingSet, agreement, check_labeler, check_name,
-                              describe_left_out, export, import_pairs, list_sets, model_wins, position_bias,
-                              prompt_text)
+from pipelines.runtime.runs import default_runs_dir, finished_runs
+from pipelines.stages import JUDGE, STAGES
+from pipelines.studio.sets import (AI_PREFIX, INSTRUCTION_EXAMPLES, LabelingSet, agreement, check_labeler,
+                                   check_name, describe_left_out, export, import_pairs, list_sets, model_wins,
+                                   position_bias, prompt_text)
 from workbench import jobs
 from workbench.jobs import REPO
 from workbench.forms import shown_path, uploads_dir
@@ -108,16 +109,18 @@ with st.expander("New labeling set", expanded=not sets):
                  help="The judge trained on these labels learns exactly this dimension, and nothing you did not ask.")
     generated, imported = st.tabs(["Sample two models", "Import a pairs file"])
     with generated:
-        runs = [r for stage in ("sft", "ppo") for r in list_runs(stage=stage)
-                if r.status().get("state") == "completed"]
+        generating = [s for s in STAGES.values() if s.generates]
+        runs = [r for stage in generating for r in finished_runs(stage.id)]
         options = ["base", *(str(r.path) for r in runs)]
         label = {str(r.path): f"{r.stage.upper()} · {r.id}" for r in runs} | {"base": "Base model (no adapter)"}
         st.text_input("Prompts file", "sample_data/prompts_eval.jsonl", key="studio.new.prompts",
                       help="`prompt` or `messages` records; relative to the workbench folder.")
-        # Open on two different models where there are two: the SFT model against the aligned one (or the base).
-        newest = {stage: next((str(r.path) for r in runs if r.stage == stage), None) for stage in ("sft", "ppo")}
-        first = newest["sft"] or newest["ppo"] or "base"
-        second = newest["ppo"] if newest["sft"] and newest["ppo"] else "base"
+        # Open on two different models where there are two: the SFT model against an aligned one (or the base).
+        newest = {s.id: next((str(r.path) for r in runs if r.stage == s.id), None) for s in generating}
+        start = next((newest[s.id] for s in generating if not s.aligns and newest[s.id]), None)
+        aligned = next((newest[s.id] for s in generating if s.aligns and newest[s.id]), None)
+        first = start or aligned or "base"
+        second = aligned if start and aligned else "base"
         for key, value in (("studio.new.a", first), ("studio.new.b", second)):
             if st.session_state.get(key) not in options:
                 st.session_state[key] = value
@@ -302,7 +305,7 @@ st.caption("Label the same items with a machine, then read its agreement with th
 busy = jobs.active_job() is not None
 judge_col, llm_col = st.columns(2)
 with judge_col:
-    judges = [r for r in list_runs(stage="reward") if r.status().get("state") == "completed"]
+    judges = finished_runs(JUDGE.id)
     if judges:
         judge = st.selectbox("Reward run", [str(r.path) for r in judges], format_func=lambda p: Path(p).name,
                              key="studio.judge.run")

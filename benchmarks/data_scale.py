@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/data_scale.py --pairs 20000 --old <commit>   # also an earlier tree, alternating
 
 Each measurement is a fresh process: `python -m pipelines inspect ...` as the Data page runs it, and a small driver
-that runs the reward stage's preparation (load, validate, tokenize, fit to max_length) exactly as `pipelines.reward`
+that runs the reward stage's preparation (load, validate, tokenize, fit to max_length) exactly as `pipelines.stages.reward.train`
 does before training. Seconds are wall time of the whole process (start-up included, about 5 s here); peak memory is
 the child's peak RSS. Prints a table and writes JSON (with the CPU) to benchmarks/results/data-scale-<cpu>-<date>.json.
 """
@@ -31,13 +31,13 @@ from benchmarks.run import cpu_info  # noqa: E402
 PREPARE = """
 import sys, logging
 sys.path.insert(0, {tree!r})
-from pipelines.config import RewardConfig
-from pipelines.data import load_checked
-from pipelines.models import load_tokenizer, resolve_model
-from pipelines.data import tokenize_pairs
+from pipelines.stages.reward import RewardConfig
+from pipelines.data.formats import load_checked
+from pipelines.model.loading import load_tokenizer, resolve_model
+from pipelines.data.formats import tokenize_pairs
 cfg = RewardConfig(train_file={file!r}, max_length=128)
 tokenizer = load_tokenizer(resolve_model("default"))
-pairs = load_checked("reward", cfg.train_file, logging.getLogger("x"))
+pairs = load_checked("pairs", cfg.train_file, logging.getLogger("x"))
 out = tokenize_pairs(tokenizer, pairs, cfg.max_length, cfg.min_prompt_tokens)
 print("kept", len(out.rows), "truncated", len(out.truncated_lines), "dropped", len(out.dropped_lines))
 """

@@ -1,9 +1,9 @@
 """PPO memory: the workbench's shared-adapter layout against four separately loaded models.
 
-    shared    pipelines.ppo.SharedRoles: ONE base; policy, reference, value and judge are LoRA adapters on it
+    shared    pipelines.stages.ppo.train.SharedRoles: ONE base; policy, reference, value and judge are LoRA adapters on it
     separate  the classic layout (TRL's former PPOTrainer): policy (base + SFT adapter, trainable), reference
               (another base + SFT adapter, frozen), value (a third base, sequence-classification head + its own
-              LoRA) and reward model (a fourth base, loaded as pipelines.judge.Judge does) each with transformers/peft
+              LoRA) and reward model (a fourth base, loaded as pipelines.model.judge.Judge does) each with transformers/peft
 
 Each layout does the same work on the same batch: one rollout of `--batch-size` prompts with exactly
 `--max-new-tokens` sampled tokens each (min_new_tokens = max_new_tokens, so both layouts generate the same number
@@ -51,7 +51,7 @@ class Shared:
     """Every role on one base, exactly as `python -m pipelines ppo` builds it."""
 
     def __init__(self, cfg, base_path, device, sft_run, reward_run, pad_id):
-        from pipelines.ppo import SharedRoles
+        from pipelines.stages.ppo.train import SharedRoles
 
         self.roles = SharedRoles(cfg, base_path, device, sft_run, reward_run)
         if self.roles.judge_adapters is None:
@@ -98,8 +98,8 @@ class Separate:
     def __init__(self, cfg, base_path, device, sft_run, reward_run, pad_id):
         from peft import PeftModel, get_peft_model
 
-        from pipelines.models import load_base, lora_config, merge_adapter, prepare_for_kbit
-        from pipelines.runs import Run
+        from pipelines.model.loading import load_base, lora_config, merge_adapter, prepare_for_kbit
+        from pipelines.runtime.runs import Run
 
         self.device = device
         self.policy = PeftModel.from_pretrained(prepare_for_kbit(load_base(cfg, base_path, device=device), cfg),
@@ -110,7 +110,7 @@ class Separate:
             p.requires_grad_(False)
         value_base = prepare_for_kbit(load_base(cfg, base_path, head="score", device=device), cfg)
         self.value = get_peft_model(value_base, lora_config(cfg, "SEQ_CLS", value_base, dropout=0.0)).eval()
-        # The reward model as pipelines.judge.Judge loads it (score head, the SFT adapter merged in, the reward
+        # The reward model as pipelines.model.judge.Judge loads it (score head, the SFT adapter merged in, the reward
         # adapter on top), but with this benchmark's quantization, as the shared layout's judge has.
         judge = load_base(cfg, base_path, head="score", device=device)
         if reward_run.config().get("sft_run"):
@@ -136,7 +136,7 @@ class Separate:
         return inner.score(hidden[:, width - 1:-1]).float().squeeze(-1)
 
     def judge(self, sequences, pad_id):
-        from pipelines.judge import score_ids
+        from pipelines.model.judge import score_ids
 
         return score_ids(self.judge_model, sequences, pad_id, batch_size=len(sequences))
 
@@ -161,13 +161,13 @@ def main() -> None:
     import torch
 
     from pipelines.cli import quiet_libraries
-    from pipelines.config import PPOConfig
-    from pipelines.data import encode_prompt, load_checked
-    from pipelines.models import load_tokenizer, pick_device, resolve_model
-    from pipelines.sampling import decode_responses, end_of_turn_ids, left_pad, response_mask
-    from pipelines.ppo_core import gae, logprobs_of, kl_k1, policy_loss, token_rewards, value_loss, whiten
-    from pipelines.judge import encode_for_judge
-    from pipelines.runs import Run
+    from pipelines.stages.ppo import PPOConfig
+    from pipelines.data.formats import encode_prompt, load_checked
+    from pipelines.model.loading import load_tokenizer, pick_device, resolve_model
+    from pipelines.model.sampling import decode_responses, end_of_turn_ids, left_pad, response_mask
+    from pipelines.stages.ppo.core import gae, logprobs_of, kl_k1, policy_loss, token_rewards, value_loss, whiten
+    from pipelines.model.judge import encode_for_judge
+    from pipelines.runtime.runs import Run
 
     quiet_libraries()
     sft_run, reward_run = Run(Path(args.sft_run).resolve()), Run(Path(args.reward_run).resolve())
@@ -184,7 +184,7 @@ def main() -> None:
     base_path = resolve_model(base_name)
     tokenizer = load_tokenizer(str(sft_run.adapter_dir))
     tokenizer.padding_side = "left"
-    prompts = load_checked("ppo", cfg.prompts_file)
+    prompts = load_checked("prompts", cfg.prompts_file)
     batch = [prompts[i % len(prompts)] for i in range(args.batch_size)]
     judge_max_length = int(reward_run.config().get("max_length", 256))
     rss_before = proc_status_mb("VmRSS")

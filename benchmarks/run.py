@@ -11,7 +11,7 @@ and `time`, seconds since the stage's tracker started; summary.json; status.json
 torch.cuda.max_memory_allocated(), since the pipelines do not record VRAM.
 
 Sections (see benchmarks/README.md):
-  startup     interpreter / `import torch` / `import pipelines.sft` times, and per stage the time from process start
+  startup     interpreter / `import torch` / `import pipelines.stages.sft.train` times, and per stage the time from process start
               to "Run ... started" (status.json's started_at)
   stages      sft, reward, ppo, dpo and grpo on the sample_data quick recipes with fewer steps: seconds per step
               (median of the step-to-step deltas of `time`, so the first step's warm-up is left out), tokens per
@@ -21,7 +21,7 @@ Sections (see benchmarks/README.md):
   overhead    the workbench's SFT and reward stages against plain TRL scripts doing the same work
               (benchmarks/plain_trl_sft.py, plain_trl_reward.py), alternating, ratio = plain / workbench time of
               `trainer.train()` (Trainer's own `train_runtime` on both sides), target >= 0.95
-  ppo_memory  pipelines.ppo.SharedRoles (one base, four roles as adapters) against four separately loaded models,
+  ppo_memory  pipelines.stages.ppo.train.SharedRoles (one base, four roles as adapters) against four separately loaded models,
               one process per layout (benchmarks/ppo_memory.py)
   checkpoints the cost of one checkpoint save (seconds, MB) per stage at the quick recipes, and its share of training
               time at the default schedule (`save_steps: 0` = four saves, plus one per `save_minutes`)
@@ -264,7 +264,7 @@ def step_figures(stage: str, rows: list[dict]) -> dict:
         tps = [r["tokens_per_second"] for r in train if "tokens_per_second" in r]
         tokens_per_s = tps[1:] if len(tps) > 1 else tps
     runtime = next((r["train_runtime"] for r in rows if "train_runtime" in r), None)
-    # PPO logs `time/<phase>` per step (pipelines.ppo.PhaseClock): the median of each, after the first step.
+    # PPO logs `time/<phase>` per step (pipelines.stages.ppo.train.PhaseClock): the median of each, after the first step.
     phases = {key[5:]: rnd(median([r[key] for r in train[1:] if key in r]), 3)
               for key in (train[-1] if train else {}) if key.startswith("time/")}
     return {"phases_s": phases, "steps": len(train), "s_per_step": rnd(median(deltas), 3), "step_deltas_s": [rnd(d, 2) for d in deltas],
@@ -371,7 +371,7 @@ class Bench:
     def resolve_model_dir(self) -> str:
         """The model folder both sides of the overhead comparison load (the converted default model by default);
         resolving it here also does the one-time conversion outside every measurement."""
-        code = "import sys; from pipelines.models import resolve_model; print(resolve_model(sys.argv[1]))"
+        code = "import sys; from pipelines.model.loading import resolve_model; print(resolve_model(sys.argv[1]))"
         proc = self.runner.spawn([PY, "-c", code, self.args.model], "resolve-model", timeout=900)
         if proc.returncode != 0:
             raise SystemExit(f"could not resolve model {self.args.model!r}:\n{proc.tail()}")
@@ -380,7 +380,7 @@ class Bench:
     def section_startup(self) -> dict:
         out = {}
         for name, code in (("python", "pass"), ("import_torch", "import torch"),
-                           ("import_pipelines_sft", "import pipelines.sft")):
+                           ("import_pipelines_sft", "import pipelines.stages.sft.train")):
             walls = []
             for i in range(self.mode["import_repeats"]):
                 proc = self.runner.spawn([PY, "-c", code], f"import-{name}", timeout=600)
@@ -434,7 +434,7 @@ class Bench:
         time) * steps / (steps - 1), marked as an estimate."""
         steps, repeats = self.mode["overhead_steps"], self.args.repeats or self.mode["repeats"]
         out = {"steps": steps, "repeats": repeats, "target_ratio": OVERHEAD_TARGET, "pairs": {"sft": [], "reward": []}}
-        from pipelines.config import STAGES  # pure-Python config classes: no torch import in this process
+        from pipelines.stages import STAGES  # the stage records: no torch import in this process
 
         for stage, script in (("sft", "plain_trl_sft.py"), ("reward", "plain_trl_reward.py")):
             sets = {"max_steps": steps, "eval_steps": 0, **self.mode["sets"]}
@@ -442,7 +442,7 @@ class Bench:
                 sets["eval_file"] = ""
             else:
                 sets.update(sft_run="", eval_file=self.small_eval_file())
-            cfg = STAGES[stage].load(RECIPES / f"{stage}_quick.yaml", [f"{k}={v}" for k, v in sets.items()])
+            cfg = STAGES[stage].config.load(RECIPES / f"{stage}_quick.yaml", [f"{k}={v}" for k, v in sets.items()])
             data = ROOT / cfg.train_file
             plain = [PY, str(HERE / script), "--model-dir", self.model_dir, "--train-file", str(data),
                      "--max-length", str(cfg.max_length), "--batch-size", str(cfg.batch_size), "--max-steps",
@@ -537,7 +537,7 @@ class Bench:
         the save's seconds, over the recipe's max_steps times the step's seconds."""
         import math
 
-        from pipelines.config import STAGES
+        from pipelines.stages import STAGES
 
         made = self.chain()
         out = {}
@@ -557,7 +557,7 @@ class Bench:
                      re.findall(r"Checkpoint at step \d+ saved to .* \(([\d.]+) MB in ([\d.]+) s\)", log)]
             save_s, size_mb = median([sec for _, sec in saves]), median([mb for mb, _ in saves])
             step_s = result["s_per_step"] - save_s
-            recipe = STAGES[stage].load(RECIPES / f"{stage}_quick.yaml")
+            recipe = STAGES[stage].config.load(RECIPES / f"{stage}_quick.yaml")
             train_s = recipe.max_steps * step_s
             default_saves = math.ceil(recipe.max_steps / recipe.checkpoint_every()) + (
                 int(train_s // (recipe.save_minutes * 60)) if recipe.save_minutes else 0)
@@ -635,7 +635,7 @@ def render(r: dict) -> str:
     if s and "error" not in s:
         out += ["## Start-up (fresh process, wall seconds)", "", table(["python -c", "seconds"], [
             ["pass", s.get("python_s")], ["import torch", s.get("import_torch_s")],
-            ["import pipelines.sft", s.get("import_pipelines_sft_s")]]), ""]
+            ["import pipelines.stages.sft.train", s.get("import_pipelines_sft_s")]]), ""]
     stages = r.get("stages")
     if stages:
         rows = []

@@ -1,4 +1,4 @@
-"""Sampling a PPO rollout: transformers' `generate` against our decode loop (pipelines/sampling.py), same model.
+"""Sampling a PPO rollout: transformers' `generate` against our decode loop (pipelines/model/sampling.py), same model.
 
     .venv/bin/python benchmarks/sampling.py [--sft-run runs/<sft>] [--batch 8] [--tokens 40] [--repeats 5]
 
@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from benchmarks.run import cpu_info  # noqa: E402
-from pipelines.data import encode_prompt, load_prompts  # noqa: E402
-from pipelines.models import load_tokenizer, resolve_model  # noqa: E402
-from pipelines.sampling import left_pad, pick, sample  # noqa: E402
+from pipelines.data.formats import encode_prompt, load_prompts  # noqa: E402
+from pipelines.model.loading import load_tokenizer, resolve_model  # noqa: E402
+from pipelines.model.sampling import left_pad, pick, sample  # noqa: E402
 
 
 def load(sft_run: str | None):

@@ -121,7 +121,7 @@ def main() -> int:
     p.add_argument("--out", default=str(HERE / "results" / f"trl-ppo-{time.strftime('%Y%m%d-%H%M')}.json"))
     args = p.parse_args()
     sys.path.insert(0, str(ROOT))
-    from pipelines.models import resolve_model
+    from pipelines.model.loading import resolve_model
     from benchmarks.run import cpu_info
 
     base = resolve_model("default")

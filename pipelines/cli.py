@@ -1,9 +1,7 @@
 """The one CLI that the UI, the tests and `accelerate launch` all start.
 
-    python -m pipelines sft     --config FILE [--set key=value ...] [--runs-dir DIR]
-    python -m pipelines reward  --config FILE [--set ...]
-    python -m pipelines ppo     --config FILE [--set ...]
-    python -m pipelines compare --config FILE [--set ...]
+    python -m pipelines STAGE   --config FILE [--set key=value ...] [--runs-dir DIR]   (each stage's command: sft,
+                                reward, ppo, dpo, grpo, compare; `python -m pipelines STAGE --help` lists its keys)
     python -m pipelines resume  RUN_DIR [--set max_steps=N]   (a failed or stopped run, from its newest checkpoint)
     python -m pipelines score   --reward RUN_DIR --file FILE
     python -m pipelines demo    [--runs-dir DIR] [--preset quick|gpu|brevity|methods]
@@ -15,153 +13,31 @@ its last line on stdout, and exits 0 (completed or stopped), 1 (failed) or 2 (ba
 Training stages and `resume` also run under a launcher, data-parallel, with one run directory for all processes:
     accelerate launch --config_file sample_data/accelerate/ddp.yaml --num_processes N -m pipelines sft ...
     torchrun --nproc_per_node N -m pipelines ppo ...
-(see pipelines/distributed.py). The other commands run in one process and say so under a launcher.
+(see pipelines/runtime/distributed.py). The other commands run in one process and say so under a launcher.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import logging
-import os
 import sys
 import textwrap
-import traceback
-import warnings
 from pathlib import Path
 
-from pipelines import distributed
-from pipelines.config import RUN_FIELDS, STAGES, TRAINING_STAGES, TrainingConfig, describe_fields
-from pipelines.data import check_hub_sources
-from pipelines.demo import PRESETS
+from pipelines.config import TrainingConfig, describe_fields
+from pipelines.data.formats import check_hub_sources
+from pipelines.demo import presets
+from pipelines.engine import (join_launched_job, quiet_libraries, resolve_run_fields, resume_stage, run_stage,
+                              saved_device, setup_logging)
 from pipelines.errors import WorkbenchError
-from pipelines.runs import Run, resolve_run
-
-log = logging.getLogger("pipelines")
-STAGE_MODULES = {"sft": "pipelines.sft", "reward": "pipelines.reward", "ppo": "pipelines.ppo", "dpo": "pipelines.dpo",
-                 "grpo": "pipelines.grpo", "compare": "pipelines.compare"}
-
-
-def setup_logging(log_file: Path | None = None) -> None:
-    """The log on stderr and in `log_file`. In ranks other than 0 of a launched job the console gets warnings and
-    errors only (rank 0 already prints the progress); their own log file gets everything."""
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    for handler in list(log.handlers):
-        log.removeHandler(handler)
-        handler.close()
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
-    stderr = logging.StreamHandler(sys.stderr)
-    stderr.setFormatter(fmt)
-    stderr.setLevel(logging.INFO if distributed.is_main() else logging.WARNING)
-    log.addHandler(stderr)
-    if log_file:
-        fh = logging.FileHandler(log_file, encoding="utf-8")
-        fh.setFormatter(fmt)
-        log.addHandler(fh)
-
-
-def quiet_libraries() -> None:
-    """Our log says what matters; the libraries' progress bars and advisories would drown it."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    import transformers
-    import datasets
-
-    warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation notices meant for library authors
-    transformers.utils.logging.set_verbosity_error()
-    datasets.disable_progress_bars()
-    datasets.utils.logging.set_verbosity_error()
-
-
-def run_stage(stage: str, config, runs_dir: str | None = None, run_id: str | None = None,
-              debug: bool = False) -> tuple[Run, dict]:
-    """Create the run directory, run the stage, and leave status.json saying how it ended. Under a launcher (joined
-    first: `join_launched_job`), rank 0 creates the directory and every rank learns its path from rank 0."""
-    resolve_run_fields(config, runs_dir)
-    run = distributed.share_from_main(
-        lambda: Run.create(stage, config.to_yaml(), runs_dir, config.run_name, run_id=run_id))
-    setup_logging(run.log_file)
-    log.info("Run %s (%s) started; run directory %s%s", run.id, stage, run.path,
-             f"; rank {distributed.rank()} of {distributed.world_size()}" if distributed.launched() else "")
-    return execute(stage, config, run, debug=debug)
-
-
-def resume_stage(run_dir: str, overrides: list[str], debug: bool = False) -> tuple[Run, dict]:
-    """Carry a run on from its newest checkpoint, in its own directory (checks first: see pipelines/resume.py)."""
-    from pipelines.resume import begin, plan_resume
-
-    def planned_and_begun():
-        plan = plan_resume(run_dir, overrides)
-        begin(plan)
-        return plan
-
-    plan = distributed.share_from_main(planned_and_begun)  # rank 0 checks and rewinds the folder; all get the plan
-    setup_logging(plan.run.log_file)
-    log.info("Run %s resumed from step %d (%s); %d step(s) after it are done again; training on to step %d.",
-             plan.run.id, plan.step, plan.checkpoint.name, plan.lost_steps, plan.config.max_steps)
-    return execute(plan.stage, plan.config, plan.run, resume=plan.checkpoint, debug=debug)
-
-
-def join_launched_job(device: str) -> None:
-    """Under a launcher: join the other processes (on the device the stage will use). A no-op otherwise."""
-    if distributed.launched():
-        from pipelines.models import pick_device
-
-        distributed.init(pick_device(device))
-
-
-def saved_device(run_dir: str) -> str:
-    """The `device` a run was started with (for joining the processes before its config is fully checked)."""
-    try:
-        return str(Run(run_dir).config().get("device", "auto"))
-    except Exception:  # noqa: BLE001 - a broken config.yaml is reported by plan_resume, with its fix
-        return "auto"
-
-
-def execute(stage: str, config, run: Run, resume: Path | None = None, debug: bool = False) -> tuple[Run, dict]:
-    """Run a stage in its run directory; every way it ends leaves status.json saying how. Returns the summary, empty
-    when the run failed (a rank other than 0 cannot tell from status.json, which rank 0 may not have written yet)."""
-    from pipelines.resume import resume_summary
-
-    try:
-        module = importlib.import_module(STAGE_MODULES[stage])
-        summary = module.run(config, run, resume) if resume else module.run(config, run)
-    except WorkbenchError as exc:
-        log.error("%s", exc)
-        run.record_failure(str(exc))
-        if debug:
-            raise
-        return run, {}
-    except BaseException as exc:  # noqa: BLE001 - every failure must leave a failed status behind
-        log.error("Unexpected error: %s: %s\n%s", type(exc).__name__, exc, traceback.format_exc())
-        # Not a user error: on rank 0 this may only be the echo of another rank's failure (a closed connection).
-        run.record_failure(f"{type(exc).__name__}: {exc}", own_fault=False)
-        if debug or not isinstance(exc, Exception):
-            raise
-        return run, {}
-    stopped = summary.pop("stopped", False)
-    summary.update(resume_summary(run), world_size=distributed.world_size())
-    run.write_summary(summary)
-    run.set_status("stopped" if stopped else "completed", summary=summary)
-    log.info("Run %s %s: %s", run.id, "stopped" if stopped else "completed",
-             json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, default=str))
-    return run, summary
-
-
-def resolve_run_fields(config, runs_dir: str | None) -> None:
-    """`latest` and relative run folders become absolute paths, so config.yaml records exactly what was used."""
-    for name, stage in RUN_FIELDS.items():
-        value = getattr(config, name, "")
-        several = name in getattr(config, "several_runs", ())  # Compare's: comma-separated, each resolved
-        if value:
-            setattr(config, name, ",".join(str(resolve_run(v.strip(), stage, runs_dir, field=name).path.resolve())
-                                           for v in (value.split(",") if several else [value]) if v.strip()))
+from pipelines.runtime import distributed
+from pipelines.runtime.runs import Run, RunState
+from pipelines.stages import STAGES, training_stages
 
 
 def stage_epilog(stage: str) -> str:
-    rows = [f"  {f['name']:<28} {str(f['default'])[:22]:<22} {f['help']}" for f in describe_fields(STAGES[stage])]
+    rows = [f"  {f['name']:<28} {str(f['default'])[:22]:<22} {f['help']}"
+            for f in describe_fields(STAGES[stage].config)]
     return "config keys (YAML or --set key=value), default, meaning:\n" + "\n".join(rows)
 
 
@@ -170,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for stage in STAGES:
-        p = sub.add_parser(stage, help=STAGES[stage].__doc__.strip().split("\n")[0], epilog=stage_epilog(stage),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(stage, help=STAGES[stage].config.__doc__.strip().split("\n")[0],
+                           epilog=stage_epilog(stage), formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--config", help="YAML recipe whose keys are config field names")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one key")
         p.add_argument("--runs-dir", help="where run directories go (default: $RLHF_WORKBENCH_RUNS or runs/)")
@@ -190,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write scored records here (JSONL)")
     p.add_argument("--debug", action="store_true")
     p = sub.add_parser("inspect", help="validate a data file and print a JSON report (format, problems, lengths)")
-    p.add_argument("--stage", required=True, choices=["sft", "reward", "dpo", "ppo", "grpo"])
+    p.add_argument("--stage", required=True, choices=[s.id for s in training_stages()],
+                   help="the stage whose data it is: its records are read as that stage reads them")
     p.add_argument("--file", required=True, help="a file, a `datasets` folder, or a Hub dataset "
                                                  "`owner/name[:config][:split]`")
     p.add_argument("--column-map", default="", help="rename fields first, e.g. `question=prompt,response_j=chosen`")
@@ -204,10 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true")
     p = sub.add_parser("demo", help="the whole pipeline on sample_data, one stage after another")
     p.add_argument("--runs-dir")
-    p.add_argument("--preset", choices=list(PRESETS), default="quick",
-                   help="quick: the CPU recipes; gpu: the consumer-GPU recipes; brevity: after a demo, the same SFT "
-                        "model aligned against a judge whose labelers were asked for brevity; methods: PPO, DPO and "
-                        "GRPO from one SFT model, compared on checkable questions")
+    p.add_argument("--preset", choices=list(presets()), default="quick",
+                   help="; ".join(f"{name}: {preset.about}" for name, preset in presets().items()))
     p.add_argument("--debug", action="store_true")
     p = sub.add_parser("studio", help="preference studio: make labeling sets, label them with an AI judge, export "
                                       "the labels as preference pairs for stage 2")
@@ -253,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def inspect_command(stage: str, file: str, model: str, max_length: int, column_map: str = "") -> int:
-    from pipelines.data import inspect_file
-    from pipelines.models import load_tokenizer, resolve_model
+    from pipelines.data.formats import inspect_file
+    from pipelines.model.loading import load_tokenizer, resolve_model
 
     tokenizer = load_tokenizer(resolve_model(model))
     columns = [c for c in column_map.split(",") if c.strip()]
@@ -265,7 +140,7 @@ def inspect_command(stage: str, file: str, model: str, max_length: int, column_m
         if total >= 10_000:
             print(f"progress {done} {total}", file=sys.stderr, flush=True)
 
-    report = inspect_file(stage, file, tokenizer, max_length, column_map=columns, progress=progress)
+    report = inspect_file(STAGES[stage].data, file, tokenizer, max_length, column_map=columns, progress=progress)
     print(json.dumps(report, ensure_ascii=False))
     return 0
 
@@ -281,21 +156,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     quiet_libraries()
-    if distributed.launched() and args.command not in (*TRAINING_STAGES, "resume"):
+    trainers = [s.id for s in training_stages()]
+    if distributed.launched() and args.command not in (*trainers, "resume"):
         return fail(f"`{args.command}` runs in one process, but this is process {distributed.rank()} of "
                     f"{distributed.world_size()} started by a launcher. Fix: run `python -m pipelines {args.command} "
                     "...` without `accelerate launch` / `torchrun`; only the training stages (" +
-                    ", ".join(TRAINING_STAGES) + ") and `resume` run on several processes.")
+                    ", ".join(trainers) + ") and `resume` run on several processes.")
     try:
         distributed.check_engine()
         if args.command == "score":
-            from pipelines.reward import score_command
+            from pipelines.stages.reward.train import score_command
 
             return score_command(args.reward, args.file, args.runs_dir, args.out)
         if args.command == "inspect":
             return inspect_command(args.stage, args.file, args.model, args.max_length, args.column_map)
         if args.command == "export":
-            from pipelines.models import export_run
+            from pipelines.model.loading import export_run
 
             print(export_run(Run(args.run), Path(args.out), args.merged))
             return 0
@@ -304,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_demo(args.runs_dir, args.preset, args.debug)
         if args.command == "studio":
-            from pipelines.studio import command as studio_command
+            from pipelines.studio.commands import command as studio_command
 
             return studio_command(args)
         if args.command == "resume":
@@ -314,18 +190,17 @@ def main(argv: list[str] | None = None) -> int:
             if distributed.is_main():
                 print(run.path)
             return 0 if summary else 1
-        config = STAGES[args.command].load(args.config, args.set)
-        resolve_run_fields(config, args.runs_dir)
+        config = resolve_run_fields(STAGES[args.command].config.load(args.config, args.set), args.runs_dir)
         check_hub_sources(config)
         join_launched_job(config.device)
     except WorkbenchError as exc:
         if args.debug:
             raise
         if getattr(args, "run_id", None) and distributed.is_main():  # the workbench watches that folder
-            Run.create(args.command, "", args.runs_dir, run_id=args.run_id).set_status("failed", error=str(exc))
+            Run.create(args.command, "", args.runs_dir, run_id=args.run_id).set_status(RunState.FAILED, error=str(exc))
         return fail(str(exc))
     try:
-        run, summary = run_stage(args.command, config, args.runs_dir, args.run_id, args.debug)
+        run, summary = run_stage(config, args.runs_dir, args.run_id, args.debug)
     except WorkbenchError as exc:  # the run folder could not be made (its id is taken, say): nothing started
         if args.debug:
             raise

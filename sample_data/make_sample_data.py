@@ -1011,7 +1011,7 @@ def pref_records(items, rng):
 
 
 # Reference answers for the prompt files: the short word or number a correct reply must contain, read from the
-# fact by its topic's template. Compare grades answers with them (pipelines/answers.py: the answer appears as
+# fact by its topic's template. Compare grades answers with them (pipelines/data/answers.py: the answer appears as
 # whole words, numbers and case normalised), a second axis beside the judge, which only learned tone. Topics
 # left out have no short unambiguous answer (definitions, science, synonyms...), or one that a plain "does it
 # appear" check cannot grade: single letters ("a", "I") and "which is bigger, 65 or 56?" (a wrong reply names
@@ -1079,7 +1079,7 @@ def write_jsonl(name, records):
 # 6. Verifiable questions (GRPO's checkable reward)
 # ---------------------------------------------------------------------------
 # Short questions with exactly one right answer, which a rule can check without a judge (the answer appears in the
-# reply as whole words, pipelines/answers.py). Chosen so the answer never appears in the question itself (a yes/no
+# reply as whole words, pipelines/data/answers.py). Chosen so the answer never appears in the question itself (a yes/no
 # form for comparisons: "Which is bigger, 65 or 56?" would credit any reply that repeats both numbers) and so the
 # 135M default model gets them wrong often enough to improve on. They draw from a random stream of their own.
 VERIFIABLE_COUNTS = {"prompts_eval": 60, "prompts_train": 240}
@@ -1218,7 +1218,7 @@ def print_summary(files, pool):
     for name in ("sft_train", "sft_eval", "prefs_train", "prefs_eval",
                  "prompts_train", "prompts_eval"):
         records = files[name]
-        if name.startswith("sft"):
+        if name.startswith("sft_"):
             replies = [r["messages"][1]["content"] for r in records]
             words = f"{mean([n_words(x) for x in replies]):.1f}"
             wins = "-"

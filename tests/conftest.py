@@ -22,7 +22,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def default_tokenizer_dir():
-    from pipelines.models import default_model_dir
+    from pipelines.model.loading import default_model_dir
 
     return default_model_dir()
 
@@ -60,8 +60,8 @@ def cli(*args: str) -> int:
 
 def kill_after_first_checkpoint(argv: list[str], run_dir: Path) -> None:
     """Start `python -m pipelines ARGV --run-id NAME` and SIGKILL it as soon as its first checkpoint is complete."""
-    from pipelines.checkpoints import list_checkpoints
-    from pipelines.runs import Run
+    from pipelines.runtime.checkpoints import list_checkpoints
+    from pipelines.runtime.runs import Run
 
     proc = subprocess.Popen([sys.executable, "-m", "pipelines", *argv, "--run-id", run_dir.name], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.runs import Run
-from pipelines.tracking import peak_memory, reset_peak_memory
+from pipelines.runtime.runs import Run
+from pipelines.runtime.tracking import peak_memory, reset_peak_memory
 from workbench.advice import Answers, path_rows, recommend, size_verdict
 
 
@@ -33,7 +33,7 @@ def test_reasons_name_the_users_own_count_against_the_guide():
 
 def test_size_verdicts():
     assert size_verdict("pairs", 400).startswith("400 comparisons: below the guide's 10,000-100,000")
-    assert "within" in size_verdict("sft", 5_000)
+    assert "within" in size_verdict("examples", 5_000)
     assert "above" in size_verdict("prompts", 20_000)
 
 

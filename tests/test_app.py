@@ -10,7 +10,7 @@ import pytest
 import yaml
 from streamlit.testing.v1 import AppTest
 
-from pipelines.runs import Run
+from pipelines.runtime.runs import Run
 from tests.conftest import REPO
 from workbench import jobs
 
@@ -196,7 +196,7 @@ def test_data_page_reports_problems_with_lines(empty_runs, tmp_path):
                    '{"prompt": "q", "chosen": "same", "rejected": "same"}\n')
     try:
         at = app_at("app_pages/data.py")
-        at.radio[0].set_value("reward")
+        at.radio[0].set_value("pairs")
         at.run()
         at.selectbox[0].set_value(str(bad.resolve()))
         at.run(timeout=120)
@@ -215,7 +215,7 @@ def test_data_page_reads_a_hub_layout_folder_and_pages_long_problem_lists(empty_
     rows += [{"question": f"q{i}", "response_j": "same", "response_k": "same"} for i in range(450)]  # skipped
     (folder / "data" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     at = app_at("app_pages/data.py")
-    at.radio[0].set_value("reward")
+    at.radio[0].set_value("pairs")
     at.run()
     at.text_input[0].set_value(str(folder))  # "...or a Hub dataset or folder"
     at.text_input[1].set_value("question=prompt, response_j=chosen, response_k=rejected")

@@ -127,7 +127,7 @@ def test_a_killed_run_resumes_from_the_browser(home_page, tiny_model_dir, tmp_pa
     expect(page.get_by_text("completed").first).to_be_visible(timeout=180_000)
     expect(page.get_by_text(re.compile(r"Resumed 1×"))).to_be_visible(timeout=30_000)
     page.screenshot(path=str(SHOTS / "6-resumed-run.png"), full_page=True)
-    from pipelines.runs import Run
+    from pipelines.runtime.runs import Run
 
     assert [r["step"] for r in Run(runs / "killed").metrics() if "loss" in r] == list(range(1, 17))
 

@@ -3,8 +3,8 @@ The labels must land in the set's labels.jsonl as they are made. Screenshot: tes
 
 import time
 
-from pipelines.runs import read_jsonl
-from pipelines.studio import import_pairs
+from pipelines.runtime.runs import read_jsonl
+from pipelines.studio.sets import import_pairs
 from tests.conftest import SAMPLE
 from tests.test_browser import SHOTS, app_url, home_page, pytestmark  # noqa: F401 (fixtures, marks)
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from pipelines.data import (encode_response, fit_to_length, load_preferences, load_prompts, load_sft,
+from pipelines.data.formats import (encode_response, fit_to_length, load_preferences, load_prompts, load_sft,
                             split_hh_transcript)
 from pipelines.errors import DataError
 from tests.conftest import SAMPLE, SHARED_DATA, write_jsonl
@@ -145,7 +145,7 @@ def test_fit_to_length():
 
 
 def test_encode_response_uses_the_chat_template(default_tokenizer_dir):
-    from pipelines.models import load_tokenizer
+    from pipelines.model.loading import load_tokenizer
 
     tok = load_tokenizer(str(default_tokenizer_dir))
     prompt_ids, response_ids = encode_response(tok, [{"role": "user", "content": USER}], ANSWER)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.data import (BatchEncoder, encode_prompt, encode_response, load_preferences, load_prompts, load_sft,
+from pipelines.data.formats import (BatchEncoder, encode_prompt, encode_response, load_preferences, load_prompts, load_sft,
                             parse_column_map, token_lengths)
 from pipelines.errors import ConfigError, DataError
-from pipelines.runs import Run
+from pipelines.runtime.runs import Run
 from tests.conftest import SAMPLE, SHARED_DATA, cli, only_run, read_json, write_jsonl
 
 STACK_EXCHANGE_NAMES = ["question=prompt", "response_j=chosen", "response_k=rejected"]
@@ -101,7 +101,7 @@ def batch_matches_record_by_record(tokenizer, pairs) -> int:
 
 
 def test_the_batched_encoder_gives_the_ids_of_encode_response(default_tokenizer_dir):
-    from pipelines.models import load_tokenizer
+    from pipelines.model.loading import load_tokenizer
 
     tokenizer = load_tokenizer(str(default_tokenizer_dir))
     pairs, _ = load_preferences(SAMPLE / "prefs_train.jsonl")
@@ -123,7 +123,7 @@ def test_the_batched_encoder_gives_the_ids_of_encode_response(default_tokenizer_
 
 @pytest.mark.skipif(not (SHARED_DATA / "hh_helpful_pairs_2k.jsonl").exists(), reason="needs ../shared/data")
 def test_the_batched_encoder_agrees_on_real_multi_turn_pairs(default_tokenizer_dir):
-    from pipelines.models import load_tokenizer
+    from pipelines.model.loading import load_tokenizer
 
     pairs, _ = load_preferences(SHARED_DATA / "hh_helpful_pairs_2k.jsonl")
     assert batch_matches_record_by_record(load_tokenizer(str(default_tokenizer_dir)), pairs) == 0
@@ -166,7 +166,7 @@ def test_report_to_a_tracker_that_is_not_installed_says_how_to_add_it(tmp_path, 
 
 
 def test_paths_that_look_like_files_are_never_taken_for_hub_ids(tmp_path):
-    from pipelines.data import hub_source
+    from pipelines.data.formats import hub_source
 
     assert hub_source("owner/name") == ("owner/name", None, "train")
     assert hub_source("owner/name:test") == ("owner/name", None, "test")

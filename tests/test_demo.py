@@ -4,7 +4,7 @@ the judge, PPO, DPO and GRPO from it, compares all five models in one comparison
 import shutil
 
 from pipelines import demo
-from pipelines.runs import Run
+from pipelines.runtime.runs import Run
 from tests.conftest import read_json
 
 

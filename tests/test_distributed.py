@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from pipelines.runs import Run, pid_alive
+from pipelines.runtime.runs import Run, pid_alive
 from tests.conftest import REPO, SAMPLE, only_run, read_json
 from workbench import jobs
 

@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from pipelines import packing
-from pipelines.config import PPOConfig
-from pipelines.data import encode_prompt
-from pipelines.packing import packed_hidden, padded_hidden, padding_free_hidden, padding_free_passes, tree_hidden
-from pipelines.ppo import SharedRoles
-from pipelines.ppo_core import logprobs_of
-from pipelines.runs import Run
-from pipelines.sampling import end_of_turn_ids, generate, left_pad
+from pipelines.model import packing
+from pipelines.stages.ppo import PPOConfig
+from pipelines.data.formats import encode_prompt
+from pipelines.model.packing import packed_hidden, padded_hidden, padding_free_hidden, padding_free_passes, tree_hidden
+from pipelines.stages.ppo.train import SharedRoles
+from pipelines.stages.ppo.core import logprobs_of
+from pipelines.runtime.runs import Run
+from pipelines.model.sampling import end_of_turn_ids, generate, left_pad
 from tests.conftest import SAMPLE, cli, read_json
 
 ATTENTION = ["k_proj", "o_proj", "q_proj", "v_proj"]
@@ -85,7 +85,7 @@ TEMPERATURE = 0.7
 
 @pytest.fixture(scope="session")
 def tokenizer(default_tokenizer_dir):
-    from pipelines.models import load_tokenizer
+    from pipelines.model.loading import load_tokenizer
 
     return load_tokenizer(str(default_tokenizer_dir))  # pad fixed: <|endoftext|>, not the end of turn
 
@@ -357,7 +357,7 @@ def stage(runs, name, *settings):
 def test_every_stage_completes(name, family_dir, tmp_path):
     """SFT, then DPO and GRPO from it (no judge needed), then the judge, PPO and the comparison of all five. Granite
     has no sequence-classification class in transformers: its judge is the generic score head on its decoder
-    (pipelines.models.score_model_class)."""
+    (pipelines.model.loading.score_model_class)."""
     folder, family = family_dir(name), FAMILIES[name]
     runs = tmp_path / "runs"
     sft = stage(runs, "sft", f"model={folder}", f"train_file={SAMPLE / 'sft_train.jsonl'}", "max_steps=2",

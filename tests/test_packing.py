@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from pipelines.config import PPOConfig
-from pipelines import packing
-from pipelines.packing import (pack, packed_hidden, packing_works, padded_hidden, padding_free_hidden,
+from pipelines.stages.ppo import PPOConfig
+from pipelines.model import packing
+from pipelines.model.packing import (pack, packed_hidden, packing_works, padded_hidden, padding_free_hidden,
                                padding_free_passes, prefix_sharing_works, prefix_tree, right_padded, tree_hidden,
                                unpack)
-from pipelines.ppo import SharedRoles
+from pipelines.stages.ppo.train import SharedRoles
 
 
 def ppo_like_batch(seed: int = 0, prefix: int = 0):

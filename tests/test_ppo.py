@@ -6,13 +6,13 @@ import random
 import pytest
 import torch
 
-from pipelines.answers import is_correct
-from pipelines.config import PPOConfig
-from pipelines.data import encode_prompt, encode_response
-from pipelines.judge import Judge, encode_for_judge
-from pipelines.ppo import SharedRoles, train
-from pipelines.sampling import response_mask
-from pipelines.runs import Run
+from pipelines.data.answers import is_correct
+from pipelines.stages.ppo import PPOConfig
+from pipelines.data.formats import encode_prompt, encode_response
+from pipelines.model.judge import Judge, encode_for_judge
+from pipelines.stages.ppo.train import SharedRoles, train
+from pipelines.model.sampling import response_mask
+from pipelines.runtime.runs import Run
 from tests.conftest import SAMPLE, cli, only_run, read_json
 
 
@@ -22,7 +22,7 @@ def yes_no_model(tiny_model_dir, tmp_path_factory):
     known, learnable behaviour (its length, its words) that a rule-based reward can move."""
     from transformers import AutoModelForCausalLM
 
-    from pipelines.models import load_tokenizer
+    from pipelines.model.loading import load_tokenizer
 
     tok = load_tokenizer(str(tiny_model_dir))
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
@@ -50,8 +50,8 @@ def yes_no_model(tiny_model_dir, tmp_path_factory):
 def full_pass(roles, ids, mask, width, temperature):
     """The plain way, as a reference for every saving: a padded pass, the LM head on every response column, then
     log-probs, entropy and values (a shared head's, or the `value` adapter's when the critic is separate)."""
-    from pipelines.packing import padded_hidden
-    from pipelines.ppo_core import entropy_of, logprobs_of
+    from pipelines.model.packing import padded_hidden
+    from pipelines.stages.ppo.core import entropy_of, logprobs_of
 
     hidden = padded_hidden(roles.decoder, ids, mask)[:, width - 1:-1]
     logits = roles.logits(hidden).float() / temperature
@@ -75,7 +75,7 @@ def test_ppo_raises_a_rule_based_reward_with_bounded_kl(yes_no_model, tmp_path, 
     random.seed(0)
     torch.manual_seed(0)
     roles = SharedRoles(cfg, str(yes_no_model), "cpu", None, None)
-    from pipelines.models import load_tokenizer
+    from pipelines.model.loading import load_tokenizer
 
     tok = load_tokenizer(str(yes_no_model))
     tok.padding_side = "left"
@@ -140,7 +140,7 @@ def test_shared_base_judge_scores_like_the_standalone_judge(tiny_model_dir, tiny
                                                             tiny_base_reward_run, judge_from, ppo_from, adapters):
     """Riding on the policy's base, the judge scores as the judge that was trained, gated and is scored by
     `pipelines score` (the reward run loaded on its own), for either start of the judge and of PPO."""
-    from pipelines.models import load_tokenizer
+    from pipelines.model.loading import load_tokenizer
 
     judge_run = tiny_reward_run if judge_from == "sft" else tiny_base_reward_run
     cfg = PPOConfig(prompts_file="unused", reward_run=str(judge_run))
@@ -264,7 +264,7 @@ def test_compare_writes_side_by_side_and_win_rates(tiny_sft_run, tiny_reward_run
 def test_each_ppo_epoch_uses_every_rollout_exactly_once(yes_no_model, tmp_path):
     """Minibatches partition the batch: one shuffle per epoch, split into disjoint parts (drawing each minibatch
     afresh would use some rollouts twice and others never)."""
-    from pipelines.models import load_tokenizer
+    from pipelines.model.loading import load_tokenizer
 
     cfg = PPOConfig(prompts_file="unused", reward_run="unused", batch_size=8, num_minibatches=4, ppo_epochs=3,
                     max_steps=2, max_new_tokens=6, temperature=1.0, lora_r=4)
@@ -302,8 +302,8 @@ def test_the_rollout_numbers_are_those_of_a_pass_of_their_own(yes_no_model, tmp_
     of their own, packed, with the LM head on real tokens only. At every step, before any update: the weights are
     still those that sampled the responses, and log-probs, values, entropy, KL, advantages and returns equal what a
     plain padded no-grad pass computes."""
-    import pipelines.ppo as ppo
-    from pipelines.models import load_tokenizer
+    import pipelines.stages.ppo.train as ppo
+    from pipelines.model.loading import load_tokenizer
 
     cfg = PPOConfig(prompts_file="unused", reward_run="unused", batch_size=4, num_minibatches=num_minibatches,
                     ppo_epochs=2, max_steps=3, max_new_tokens=6, temperature=1.0, lora_r=4, learning_rate=1e-2,
@@ -357,9 +357,9 @@ def test_the_rollout_numbers_are_those_of_a_pass_of_their_own(yes_no_model, tmp_
 def test_passes_skip_padding_after_the_longest_response(yes_no_model):
     """generate() returns as many columns as the longest response. The padding it no longer adds was masked in every
     later pass: with it back, log-probs, KL, values and advantages on the real tokens are the same, and zero after."""
-    from pipelines.models import load_tokenizer
-    from pipelines.ppo import assess_rollout
-    from pipelines.sampling import end_of_turn_ids, generate, left_pad
+    from pipelines.model.loading import load_tokenizer
+    from pipelines.stages.ppo.train import assess_rollout
+    from pipelines.model.sampling import end_of_turn_ids, generate, left_pad
 
     cfg = PPOConfig(prompts_file="unused", reward_run="unused", temperature=1.0, lora_r=4)
     roles = SharedRoles(cfg, str(yes_no_model), "cpu", None, None)
@@ -399,8 +399,8 @@ def test_passes_skip_padding_after_the_longest_response(yes_no_model):
 def test_sampling_on_merged_weights_matches_the_adapter_and_leaves_the_base_untouched(yes_no_model):
     """generate() samples with the policy merged into the weights (one matmul per layer); greedy answers are those
     of the unmerged adapter, and afterwards every base weight is the very tensor it was, bit for bit."""
-    from pipelines.models import load_tokenizer
-    from pipelines.sampling import end_of_turn_ids, generate, left_pad
+    from pipelines.model.loading import load_tokenizer
+    from pipelines.model.sampling import end_of_turn_ids, generate, left_pad
 
     cfg = PPOConfig(prompts_file="unused", reward_run="unused", lora_r=4)
     roles = SharedRoles(cfg, str(yes_no_model), "cpu", None, None)
@@ -450,7 +450,7 @@ def test_the_judge_pass_reads_the_token_the_classification_head_reads(tiny_model
     that is not pad, not the last real one: PPO's judge pass reads the same (pooled_position)."""
     from transformers import AutoModelForSequenceClassification
 
-    from pipelines.judge import pooled_position
+    from pipelines.model.judge import pooled_position
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1).eval()
     eos = model.config.eos_token_id
@@ -473,7 +473,7 @@ def test_a_logit_transform_the_workbench_does_not_know_is_refused(tiny_model_dir
     from transformers import AutoModelForCausalLM
 
     from pipelines.errors import ModelError
-    from pipelines.models import check_logits_from_hidden, logits_from_hidden
+    from pipelines.model.loading import check_logits_from_hidden, logits_from_hidden
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     check_logits_from_hidden(model, model.model, logits_from_hidden(model), "cpu")  # Llama: the head alone
@@ -494,7 +494,7 @@ def test_the_judge_rides_on_the_policy_base_only_where_it_computes_what_was_gate
                                                                                    shares):
     import yaml
 
-    from pipelines.ppo import shares_base
+    from pipelines.stages.ppo.train import shares_base
 
     config = {"stage": "reward", "model": str(tiny_model_dir), "quantization": "none", **judge}
     run = Run.create("reward", yaml.safe_dump(config), tmp_path)

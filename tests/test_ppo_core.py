@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pipelines.ppo_core import (KLController, gae, kl_k1, kl_k3, masked_mean, policy_loss, token_rewards, value_loss,
+from pipelines.stages.ppo.core import (KLController, gae, kl_k1, kl_k3, masked_mean, policy_loss, token_rewards, value_loss,
                                 whiten)
 
 T = torch.tensor
@@ -98,7 +98,7 @@ def test_kl_controller():
 
 
 def test_minibatches_partition_the_batch():
-    from pipelines.ppo_core import minibatches
+    from pipelines.stages.ppo.core import minibatches
 
     torch.manual_seed(0)
     parts = minibatches(12, 3)

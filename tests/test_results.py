@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipelines.answers import is_correct, words
+from pipelines.data.answers import is_correct, words
 from workbench import results
 
 
@@ -36,7 +36,7 @@ def test_an_answer_is_correct_when_the_reference_appears_as_whole_words(response
     ("What is the opposite of \"happy\"?", "The opposite of \"happy\" is \"sad\".", "sad", True),
 ])
 def test_a_reply_that_also_names_a_competing_answer_is_wrong(question, response, answer, expected):
-    """Found when GRPO, rewarded by the plain rule, learned to list several numbers (see pipelines/answers.py)."""
+    """Found when GRPO, rewarded by the plain rule, learned to list several numbers (see pipelines/data/answers.py)."""
     assert is_correct(response, answer, question) is expected
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from pipelines import checkpoints, tracking
-from pipelines.runs import Run
+from pipelines.runtime import checkpoints, tracking
+from pipelines.runtime.runs import Run
 from tests.conftest import SAMPLE, cli, kill_after_first_checkpoint, read_json
 
 SFT_SETS = ["--set", "train_file=" + str(SAMPLE / "sft_train.jsonl"), "--set", "max_length=96", "--set",

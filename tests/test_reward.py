@@ -9,15 +9,15 @@ import pytest
 import torch
 
 from pipelines.errors import GateError
-from pipelines.data import tokenize_pairs
-from pipelines.judge import check_gate
-from pipelines.reward import length_baseline
-from pipelines.runs import Run
+from pipelines.data.formats import tokenize_pairs
+from pipelines.model.judge import check_gate
+from pipelines.stages.reward.train import length_baseline
+from pipelines.runtime.runs import Run
 from tests.conftest import REPO, SAMPLE, SHARED_DATA, cli, only_run, read_json, write_jsonl
 
 
 def test_truncation_and_drop_accounting(default_tokenizer_dir):
-    from pipelines.models import load_tokenizer
+    from pipelines.model.loading import load_tokenizer
 
     tok = load_tokenizer(str(default_tokenizer_dir))
     short = {"prompt": [{"role": "user", "content": "Hi?"}], "chosen": "Hello!", "rejected": "Go away.", "_line": 1}
@@ -58,7 +58,7 @@ def test_reward_run_learns_and_reports(tiny_reward_run):
 
 
 def test_the_labeler_instruction_comes_from_the_data_or_the_config(tmp_path):
-    from pipelines.data import labeler_instruction
+    from pipelines.data.formats import labeler_instruction
 
     pair = {"prompt": "q", "chosen": "a", "rejected": "b"}
     assert labeler_instruction(write_jsonl(tmp_path / "plain.jsonl", [pair])) == ""  # nothing says: empty

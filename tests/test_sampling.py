@@ -4,7 +4,7 @@ distribution."""
 import pytest
 import torch
 
-from pipelines.sampling import nucleus, pick, sample
+from pipelines.model.sampling import nucleus, pick, sample
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import uuid
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pipelines.data import load_preferences
+from pipelines.data.formats import load_preferences
 from pipelines.errors import ConfigError, DataError
-from pipelines.runs import read_jsonl
-from pipelines.studio import (LabelingSet, agreement, check_labeler, export, import_pairs, model_wins, open_set,
+from pipelines.runtime.runs import read_jsonl
+from pipelines.studio.sets import (LabelingSet, agreement, check_labeler, export, import_pairs, model_wins, open_set,
                               position_bias)
 from tests.conftest import REPO, SAMPLE, cli, read_json, write_jsonl
 from workbench import jobs
@@ -263,7 +263,7 @@ def test_llm_judge_asks_both_orders_and_keeps_only_consistent_verdicts(tiny_mode
 
 
 def test_both_orders_must_agree():
-    from pipelines.studio_models import both_orders_verdict
+    from pipelines.studio.models import both_orders_verdict
 
     assert both_orders_verdict(2.0, -1.0) == (1, ["A", "B"])  # candidate 1 in both orders
     assert both_orders_verdict(-0.5, 3.0) == (2, ["B", "A"])  # candidate 2 in both orders

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines.demo import PATHS, path_costs
+from pipelines.demo import path_costs, presets
 
-# The sizes the guide gives for a full pipeline: (low, high, what is counted).
-GUIDE_SIZES = {"sft": (1_000, 10_000, "SFT examples"), "pairs": (10_000, 100_000, "comparisons"),
+# The sizes the guide gives for a full pipeline, by the kind of data counted: (low, high, what is counted).
+GUIDE_SIZES = {"examples": (1_000, 10_000, "SFT examples"), "pairs": (10_000, 100_000, "comparisons"),
                "prompts": (1_000, 10_000, "prompts")}
 
+PATHS = presets()["methods"].paths  # each approach's stages, as the methods demo runs and measures them
 APPROACHES = {
     "rlhf": "Full RLHF (SFT → judge → PPO)",
     "dpo": "DPO (SFT → DPO)",
@@ -78,7 +79,7 @@ def size_verdict(kind: str, count: int) -> str:
 def path_rows(costs: dict[str, tuple[float | None, float | None]]) -> list[dict]:
     """The table of each path's measured cost (pipelines.demo.path_costs) from each stage's (wall s, peak MB)."""
     rows = []
-    for key, cost in path_costs(costs).items():
+    for key, cost in path_costs(PATHS, costs).items():
         stages = PATHS[key]
         if cost is None:
             missing = [s for s in stages if costs.get(s, (None, None))[0] is None]

@@ -1,60 +1,23 @@
-"""Plotly figures for the live panels and the Runs page. Each chart names the metric keys it draws, so a
-stage's charts are a list of data, not code."""
+"""Plotly figures for the live panels and the Runs page. Each stage's record lists its charts and the metric keys
+each draws (pipelines/stages), so a stage's charts are data, not code here."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import plotly.graph_objects as go
 
-# (title, y-axis title, [(metric key, legend label)], optional horizontal line (value, label))
-STAGE_CHARTS = {
-    "sft": [("Loss", "loss (lower is better)", [("loss", "train"), ("eval_loss", "held-out")], None),
-            ("Token accuracy", "share of next tokens right",
-             [("mean_token_accuracy", "train"), ("eval_mean_token_accuracy", "held-out")], None)],
-    "reward": [("Loss", "loss (lower is better)", [("loss", "train")], None),
-               ("Accuracy (chosen scored above rejected)", "share of pairs right",
-                [("accuracy", "train batch"), ("eval_accuracy", "held-out"),
-                 ("length_baseline_accuracy", "pick-the-longer baseline")], "gate"),
-               ("Margin (chosen - rejected score)", "score difference",
-                [("margin", "train batch"), ("eval_margin", "held-out")], None)],
-    "ppo": [("Judge score", "judge's score", [("objective/scores", "score"),
-                                              ("objective/rlhf_reward", "score - KL penalty")], None),
-            ("KL to the SFT model", "KL (nats per answer)", [("objective/kl", "KL (k1)"),
-                                                             ("objective/kl_k3", "KL (k3)")], None),
-            ("Losses", "loss", [("loss/policy", "policy"), ("loss/value", "value")], None),
-            ("Entropy", "nats per token", [("objective/entropy", "entropy")], None),
-            ("KL coefficient", "kl_coef", [("objective/kl_coef", "kl_coef")], None),
-            ("Response length", "tokens", [("response_length", "tokens")], None),
-            ("Seconds per step, by phase", "seconds",
-             [("time/generate", "generate"), ("time/judge", "judge"), ("time/forward_policy", "policy forwards"),
-              ("time/forward_reference", "reference forward"), ("time/forward_value", "value forwards"),
-              ("time/backward", "backward"), ("time/all_reduce", "gradient exchange"),
-              ("time/optimizer", "optimizer"), ("time/other", "other")], None)],
-    "dpo": [("Loss", "loss (lower is better)", [("loss", "train"), ("eval_loss", "held-out")], None),
-            ("Implicit rewards (log-prob ratio to the reference x beta)", "reward",
-             [("rewards/chosen", "chosen"), ("rewards/rejected", "rejected"), ("rewards/margins", "margin"),
-              ("eval_rewards/margins", "held-out margin")], None),
-            ("Preference accuracy (chosen above rejected)", "share of pairs right",
-             [("rewards/accuracies", "train batch"), ("eval_rewards/accuracies", "held-out")], None)],
-    "grpo": [("Reward", "reward per answer", [("reward", "mean"), ("reward_std", "spread within a batch")], None),
-             ("Reward, by rule", "reward per answer",
-              [("rewards/correct_answer/mean", "right answer"), ("rewards/matches_regex/mean", "matches the pattern"),
-               ("rewards/within_length/mean", "short enough"), ("rewards/judge/mean", "judge")], None),
-             ("KL to the starting model", "KL (per token)", [("kl", "KL")], None),
-             ("Answer length", "tokens", [("completions/mean_length", "mean")], None),
-             ("What the batch held", "share",
-              [("frac_reward_zero_std", "groups scored all alike (they teach nothing)"),
-               ("completions/clipped_ratio", "answers cut off at max_new_tokens"),
-               ("clip_ratio/region_mean", "tokens whose update was clipped")], None)],
-    "compare": [],
-}
-# Metric keys as people read them ("Judge score: score - KL penalty"), for the Runs page's overlay.
-METRIC_NAMES = {key: f"{title}: {label}" for charts in STAGE_CHARTS.values() for title, _, keys, _ in charts
-                for key, label in keys}
+from pipelines.stages import STAGES
 
 
 def metric_name(key: str) -> str:
-    return METRIC_NAMES.get(key, key)
-
+    """A metric key as people read it ("Judge score: score - KL penalty"), for the Runs page's overlay."""
+    for stage in STAGES.values():
+        for chart in stage.charts:
+            for series_key, label in chart.series:
+                if series_key == key:
+                    return f"{chart.title}: {label}"
+    return key
 
 
 def series(metrics: list[dict], key: str) -> tuple[list, list]:
@@ -74,16 +37,17 @@ def line_chart(title: str, y_title: str, traces: list[tuple[str, list, list]],
     return fig
 
 
-def stage_figures(stage: str, metrics: list[dict], gate: float | None = None) -> list[go.Figure]:
-    """The stage's charts that have data."""
+def stage_figures(stage: str, metrics: list[dict], config: dict | None = None) -> list[go.Figure]:
+    """The stage's charts that have data; `config`: the run's settings, for a chart's dashed line (the gate)."""
     figures = []
-    for title, y_title, keys, line in STAGE_CHARTS.get(stage, []):
-        traces = [(label, *series(metrics, key)) for key, label in keys]
+    for chart in STAGES[stage].charts if stage in STAGES else ():
+        traces = [(label, *series(metrics, key)) for key, label in chart.series]
         traces = [t for t in traces if t[1]]
         if not traces:
             continue
-        hline = (gate, f"gate {gate:.2f}") if line == "gate" and gate is not None else None
-        figures.append(line_chart(title, y_title, traces, hline))
+        line = (config or {}).get(chart.line_from) if chart.line_from else None
+        hline = (line, f"{chart.line_label} {line:.2f}") if isinstance(line, (int, float)) else None
+        figures.append(line_chart(chart.title, chart.y_title, traces, hline))
     return figures
 
 
@@ -93,9 +57,9 @@ def overlay(runs: dict[str, list[dict]], key: str) -> go.Figure:
                       [(name, *series(metrics, key)) for name, metrics in runs.items()], height=380)
 
 
-def compare_bars(mean_score: dict[str, float], names: dict[str, str]) -> go.Figure:
-    """`names`: what to call each model key on the axis."""
-    fig = go.Figure(go.Bar(x=[names.get(m, m) for m in mean_score], y=list(mean_score.values()),
+def compare_bars(mean_score: dict[str, float], name: Callable[[str], str]) -> go.Figure:
+    """`name`: what to call each model key on the axis."""
+    fig = go.Figure(go.Bar(x=[name(m) for m in mean_score], y=list(mean_score.values()),
                            marker_color=["#9aa5b1", "#5b8def", "#2bb673", "#e8a33d", "#b56bd6"][: len(mean_score)]))
     fig.update_layout(title="Mean judge score", height=280, margin=dict(l=10, r=10, t=40, b=10),
                       xaxis_title="model", yaxis_title="judge's score (higher: preferred)")

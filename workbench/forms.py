@@ -9,16 +9,17 @@ from pathlib import Path
 import streamlit as st
 import yaml
 
-from pipelines.config import RUN_FIELDS, STAGES, StageConfig, describe_fields
+from pipelines.config import StageConfig, describe_fields
 from pipelines.errors import ConfigError
-from pipelines.runs import default_runs_dir, list_runs
+from pipelines.runtime.runs import default_runs_dir, finished_runs
+from pipelines.stages import STAGES, run_fields
 from workbench.jobs import REPO, launcher_args
 
 RECIPES = REPO / "sample_data" / "recipes"
 PRESETS = {"quick": "Quick CPU demo", "gpu": "Consumer GPU (QLoRA)"}
+# The sections of a form, by the fields' `group`; "method" holds the stage's own algorithm settings and takes its name.
 GROUP_TITLES = {"model": "Model", "data": "Data", "training": "Training", "lora": "LoRA adapter",
-                "generation": "Sampling", "ppo": "PPO", "reward": "Reward", "grpo": "GRPO", "run": "Run",
-                "checkpoints": "Checkpoints"}
+                "generation": "Sampling", "rewards": "Reward", "run": "Run", "checkpoints": "Checkpoints"}
 FILE_FIELDS = {"train_file", "eval_file", "prompts_file"}
 
 
@@ -63,7 +64,7 @@ def _shown_value(row: dict, values: dict):
 def apply_preset(stage: str, preset: str) -> None:
     """Reset every widget of the form to the preset's value (or the dataclass default)."""
     values = preset_values(stage, preset)
-    for row in describe_fields(STAGES[stage]):
+    for row in describe_fields(STAGES[stage].config):
         st.session_state[_key(stage, row["name"])] = _shown_value(row, values)
 
 
@@ -79,7 +80,7 @@ def settings_form(stage: str) -> dict:
     landed while the page's first run was still being drawn: the browser sent learning rate 0 and the first file of
     the list back with the next edit, and Start launched an SFT run on them."""
     saved = st.session_state.setdefault(f"form.saved.{stage}", {})
-    rows = describe_fields(STAGES[stage])
+    rows = describe_fields(STAGES[stage].config)
     quick = None
     for row in rows:
         key = _key(stage, row["name"])
@@ -96,7 +97,8 @@ def settings_form(stage: str) -> dict:
         groups.setdefault(row.get("group", "training"), []).append(row)
     values = {}
     for group, fields in groups.items():
-        with st.expander(GROUP_TITLES.get(group, group.title()), expanded=group in ("model", "data", "training")):
+        title = STAGES[stage].title if group == "method" else GROUP_TITLES.get(group, group.title())
+        with st.expander(title, expanded=group in ("model", "data", "training")):
             columns = st.columns(2)
             for i, row in enumerate(fields):
                 with columns[i % 2]:
@@ -110,8 +112,8 @@ def _widget(stage: str, row: dict):
     name, key, help_text = row["name"], _key(stage, row["name"]), row["help"]
     label = name.replace("_", " ")
     default = row["default"]
-    if name in RUN_FIELDS:
-        runs = [str(r.path) for r in list_runs(stage=RUN_FIELDS[name]) if r.status().get("state") == "completed"]
+    if name in run_fields():
+        runs = [str(r.path) for r in finished_runs(run_fields()[name].id)]
         options = ["latest", *runs] + ([""] if name != "reward_run" else [])
         current = st.session_state[key]  # settings_form wrote it
         if current not in options:
@@ -152,7 +154,7 @@ def _float_step(default: float) -> float:
 def build_config(stage: str, values: dict) -> tuple[StageConfig | None, str | None]:
     """The validated config, or the message of the first problem (named field and fix)."""
     try:
-        return STAGES[stage].from_dict(values, "the form"), None
+        return STAGES[stage].config.from_dict(values, "the form"), None
     except ConfigError as exc:
         return None, str(exc)
 
@@ -161,7 +163,7 @@ def command_line(stage: str, values: dict, preset: str, processes: int = 2) -> t
     """The CLI line that does what the form says (the preset recipe plus `--set` for every change), and the same
     under `accelerate launch` with `processes` processes."""
     base = preset_values(stage, preset)
-    defaults = {row["name"]: row["default"] for row in describe_fields(STAGES[stage])}
+    defaults = {row["name"]: row["default"] for row in describe_fields(STAGES[stage].config)}
     changes = []
     for name, value in values.items():
         if value != base.get(name, defaults[name]):

@@ -6,7 +6,7 @@ re-reads them and re-attaches. Only one job runs at a time on a machine (trainin
 
 A training stage may run on several processes (one per GPU; on a CPU they share the cores): the job is then
 `accelerate launch --config_file sample_data/accelerate/ddp.yaml --num_processes N -m pipelines ...`, whose processes
-share one run folder (pipelines/distributed.py). Its pid is the launcher's, which ends when every process has.
+share one run folder (pipelines/runtime/distributed.py). Its pid is the launcher's, which ends when every process has.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.runs import Run, default_runs_dir, list_runs, pid_alive, read_json, reserve_run_dir, \
+from pipelines.runtime.runs import Run, default_runs_dir, list_runs, pid_alive, read_json, reserve_run_dir, \
     write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,15 +13,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from pipelines.checkpoints import newest_checkpoint
-from pipelines.config import TRAINING_STAGES
-from pipelines.runs import Run, format_seconds, list_runs
+from pipelines.runtime.checkpoints import newest_checkpoint
+from pipelines.runtime.runs import Run, RunState, format_seconds, list_runs
+from pipelines.stages import STAGES
 from workbench import charts, forms, jobs, results
 
 # Material icons ship with Streamlit's fonts; emoji depend on the viewer's system fonts (absent on many servers).
-STATE_BADGES = {"running": ":blue[:material/autorenew:] running", "completed": ":green[:material/check_circle:] "
-                "completed", "failed": ":red[:material/error:] failed", "stopped": ":orange[:material/stop_circle:] "
-                "stopped"}
+STATE_BADGES = {RunState.RUNNING: ":blue[:material/autorenew:] running",
+                RunState.COMPLETED: ":green[:material/check_circle:] completed",
+                RunState.FAILED: ":red[:material/error:] failed",
+                RunState.STOPPED: ":orange[:material/stop_circle:] stopped"}
 
 
 def badge(state: str | None) -> str:
@@ -51,7 +52,7 @@ def run_panel(run: Run, *, key: str) -> None:
     cols[0].markdown(f"**{html.escape(run.id)}** · {badge(state)}")
     if max_steps:
         cols[1].progress(min(step / max_steps, 1.0), text=f"step {step}/{max_steps}")
-    if state == "running":
+    if state == RunState.RUNNING:
         cols[2].markdown(f"ETA **{format_seconds(status.get('eta_s'))}**")
     elif status.get("ended_at") and status.get("started_at"):
         cols[2].markdown(f"took {format_seconds(status['ended_at'] - status['started_at'])}")
@@ -59,7 +60,7 @@ def run_panel(run: Run, *, key: str) -> None:
         batch = f", global batch {status['global_batch']}" if status.get("global_batch") else ""
         st.caption(f":material/lan: {world} processes (data-parallel{batch}); the log is rank 0's, the others' are "
                    "run.rank<K>.log in the run folder.")
-    if state == "failed":
+    if state == RunState.FAILED:
         st.error(status.get("error") or "The run failed.")
     if resumes := status.get("resumes"):
         redone = sum(r["lost_steps"] for r in resumes)
@@ -67,13 +68,12 @@ def run_panel(run: Run, *, key: str) -> None:
                    f"{redone} step{'s' if redone != 1 else ''} done again because of the interruption.")
     stage = status.get("stage") or run.config().get("stage", "")
     metrics = run.metrics()
-    gate = run.config().get("accuracy_gate") if stage == "reward" else None
-    figures = charts.stage_figures(stage, metrics, gate)
+    figures = charts.stage_figures(stage, metrics, run.config())
     if figures:
         columns = st.columns(2)
         for i, fig in enumerate(figures):
             columns[i % 2].plotly_chart(fig, width="stretch", key=f"{key}.fig{i}")
-    elif state == "running":
+    elif state == RunState.RUNNING:
         st.info("Loading the model and data; the first points appear after the first step.")
     summary = run.summary()
     if summary:
@@ -85,7 +85,7 @@ def run_panel(run: Run, *, key: str) -> None:
                 st.caption(" · ".join(f"{label}: {value}" for label, value in labelled[4:]))
         with st.expander("Summary (all figures, as saved in summary.json)", expanded=not labelled):
             st.json(summary)
-    if stage in ("ppo", "grpo"):
+    if stage in STAGES and STAGES[stage].samples:
         samples = run.samples()[-4:]
         if samples:
             st.markdown(f"**Newest samples** (step {samples[-1]['step']})")
@@ -93,14 +93,14 @@ def run_panel(run: Run, *, key: str) -> None:
                 figures = " · ".join(sample_figures(sample))
                 st.caption(f"{figures} · prompt: {html.escape(sample['prompt'])[:200]}")
                 show_text(sample["response"])
-    with st.expander("Log", expanded=state == "failed"):
+    with st.expander("Log", expanded=state == RunState.FAILED):
         st.code(run.log_tail(40) or _console_tail(run), language=None)
 
 
 def sample_figures(sample: dict) -> list[str]:
     """A sample's numbers as words: PPO's judge score and KL; GRPO's reward, and each rule's when there are
     several."""
-    figures = [f"{'reward' if 'rewards' in sample else 'score'} {sample['score']:+.2f}"]
+    figures = [f"reward {sample['score']:+.2f}" if "rewards" in sample else f"score {sample['score']:+.2f}"]
     rewards = sample.get("rewards") or {}
     if len(rewards) > 1:
         figures.append(", ".join(f"{name} {value:g}" if value is not None else f"{name} -"
@@ -125,13 +125,13 @@ def live_run_panel(run_path: str, *, key: str, every: float = 2.0) -> None:
     def panel():
         run = Run(run_path)
         run_panel(run, key=key)
-        state = run.status().get("state")
-        if state == "running":
+        state = run.state
+        if state is RunState.RUNNING:
             if st.button("Stop", key=f"{key}.stop", help="Ends the run after the current step; the adapter and a "
                                                           "checkpoint are saved."):
                 run.request_stop()
                 st.toast("Stop requested: the run saves its adapter at the end of this step.")
-        elif state in ("failed", "stopped") and run.stage in TRAINING_STAGES:
+        elif state in (RunState.FAILED, RunState.STOPPED) and run.stage in STAGES and STAGES[run.stage].trains:
             resume_control(run, key)
 
     panel()
@@ -172,14 +172,14 @@ def processes_input(stage: str) -> int:
                                     + where))
 
 
-def stage_page(stage: str, title: str, intro: str) -> None:
+def stage_page(stage: str) -> None:
     """The live (or latest) run first, curves and all, so a visitor sees results before settings; then the settings
     form from the config dataclass, the exact command and Start."""
-    st.title(title)
-    st.markdown(intro)
+    st.title(STAGES[stage].page_title)
+    st.markdown(STAGES[stage].intro)
     runs = list_runs(stage=stage)
     watched = st.session_state.get(f"watch.{stage}") or (str(runs[0].path) if runs else None)
-    running = watched is not None and Run(watched).status().get("state") == "running"
+    running = watched is not None and Run(watched).state is RunState.RUNNING
     if watched is None:
         st.info(f"No {stage.upper()} run yet. Pick a preset below and press Start.")
     else:

@@ -6,62 +6,14 @@ from __future__ import annotations
 
 from typing import Callable
 
-MODEL_NAMES = {"base": "Base model", "sft": "SFT", "ppo": "Aligned (PPO)", "dpo": "Aligned (DPO)",
-               "grpo": "Aligned (GRPO)"}
-
-
-def model_name(key: str) -> str:
-    """The model's name as people read it; the second PPO run of a comparison (`ppo_2`) is "Aligned (PPO) 2"."""
-    stage, _, number = key.partition("_")
-    if number.isdigit() and stage in MODEL_NAMES:
-        return f"{MODEL_NAMES[stage]} {number}"
-    return MODEL_NAMES.get(key, key.upper())
-
-
-def _num(value, digits: int = 2) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "?"
+from pipelines.stages import STAGES, model_name
 
 
 def summary_figures(stage: str, summary: dict) -> list[tuple[str, str]]:
-    """(label, value) pairs for the figures a person looks for in a finished run of `stage`."""
-    figures: list[tuple[str, str]] = []
-    if stage == "sft":
-        if "first_loss" in summary:
-            figures.append(("Training loss", f"{_num(summary['first_loss'])} → {_num(summary.get('final_loss'))}"))
-        if "eval_loss" in summary:
-            figures.append(("Held-out loss", _num(summary["eval_loss"])))
-    elif stage == "reward":
-        if "eval_accuracy" in summary:
-            baseline = summary.get("length_baseline_accuracy")
-            versus = f" vs {baseline:.0%} for 'pick the longer answer'" if isinstance(baseline, float) else ""
-            figures.append(("Held-out accuracy", f"{summary['eval_accuracy']:.0%}{versus}"))
-        if "accuracy_gate" in summary:
-            passed = "passes" if summary.get("ready_for_ppo") else "does not pass"
-            figures.append(("Trusted for PPO", f"{passed} the {summary['accuracy_gate']:.0%} gate"))
-    elif stage == "dpo":
-        if "first_loss" in summary:
-            figures.append(("Loss", f"{_num(summary['first_loss'])} → {_num(summary.get('final_loss'))}"))
-        if isinstance(summary.get("eval_accuracy"), float):
-            figures.append(("Held-out preference accuracy", f"{summary['eval_accuracy']:.0%}"))
-        if isinstance(summary.get("eval_margin"), float):
-            figures.append(("Held-out reward margin", _num(summary["eval_margin"])))
-    elif stage == "grpo":
-        if "initial_reward" in summary:
-            rewards = " + ".join(summary.get("rewards", [])) or "reward"
-            figures.append((f"Reward ({rewards})", f"{_num(summary['initial_reward'])} → "
-                                                   f"{_num(summary.get('final_reward'))}"))
-        if summary.get("final_kl") is not None:
-            figures.append(("Final KL to the starting model", _num(summary["final_kl"], 3)))
-    elif stage == "ppo":
-        if "initial_score" in summary:
-            scores = f"{_num(summary['initial_score'])} → {_num(summary.get('final_score'))}"
-            figures.append(("Judge's score", scores))
-        if summary.get("final_kl") is not None:
-            figures.append(("Final KL to the SFT model", _num(summary["final_kl"])))
-        if summary.get("mean_kl") is not None:
-            figures.append(("KL, training average", _num(summary["mean_kl"])))
-    elif stage == "compare":
-        figures += [(label, value) for label, value, _ in headline(summary)]
+    """(label, value) pairs for the figures a person looks for in a finished run of `stage`: the stage's own
+    (its record's `figures`), a comparison's headline, then what any run may carry."""
+    figures = list(STAGES[stage].figures(summary)) if stage in STAGES else []
+    figures += [(label, value) for label, value, _ in headline(summary)]
     if summary.get("truncated_pairs") or summary.get("dropped_pairs"):
         # short labels and values: a figure's tile cuts what does not fit its width (the modules' names are in the
         # summary and the log)
@@ -77,12 +29,12 @@ def summary_figures(stage: str, summary: dict) -> list[tuple[str, str]]:
 
 
 def main_pair(summary: dict) -> tuple[str, str] | None:
-    """The comparison people came for: the aligned model against the one it started from."""
-    for a, b in (("ppo", "sft"), ("dpo", "sft"), ("grpo", "sft"), ("ppo", "base"), ("dpo", "base"), ("grpo", "base"),
-                 ("sft", "base")):
-        if f"win_rate_{a}_vs_{b}" in summary:
-            return a, b
-    return None
+    """The comparison people came for: an aligned model against the model it started from (the SFT model, else the
+    base), else the SFT model against the base."""
+    aligned = [s.id for s in STAGES.values() if s.aligns]
+    starts = [s.id for s in STAGES.values() if s.generates and not s.aligns]  # the SFT model
+    pairs = [(a, b) for b in (*starts, "base") for a in aligned] + [(a, "base") for a in starts]
+    return next((pair for pair in pairs if f"win_rate_{pair[0]}_vs_{pair[1]}" in summary), None)
 
 
 def win_rate_matrix(summary: dict) -> list[dict]:

@@ -1,4 +1,4 @@
-"""`torchrun --nproc_per_node 2 tests/launched/collectives.py OUT.json`: pipelines.distributed's collectives on a
+"""`torchrun --nproc_per_node 2 tests/launched/collectives.py OUT.json`: pipelines.runtime.distributed's collectives on a
 real 2-process gloo group, against the same numbers computed on one process. Rank 0 writes what it measured to
 OUT.json; tests/test_distributed.py asserts on it."""
 
@@ -10,8 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 
-from pipelines import distributed  # noqa: E402
-from pipelines.ppo_core import whiten  # noqa: E402
+from pipelines.runtime import distributed  # noqa: E402
+from pipelines.stages.ppo.core import whiten  # noqa: E402
 
 distributed.init("cpu")
 rank = distributed.rank()

@@ -12,7 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from pipelines import distributed, ppo, tracking  # noqa: E402
+from pipelines.runtime import distributed, tracking
+from pipelines.stages.ppo import train as ppo  # noqa: E402
 from pipelines.cli import main  # noqa: E402
 
 if os.environ.get("TEST_SCORE_IS_RANK"):

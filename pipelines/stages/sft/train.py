@@ -8,13 +8,13 @@ from pathlib import Path
 import trl
 from datasets import Dataset
 
-from pipelines import distributed
-from pipelines.config import SFTConfig
-from pipelines.data import load_checked
-from pipelines.models import (adapter_report, load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
+from pipelines.runtime import distributed
+from pipelines.stages.sft import SFTConfig
+from pipelines.data.formats import load_checked
+from pipelines.model.loading import (adapter_report, load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
                               resolve_model)
-from pipelines.packing import padding_free_passes
-from pipelines.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation, train_tracked,
+from pipelines.model.packing import padding_free_passes
+from pipelines.runtime.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation, train_tracked,
                                 trainer_arguments)
 
 log = logging.getLogger("pipelines")
@@ -58,8 +58,8 @@ def run(cfg: SFTConfig, run, resume: Path | None = None) -> dict:
     model_path = resolve_model(cfg.model, cfg.trust_remote_code)
     tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
 
-    train_rows = load_checked("sft", cfg.train_file, log, cfg.column_map)
-    eval_rows = load_checked("sft", cfg.eval_file, log, cfg.column_map) if cfg.eval_file else []
+    train_rows = load_checked("examples", cfg.train_file, log, cfg.column_map)
+    eval_rows = load_checked("examples", cfg.eval_file, log, cfg.column_map) if cfg.eval_file else []
     if not tokenizer.chat_template:
         log.info("%s has no chat template: training on plain prompt + completion text.", cfg.model)
         train_rows, eval_rows = without_chat_template(train_rows), without_chat_template(eval_rows)

@@ -1,6 +1,6 @@
 """Side by side: the base, SFT, PPO, DPO and GRPO models (those given) answer the same held-out prompts with the same
 sampling seed; the judge scores every answer and every pair gets a win rate. Where a prompt carries a reference
-answer, each answer is also graded right or wrong (pipelines/answers.py), the axis the judge cannot see when it
+answer, each answer is also graded right or wrong (pipelines/data/answers.py), the axis the judge cannot see when it
 learned tone alone. Writes compare.jsonl (one prompt per line) and compare_summary.json (mean scores, win rates,
 correct rates).
 """
@@ -12,14 +12,15 @@ import logging
 
 import torch
 
-from pipelines.answers import is_correct
-from pipelines.config import CompareConfig
-from pipelines.data import encode_prompt, load_checked
-from pipelines.judge import Judge
-from pipelines.models import frozen_with, load_base, load_tokenizer, pick_device, resolve_model
-from pipelines.runs import Run
-from pipelines.sampling import decode_responses, end_of_turn_ids, generate, left_pad, response_mask
-from pipelines.tracking import Tracker
+from pipelines.data.answers import is_correct
+from pipelines.stages.compare import CompareConfig
+from pipelines.data.formats import encode_prompt, load_checked
+from pipelines.model.judge import Judge
+from pipelines.model.loading import frozen_with, load_base, load_tokenizer, pick_device, resolve_model
+from pipelines.runtime.runs import Run
+from pipelines.model.sampling import decode_responses, end_of_turn_ids, generate, left_pad, response_mask
+from pipelines.runtime.tracking import Tracker
+from pipelines.stages import STAGES, ppo
 
 log = logging.getLogger("pipelines")
 
@@ -41,7 +42,7 @@ class Contestants:
         self.quantized = cfg.quantization != "none"
 
     def frozen(self, adapters: list[str]):
-        """Sampling's context (see pipelines.models.frozen_with)."""
+        """Sampling's context (see pipelines.model.loading.frozen_with)."""
         if not hasattr(self.model, "disable_adapter"):  # no adapters loaded: the bare base only
             return torch.no_grad()
         return frozen_with(self.model, adapters, self.quantized)
@@ -83,7 +84,7 @@ def run(cfg: CompareConfig, run: Run) -> dict:
     base_path = resolve_model(base_name, cfg.trust_remote_code)
     tokenizer = load_tokenizer(base_path, cfg.trust_remote_code)
     tokenizer.padding_side = "left"
-    prompts = load_checked("compare", cfg.prompts_file, log, cfg.column_map)[: cfg.num_prompts]
+    prompts = load_checked("prompts", cfg.prompts_file, log, cfg.column_map)[: cfg.num_prompts]
 
     contestants = Contestants(cfg, base_path, device, adapters)
     judge = Judge(Run(cfg.reward_run), device)
@@ -131,13 +132,13 @@ def run(cfg: CompareConfig, run: Run) -> dict:
     for later, a in enumerate(done):  # every pair, the later model of the list first: ppo_vs_sft, dpo_vs_ppo...
         for b in done[:later]:
             summary[f"win_rate_{a}_vs_{b}"] = win_rate(scores[a], scores[b])
-    if "sft" in adapters:
-        summary["sft_run"] = adapters["sft"].id
-    if "ppo" in adapters:
-        ppo_summary = adapters["ppo"].summary()
+    for key, adapter in adapters.items():  # each stage's first run compared: `sft_run`, `ppo_run`...
+        if key in STAGES:
+            summary[f"{key}_run"] = adapter.id
+    if ppo.STAGE.id in adapters:  # how far PPO moved from the SFT model, beside what it gained on the judge
+        ppo_summary = adapters[ppo.STAGE.id].summary()
         summary["mean_kl"] = ppo_summary.get("mean_kl")  # the average over training
         summary["final_kl"] = ppo_summary.get("final_kl")  # at its last step: the model compared here
-        summary["ppo_run"] = adapters["ppo"].id
     (run.path / "compare_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     for line in format_summary(summary):
         log.info(line)

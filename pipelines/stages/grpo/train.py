@@ -1,10 +1,10 @@
 """GRPO, RL without a value model (TRL's GRPOTrainer + LoRA): for each prompt the model samples a group of answers,
 each answer is scored, and its advantage is how far its score sits above or below its group's mean. Where the
-score is a checkable rule (pipelines/rules.py: the reference answer appears, a regex matches, a length bound
+score is a checkable rule (pipelines/stages/grpo/rules.py: the reference answer appears, a regex matches, a length bound
 holds) no judge is needed at all: the path for answers that are objectively right or wrong.
 
 The reference for the KL penalty is the starting model through adapter switching, never a second copy in memory
-(pipelines.models.starting_policy), and the saved adapter applies to the SFT run's base as it is, like a PPO or DPO
+(pipelines.model.loading.starting_policy), and the saved adapter applies to the SFT run's base as it is, like a PPO or DPO
 policy: Compare takes it as `grpo_run`.
 """
 
@@ -16,15 +16,15 @@ from pathlib import Path
 import trl
 from datasets import Dataset
 
-from pipelines import distributed
-from pipelines.config import GRPOConfig
-from pipelines.data import load_checked
+from pipelines.runtime import distributed
+from pipelines.stages.grpo import GRPOConfig
+from pipelines.data.formats import load_checked
 from pipelines.errors import DataError
-from pipelines.models import adapter_report, lora_config, pick_device, save_trained_adapter, starting_policy
-from pipelines.packing import head_on_labelled_positions_only
-from pipelines.rules import answer_reward, length_reward, regex_reward
-from pipelines.runs import Run
-from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, train_tracked, trainer_arguments
+from pipelines.model.loading import adapter_report, lora_config, pick_device, save_trained_adapter, starting_policy
+from pipelines.model.packing import head_on_labelled_positions_only
+from pipelines.stages.grpo.rules import answer_reward, length_reward, regex_reward
+from pipelines.runtime.runs import Run
+from pipelines.runtime.tracking import Tracker, TrackerCallback, TrainerCheckpoints, train_tracked, trainer_arguments
 
 log = logging.getLogger("pipelines")
 
@@ -63,7 +63,7 @@ def reward_functions(cfg: GRPOConfig, run: Run, device: str) -> list:
 
 def judge_reward(cfg: GRPOConfig, device: str):
     """The reward run's score, behind the same accuracy gate as PPO's (an untrusted judge teaches noise)."""
-    from pipelines.judge import Judge, check_gate
+    from pipelines.model.judge import Judge, check_gate
 
     judge_run = Run(cfg.reward_run)
     check_gate(judge_run, cfg.allow_untrusted_judge)
@@ -121,7 +121,7 @@ def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
     """Train; `resume`: a checkpoint folder of this run to continue from (the Trainer's own resume)."""
     device = pick_device(cfg.device)
     sft_run = Run(cfg.sft_run) if cfg.sft_run else None
-    dataset = to_dataset(load_checked("grpo", cfg.prompts_file, log, cfg.column_map), cfg)
+    dataset = to_dataset(load_checked("prompts", cfg.prompts_file, log, cfg.column_map), cfg)
     rewards = reward_functions(cfg, run, device)
     model, tokenizer = starting_policy(cfg, sft_run, device)
     head_on_labelled_positions_only()  # the loss's LM head on the answers' tokens alone, as TRL does on CUDA

@@ -27,7 +27,7 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, total=N
     """Zero mean (optionally kept), unit variance over the masked entries; padding stays 0.
 
     `total(t)` sums a tensor over every process of a data-parallel run, so the statistics are those of the global
-    batch (pipelines.distributed.sum_over_ranks); without it, of this batch alone."""
+    batch (pipelines.runtime.distributed.sum_over_ranks); without it, of this batch alone."""
     if total is None:
         mean, var = masked_mean(x, mask), masked_var(x, mask)
     else:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 
-from pipelines.answers import is_correct
+from pipelines.data.answers import is_correct
 
 
 def answer_reward(response: str, answer: str | None, question: str = "") -> float | None:
     """The reference answer appears in the response as whole words, case and numbers normalised ("Twelve." passes
-    for 12; "120" does not), and no competing number or yes/no beside it (pipelines/answers.py). None where the
+    for 12; "120" does not), and no competing number or yes/no beside it (pipelines/data/answers.py). None where the
     prompt carries no answer (not counted). Gamed by: naming the right word among other words (an opposite beside
     its synonyms), which a number or yes/no question cannot."""
     if not answer:

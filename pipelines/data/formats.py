@@ -25,7 +25,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pipelines.errors import DataError
 
@@ -439,7 +439,7 @@ def _prompt_row(fmt: str, r: dict) -> dict | str:
         msgs = msgs[:-1]  # a conversation with its answer: keep the question
     if not msgs or not msgs[-1]["content"].strip():
         return "empty prompt"
-    # An optional reference answer, a text or a number: Compare grades responses with it (pipelines/answers.py) and
+    # An optional reference answer, a text or a number: Compare grades responses with it (pipelines/data/answers.py) and
     # says how many prompts carry one. Other shapes (a list of aliases, a worked solution as a dict) are not graded.
     answer = r.get("answer")
     if isinstance(answer, (int, float)) and not isinstance(answer, bool):
@@ -450,27 +450,44 @@ def _prompt_row(fmt: str, r: dict) -> dict | str:
 
 
 def load_sft(path, columns: dict[str, str] | None = None) -> tuple[list[dict], DataReport]:
-    return _normalise(path, "sft", SFT_FORMATS, _sft_row, columns)
+    return _normalise(path, "examples", SFT_FORMATS, _sft_row, columns)
 
 
 def load_preferences(path, columns: dict[str, str] | None = None) -> tuple[list[dict], DataReport]:
-    return _normalise(path, "preference", PREF_FORMATS, _pref_row, columns)
+    return _normalise(path, "pairs", PREF_FORMATS, _pref_row, columns)
 
 
 def load_prompts(path, columns: dict[str, str] | None = None) -> tuple[list[dict], DataReport]:
     return _normalise(path, "prompts", PROMPT_FORMATS, _prompt_row, columns)
 
 
-LOADERS = {"sft": load_sft, "reward": load_preferences, "dpo": load_preferences, "ppo": load_prompts,
-           "grpo": load_prompts, "compare": load_prompts}
+@dataclass(frozen=True)
+class DataKind:
+    """What a stage's data files hold (a stage record's `data`): how they are read, and how the Data page offers
+    them."""
+
+    load: Callable[..., tuple[list[dict], DataReport]]
+    description: str
+    sample: str  # the sample file the Data page opens on
+    too_long: str  # what becomes of a record longer than max_length
+
+
+DATA_KINDS = {
+    "examples": DataKind(load_sft, "SFT examples (messages, prompt/completion, Alpaca, text)",
+                         "sample_data/sft_train.jsonl", "truncated"),
+    "pairs": DataKind(load_preferences, "Preference pairs (prompt/chosen/rejected, or chosen/rejected transcripts)",
+                      "sample_data/prefs_train.jsonl", "dropped or have their prompt cut"),
+    "prompts": DataKind(load_prompts, "Prompts (prompt, or messages)", "sample_data/prompts_train.jsonl",
+                        "truncated"),
+}
 
 
 def load_checked(kind: str, path: str, log=None, column_map: list[str] | None = None) -> list[dict]:
-    """Load for a stage: raise on unusable records, log the format and every skip. `column_map`: the stage's
-    `from=to` renames."""
+    """Load a stage's data (`kind`: one of DATA_KINDS): raise on unusable records, log the format and every skip.
+    `column_map`: the stage's `from=to` renames."""
     if not path:
         raise DataError("No data file was given. Fix: set the stage's data file.")
-    rows, report = LOADERS[kind](path, parse_column_map(column_map))
+    rows, report = DATA_KINDS[kind].load(path, parse_column_map(column_map))
     report.raise_if_errors()
     for line in report.lines():
         (log.info if log else print)(line)
@@ -752,7 +769,7 @@ def inspect_file(kind: str, path: str, tokenizer=None, max_length: int = 256, pr
     """Everything the Data page shows: format, counts, every problem with its line, a preview, and token-length
     statistics against max_length (when a tokenizer is given). Never raises for a bad file: it reports."""
     try:
-        rows, report = LOADERS[kind](path, parse_column_map(column_map))
+        rows, report = DATA_KINDS[kind].load(path, parse_column_map(column_map))
     except DataError as exc:
         return {"path": str(path), "kind": kind, "fatal": str(exc)}
     result = {"path": str(path), "kind": kind, "format": report.format, "total": report.total, "kept": report.kept,

@@ -12,7 +12,7 @@
         STOP            written by anyone who wants the run to end cleanly
 
 Under a launcher (`accelerate launch`, `torchrun`) N processes share one run directory and only rank 0 writes
-these files: a `Run` object in any other rank never writes them (pipelines/distributed.py has the whole contract).
+these files: a `Run` object in any other rank never writes them (pipelines/runtime/distributed.py has the whole contract).
 
 The UI never keeps a run's state in memory: it re-reads these files, so a refresh, a second tab or a restarted
 app re-attaches to a live run.
@@ -20,6 +20,7 @@ app re-attaches to a live run.
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
@@ -28,12 +29,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines import distributed
+from pipelines.runtime import distributed
 from pipelines.errors import ConfigError
 
 RUNS_DIR_ENV = "RLHF_WORKBENCH_RUNS"
-STATES = ("running", "completed", "failed", "stopped")
 log = logging.getLogger("pipelines")
+
+
+class RunState(enum.StrEnum):
+    """How a run stands, as status.json's `state` says it. A run with no state yet is starting."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
 
 
 def default_runs_dir() -> Path:
@@ -130,7 +139,7 @@ class Run:
             path = reserve_run_dir(stage, runs_dir, run_name)
         run = cls(path)
         (path / "config.yaml").write_text(config_yaml, encoding="utf-8")
-        run.set_status("running", stage=stage, started_at=time.time(), pid=os.getpid(),
+        run.set_status(RunState.RUNNING, stage=stage, started_at=time.time(), pid=os.getpid(),
                        world_size=distributed.world_size())
         return run
 
@@ -153,8 +162,8 @@ class Run:
         """The status, with a run whose process died without saying so reported as failed (with the message of a
         rank that failed, when one did: the launcher then ends rank 0 before it can say so itself)."""
         status = read_json(self.path / "status.json", {}) or {}
-        if status.get("state") == "running" and not pid_alive(status.get("pid")):
-            status["state"] = "failed"
+        if status.get("state") == RunState.RUNNING and not pid_alive(status.get("pid")):
+            status["state"] = RunState.FAILED.value
             status["error"] = status.get("error") or self.rank_error() or (
                 "The training process ended without reporting (killed, out of memory, or crashed). "
                 "See the end of the log."
@@ -172,7 +181,7 @@ class Run:
                                "at": time.time()})
             return
         other = self.rank_error()
-        self.set_status("failed", error=message if own_fault or not other else other)
+        self.set_status(RunState.FAILED, error=message if own_fault or not other else other)
 
     def rank_error(self) -> str | None:
         """The message of the rank other than 0 that failed first of its own accord (not the echo of another's
@@ -188,17 +197,26 @@ class Run:
         for path in self.path.glob("error.rank*.json"):
             path.unlink(missing_ok=True)
 
-    def set_status(self, state: str | None = None, **fields: Any) -> None:
+    def set_status(self, state: RunState | None = None, **fields: Any) -> None:
         if not self.writes:
             return
         status = read_json(self.path / "status.json", {}) or {}
         if state:
-            assert state in STATES, state
-            status["state"] = state
-            if state != "running":
+            status["state"] = RunState(state).value
+            if state != RunState.RUNNING:
                 status["ended_at"] = time.time()
         status.update(fields, updated_at=time.time())
         write_json_atomic(self.path / "status.json", status)
+
+    @property
+    def state(self) -> RunState | None:
+        """The run's state now (a run whose process died unannounced is failed); None while it is starting."""
+        state = self.status().get("state")
+        return RunState(state) if state in RunState.__members__.values() else None
+
+    @property
+    def completed(self) -> bool:
+        return self.state is RunState.COMPLETED
 
     def config(self) -> dict[str, Any]:
         import yaml
@@ -301,11 +319,16 @@ def list_runs(runs_dir: str | Path | None = None, stage: str | None = None) -> l
     return sorted(runs, key=lambda r: r.status().get("started_at", 0), reverse=True)
 
 
+def finished_runs(stage: str, runs_dir: str | Path | None = None) -> list[Run]:
+    """The completed runs of a stage, newest first."""
+    return [r for r in list_runs(runs_dir, stage) if r.completed]
+
+
 def resolve_run(value: str, stage: str, runs_dir: str | Path | None = None, field: str = "") -> Run:
     """A run folder, or `latest`: the newest completed run of that stage."""
     field = field or f"{stage}_run"
     if value == "latest":
-        done = [r for r in list_runs(runs_dir, stage) if r.status().get("state") == "completed"]
+        done = finished_runs(stage, runs_dir)
         if not done:
             where = runs_dir or default_runs_dir()
             raise ConfigError(f"`{field}: latest` found no completed `{stage}` run in `{where}`. Fix: run the "
@@ -320,7 +343,7 @@ def resolve_run(value: str, stage: str, runs_dir: str | Path | None = None, fiel
                           f"folder printed by a `{stage}` run, or `latest`.")
     if run.stage != stage:
         raise ConfigError(f"`{field}` is `{value}`, a `{run.stage}` run, but a `{stage}` run is needed.")
-    if run.status().get("state") not in ("completed", "stopped") or not run.adapter_dir.is_dir():
+    if run.state not in (RunState.COMPLETED, RunState.STOPPED) or not run.adapter_dir.is_dir():
         raise ConfigError(f"`{field}` is `{value}`, which did not finish with a saved adapter (state: "
                           f"{run.status().get('state')}). Fix: pick a completed run.")
     return run

@@ -6,14 +6,14 @@ is a no-op that answers for a world of one, so single-process code paths stay ex
 The contract (see the README's multi-GPU section):
 - rank 0 (the "main" process) chooses and creates the run directory and is the only one that writes `config.yaml`,
   `status.json`, `metrics.jsonl`, `summary.json`, samples, checkpoints and the adapter; the others log to
-  `run.rank<K>.log` (pipelines.runs.Run enforces it: a Run object in another rank never writes those files);
+  `run.rank<K>.log` (pipelines.runtime.runs.Run enforces it: a Run object in another rank never writes those files);
 - decisions that change what every rank does next (stop now, checkpoint now) are agreed on, so all ranks take them
   at the same step;
 - a rank that fails records its message in `error.rank<K>.json`, so the run's status names it.
 
 Communication is torch.distributed through accelerate's `PartialState` (gloo on a CPU, NCCL on GPUs); nothing here
 talks over sockets itself. This module imports torch only inside its functions: the UI lists runs through
-pipelines.runs, which asks `is_main()`.
+pipelines.runtime.runs, which asks `is_main()`.
 """
 
 from __future__ import annotations

@@ -44,21 +44,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipelines import distributed
-from pipelines.checkpoints import ResumeError, SaveSchedule, load_ppo, save_ppo
-from pipelines.config import PPOConfig
-from pipelines.data import encode_prompt, load_checked
+from pipelines.runtime import distributed
+from pipelines.runtime.checkpoints import ResumeError, SaveSchedule, load_ppo, save_ppo
+from pipelines.stages.ppo import PPOConfig
+from pipelines.data.formats import encode_prompt, load_checked
 from pipelines.errors import WorkbenchError
-from pipelines.judge import Judge, check_gate, encode_for_judge, pooled_position
-from pipelines.models import (adapter_report, check_logits_from_hidden, frozen_with, load_base, load_tokenizer,
+from pipelines.model.judge import Judge, check_gate, encode_for_judge, pooled_position
+from pipelines.model.loading import (adapter_report, check_logits_from_hidden, frozen_with, load_base, load_tokenizer,
                               logits_from_hidden, lora_config, pick_device, pick_dtype, prepare_for_kbit, resolve_model)
-from pipelines.packing import (packing_works, padded_hidden, padding_free_hidden, prefix_sharing_works,
+from pipelines.model.packing import (packing_works, padded_hidden, padding_free_hidden, prefix_sharing_works,
                                window_shorter_than_a_row)
-from pipelines.ppo_core import (KLController, entropy_of, gae, kl_k1, kl_k3, logprobs_of, masked_mean, minibatches,
+from pipelines.stages.ppo.core import (KLController, entropy_of, gae, kl_k1, kl_k3, logprobs_of, masked_mean, minibatches,
                                 policy_loss, token_rewards, value_loss, whiten)
-from pipelines.runs import Run
-from pipelines.sampling import decode_responses, end_of_turn_ids, generate, left_pad, response_mask
-from pipelines.tracking import Tracker, log_checkpoint
+from pipelines.runtime.runs import Run
+from pipelines.model.sampling import decode_responses, end_of_turn_ids, generate, left_pad, response_mask
+from pipelines.runtime.tracking import Tracker, log_checkpoint
 
 log = logging.getLogger("pipelines")
 
@@ -140,7 +140,7 @@ class SharedRoles:
         self.judge_adapters = start + ["judge"]
 
     def frozen(self, adapters: list[str]):
-        """The context for a pass that trains nothing: sampling, the reference, the judge (pipelines.models.
+        """The context for a pass that trains nothing: sampling, the reference, the judge (pipelines.model.loading.
         frozen_with: the adapters merged into the weights where that keeps the numbers)."""
         return frozen_with(self.model, adapters, self.quantized)
 
@@ -160,7 +160,7 @@ class SharedRoles:
 
     def hidden(self, ids, mask):
         """Last hidden states of a padded batch; without the padding's share of the work where the model allows
-        (pipelines/packing.py: packed rows, and the prefix the batch's prompts share computed once; the same
+        (pipelines/model/packing.py: packed rows, and the prefix the batch's prompts share computed once; the same
         numbers)."""
         if self.packing:
             return padding_free_hidden(self.decoder, ids, mask, self.share_prefix)
@@ -178,7 +178,7 @@ class SharedRoles:
         hidden = self.hidden(ids, mask)[:, prompt_width - 1:-1]  # the position before each token predicts it
         real = mask[:, prompt_width:].bool()
         # The distribution trained on is the one sampled from: the model's own logits (its LM head and whatever its
-        # forward does after it, pipelines.models.logits_from_hidden) at the sampling temperature, full softmax.
+        # forward does after it, pipelines.model.loading.logits_from_hidden) at the sampling temperature, full softmax.
         logits = self.logits(hidden[real]).float() / temperature  # (real response tokens, vocabulary)
         logprobs = hidden.new_zeros(real.shape, dtype=torch.float)
         logprobs[real] = logprobs_of(logits, ids[:, prompt_width:][real])
@@ -236,7 +236,7 @@ def run(cfg: PPOConfig, run: Run, resume: Path | None = None) -> dict:
     base_path = resolve_model(base_name, cfg.trust_remote_code)
     tokenizer = load_tokenizer(str(sft_run.adapter_dir) if sft_run else base_path, cfg.trust_remote_code)
     tokenizer.padding_side = "left"
-    prompts = load_checked("ppo", cfg.prompts_file, log, cfg.column_map)
+    prompts = load_checked("prompts", cfg.prompts_file, log, cfg.column_map)
 
     roles = SharedRoles(cfg, base_path, device, sft_run, judge_run)
     if roles.judge_adapters is None:

@@ -223,7 +223,7 @@ def check_logits_from_hidden(causal, decoder, logits, device) -> None:
         raise ModelError(f"{type(causal).__name__} computes its logits after the LM head in a way this workbench "
                          "does not reproduce, so PPO's log-probs would not be those of what it samples. Fix: use "
                          "another model family for PPO, and report the model id so that its transform can be "
-                         "added to `pipelines.models.logits_from_hidden`.")
+                         "added to `pipelines.model.loading.logits_from_hidden`.")
 
 
 def score_model_class(path: str, trust_remote_code: bool = False):
@@ -429,8 +429,12 @@ def export_run(run, out: Path, merged: bool = False) -> Path:
         return out
     config = run.config()
     base = run.base_model()  # a PPO policy replaces the SFT adapter on the SFT run's base
-    if config.get("stage") == "reward":
-        raise ConfigError("Merged export is for generating models (SFT, PPO); export a reward run's adapter.")
+    from pipelines.stages import STAGES
+
+    generating = [s for s in STAGES.values() if s.generates]
+    if run.stage not in [s.id for s in generating]:
+        raise ConfigError(f"Merged export is for models that generate ({', '.join(s.title for s in generating)}); "
+                          f"export this `{run.stage}` run's adapter alone (without `--merged`).")
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(resolve_model(base, config.get("trust_remote_code", False)),

@@ -2,9 +2,9 @@
 
 `Tracker` is what every stage reports to: it appends metrics to the run directory, keeps `status.json`'s progress
 and ETA current, prints a progress line, and answers "should we stop?" (Ctrl-C or a STOP file). Under a launcher the
-answer is agreed on by all ranks, so every process stops after the same step (pipelines/distributed.py).
+answer is agreed on by all ranks, so every process stops after the same step (pipelines/runtime/distributed.py).
 `TrackerCallback` plugs it into a transformers Trainer; `TrainerCheckpoints` makes the Trainer's own checkpoints
-atomic and timely (see pipelines/checkpoints.py).
+atomic and timely (see pipelines/runtime/checkpoints.py).
 
 `report_to` (tensorboard, wandb, trackio): the Trainer stages hand it to the Trainer's own integrations
 (`trainer_reporting`); PPO's loop is ours, so its Tracker sends the same rows, by the same metric names, through
@@ -23,9 +23,9 @@ from pathlib import Path
 
 from transformers import PrinterCallback, TrainerCallback
 
-from pipelines import distributed
-from pipelines.checkpoints import SaveSchedule, clear_staging, publish, staging_dir
-from pipelines.runs import format_seconds
+from pipelines.runtime import distributed
+from pipelines.runtime.checkpoints import SaveSchedule, clear_staging, publish, staging_dir
+from pipelines.runtime.runs import format_seconds
 
 log = logging.getLogger("pipelines")
 
@@ -158,7 +158,7 @@ def trainer_arguments(cfg, run, device: str, evaluate: bool = False) -> tuple[di
     """The TrainingArguments every Trainer stage shares (checkpoints, schedule, logging, reporting, precision), and
     the reporting callbacks to hand the Trainer. `evaluate`: the Trainer evaluates its eval set every `eval_steps`
     (the reward stage evaluates its own way). Each stage adds what is its own (lengths, beta...)."""
-    from pipelines.models import trainer_hardware
+    from pipelines.model.loading import trainer_hardware
 
     reporting, callbacks = trainer_reporting(cfg, run)
     evaluation = {"per_device_eval_batch_size": cfg.batch_size, "eval_strategy": "steps" if cfg.eval_steps else "no",

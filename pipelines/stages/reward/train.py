@@ -1,8 +1,8 @@
 """Stage 2, the reward model ("the judge"): trained on pairs ("A is better than B"), used pointwise
-(prompt + response -> one score, pipelines/judge.py). TRL's RewardTrainer with LoRA on a one-output
+(prompt + response -> one score, pipelines/model/judge.py). TRL's RewardTrainer with LoRA on a one-output
 sequence-classification head.
 
-We tokenize the pairs ourselves so no pair is lost silently (pipelines.data.tokenize_pairs): TRL drops pairs longer
+We tokenize the pairs ourselves so no pair is lost silently (pipelines.data.formats.tokenize_pairs): TRL drops pairs longer
 than `max_length`; we cut the prompt from the left to keep both responses whole, and count what was truncated and
 what still had to be dropped.
 """
@@ -18,17 +18,17 @@ import trl
 from datasets import Dataset
 from transformers import TrainerCallback, set_seed
 
-from pipelines import distributed
-from pipelines.config import RewardConfig
-from pipelines.data import (TokenizedPairs, fit_preference_files, labeler_instruction, load_checked,
+from pipelines.runtime import distributed
+from pipelines.stages.reward import RewardConfig
+from pipelines.data.formats import (TokenizedPairs, fit_preference_files, labeler_instruction, load_checked,
                             load_preferences, read_records, tokenize_pairs)
 from pipelines.errors import DataError
-from pipelines.judge import Judge, score_ids
-from pipelines.models import (adapter_report, load_base, load_tokenizer, lora_config, merge_adapter, pick_device,
+from pipelines.model.judge import Judge, score_ids
+from pipelines.model.loading import (adapter_report, load_base, load_tokenizer, lora_config, merge_adapter, pick_device,
                               pick_dtype, prepare_for_kbit, resolve_model)
-from pipelines.packing import padding_free_passes
-from pipelines.runs import Run, resolve_run
-from pipelines.tracking import Tracker, TrackerCallback, TrainerCheckpoints, train_tracked, trainer_arguments
+from pipelines.model.packing import padding_free_passes
+from pipelines.runtime.runs import Run, resolve_run
+from pipelines.runtime.tracking import Tracker, TrackerCallback, TrainerCheckpoints, train_tracked, trainer_arguments
 
 log = logging.getLogger("pipelines")
 
@@ -98,9 +98,9 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
     model_path = resolve_model(cfg.model, cfg.trust_remote_code)
     tokenizer = load_tokenizer(model_path, cfg.trust_remote_code)
 
-    pairs = load_checked("reward", cfg.train_file, log, cfg.column_map)
+    pairs = load_checked("pairs", cfg.train_file, log, cfg.column_map)
     if cfg.eval_file:
-        eval_pairs = load_checked("reward", cfg.eval_file, log, cfg.column_map)
+        eval_pairs = load_checked("pairs", cfg.eval_file, log, cfg.column_map)
     else:
         pairs, eval_pairs = split_held_out(pairs, cfg.eval_split, cfg.seed)
         log.info("Held out %d of the training pairs for evaluation (`eval_split: %s`).", len(eval_pairs),

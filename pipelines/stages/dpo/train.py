@@ -3,7 +3,7 @@
 against a frozen reference, so the model cannot drift far from where it started (`beta` sets how far).
 
 The reference is the starting model through adapter switching, never a second copy in memory
-(pipelines.models.starting_policy), pairs too long for `max_length` are cut and counted as the reward stage does
+(pipelines.model.loading.starting_policy), pairs too long for `max_length` are cut and counted as the reward stage does
 it (FittedPairsDPOTrainer), and the saved adapter, like a PPO policy's, applies to the SFT run's base as it
 is, so Compare and export treat a DPO run as they treat a PPO run.
 """
@@ -16,13 +16,13 @@ from pathlib import Path
 import trl
 from datasets import Dataset
 
-from pipelines import distributed
-from pipelines.config import DPOConfig
-from pipelines.data import TokenizedPairs, fit_preference_files, load_checked
-from pipelines.models import adapter_report, lora_config, pick_device, save_trained_adapter, starting_policy
-from pipelines.packing import padding_free_passes
-from pipelines.runs import Run
-from pipelines.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation, train_tracked,
+from pipelines.runtime import distributed
+from pipelines.stages.dpo import DPOConfig
+from pipelines.data.formats import TokenizedPairs, fit_preference_files, load_checked
+from pipelines.model.loading import adapter_report, lora_config, pick_device, save_trained_adapter, starting_policy
+from pipelines.model.packing import padding_free_passes
+from pipelines.runtime.runs import Run
+from pipelines.runtime.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation, train_tracked,
                                 trainer_arguments)
 
 log = logging.getLogger("pipelines")
@@ -30,7 +30,7 @@ log = logging.getLogger("pipelines")
 
 class FittedPairsDPOTrainer(trl.DPOTrainer):
     """TRL's DPOTrainer on pairs tokenized and fitted to `max_length` here, as the reward stage fits them
-    (pipelines.data.tokenize_pairs: the prompt cut from the left, both answers whole, what was cut or dropped
+    (pipelines.data.formats.tokenize_pairs: the prompt cut from the left, both answers whole, what was cut or dropped
     counted). TRL 1.16 would tokenize the text again, and its collator cut a pair that does not fit from the end:
     the answers first, so a pair could lose its whole completion (a constant loss, nothing learned, nobody told).
     Its `_prepare_dataset` (tokenize, then drop prompts that fill `max_length`) is the one method replaced; a test
@@ -51,8 +51,8 @@ def run(cfg: DPOConfig, run: Run, resume: Path | None = None) -> dict:
     """Train; `resume`: a checkpoint folder of this run to continue from (the Trainer's own resume)."""
     device = pick_device(cfg.device)
     sft_run = Run(cfg.sft_run) if cfg.sft_run else None
-    train_rows = load_checked("dpo", cfg.train_file, log, cfg.column_map)
-    eval_rows = load_checked("dpo", cfg.eval_file, log, cfg.column_map) if cfg.eval_file else []
+    train_rows = load_checked("pairs", cfg.train_file, log, cfg.column_map)
+    eval_rows = load_checked("pairs", cfg.eval_file, log, cfg.column_map) if cfg.eval_file else []
     model, tokenizer = starting_policy(cfg, sft_run, device)
     train, held_out, accounting = fit_preference_files(tokenizer, train_rows, eval_rows, cfg, log)
     if cfg.packing:

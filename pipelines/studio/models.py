@@ -18,35 +18,38 @@ from pathlib import Path
 
 import torch
 
-from pipelines.compare import Contestants, sample_responses
+from pipelines.stages.compare.compare import Contestants, sample_responses
 from pipelines.config import StageConfig
-from pipelines.data import encode_prompt, load_checked
+from pipelines.data.formats import encode_prompt, load_checked
 from pipelines.errors import ConfigError
-from pipelines.judge import Judge
-from pipelines.models import load_base, load_tokenizer, pick_device, resolve_model
-from pipelines.runs import Run, resolve_run
-from pipelines.sampling import left_pad
-from pipelines.studio import AI_PREFIX, LabelingSet, agreement, check_new_set, compact_prompt, create_set, \
+from pipelines.model.judge import Judge
+from pipelines.model.loading import load_base, load_tokenizer, pick_device, resolve_model
+from pipelines.runtime.runs import Run, resolve_run
+from pipelines.model.sampling import left_pad
+from pipelines.stages import JUDGE, STAGES
+from pipelines.studio.sets import AI_PREFIX, LabelingSet, agreement, check_new_set, compact_prompt, create_set, \
     prompt_text
 
 log = logging.getLogger("pipelines")
-SPECS_HELP = "`base`, an SFT or PPO run folder, `latest-sft` or `latest-ppo`"
+SPECS_HELP = ("`base`, a run folder of a stage that generates (SFT, PPO, DPO, GRPO), "
+              "or `latest-<stage>` (`latest-sft`)")
 
 
 # ---- candidates ------------------------------------------------------------------------------------------------
 
 
 def resolve_spec(spec: str, runs_dir: str | Path | None, field: str) -> Run | None:
-    """`base` -> None (the bare base); otherwise a finished SFT or PPO run."""
+    """`base` -> None (the bare base); otherwise a finished run of a stage that generates."""
     if spec == "base":
         return None
-    if spec in ("latest-sft", "latest-ppo"):
-        return resolve_run("latest", spec.split("-")[1], runs_dir, field=field)
+    generating = [s.id for s in STAGES.values() if s.generates]
+    if spec.startswith("latest-") and spec.removeprefix("latest-") in generating:
+        return resolve_run("latest", spec.removeprefix("latest-"), runs_dir, field=field)
     path = Path(spec)
     if not path.is_dir() and runs_dir and (Path(runs_dir) / spec).is_dir():
         path = Path(runs_dir) / spec
     stage = Run(path).stage if (path / "status.json").exists() else ""
-    if stage not in ("sft", "ppo"):
+    if stage not in generating:
         what = f"a `{stage}` run" if stage else "not a run folder"
         raise ConfigError(f"`{field}` is `{spec}`, {what}. Fix: use {SPECS_HELP}.")
     return resolve_run(str(path), stage, runs_dir, field=field)
@@ -69,7 +72,7 @@ def generate_set(name: str, prompts_file: str, spec_a: str, spec_b: str, instruc
         raise ConfigError(f"`--a` and `--b` are the same model (`{spec_a}`) with `--temperature 0`: greedy decoding "
                           "gives the same response twice. Fix: a temperature above 0 (e.g. 0.9), or two different "
                           "models.")
-    prompts = load_checked("ppo", prompts_file, log)[:num]  # a broken line fails here, with its number
+    prompts = load_checked("prompts", prompts_file, log)[:num]  # a broken line fails here, with its number
     bases = {r.base_model() for r in runs.values() if r is not None}
     if len({resolve_model(b) for b in bases}) > 1:
         raise ConfigError(f"`--a` and `--b` were trained on different base models ({', '.join(sorted(bases))}); the "
@@ -112,7 +115,7 @@ def generate_set(name: str, prompts_file: str, spec_a: str, spec_b: str, instruc
 def judge_with_reward(labeling_set: LabelingSet, reward: str, runs_dir: str | Path | None = None,
                       device: str = "auto") -> dict:
     """A finished reward run scores both responses of every item; the higher score wins."""
-    run = resolve_run(reward, "reward", runs_dir, field="--reward")
+    run = resolve_run(reward, JUDGE.id, runs_dir, field="--reward")
     judge = Judge(run, pick_device(device))
     items = labeling_set.items()
     prompts = [i["prompt"] for i in items]

@@ -18,7 +18,7 @@ reload): people favour one side; with random sides that bias becomes noise we ca
 instead of a systematic preference for whichever model happened to be shown first.
 
 This module is plain Python (no torch, no streamlit): the page imports it directly; sampling the two candidates
-and the AI judges live in `pipelines.studio_models`.
+and the AI judges live in `pipelines.studio.models`.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipelines.data import DataReport, _messages, load_preferences, read_records
+from pipelines.data.formats import DataReport, _messages, load_preferences, read_records
 from pipelines.errors import ConfigError, DataError
-from pipelines.runs import default_runs_dir, read_json, read_jsonl, write_json_atomic
+from pipelines.runtime.runs import default_runs_dir, read_json, read_jsonl, write_json_atomic
 
 CHOICES = ("left", "right", "tie", "skip")
 AI_PREFIX = "ai:"  # labelers whose name starts with this are AI judges; people cannot take such a name
@@ -477,37 +477,3 @@ def summary_lines(labeling_set: LabelingSet) -> list[str]:
         lines.append(f"  {row['labeler']} picked the left side {row['share left']:.0%} of {row['decided']} times "
                      f"(chance alone: 50% +/- {row['margin95']:.0%})")
     return lines
-
-
-# ---- `python -m pipelines studio ...` ------------------------------------------------------------------------------
-
-
-def command(args) -> int:
-    """Run one studio action; print what it did, and the set folder last."""
-    if args.action == "generate":
-        from pipelines.studio_models import generate_set
-
-        labeling_set = generate_set(args.set, args.prompts, args.a, args.b, args.instruction, model=args.model,
-                                    num=args.num, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                    top_p=args.top_p, seed=args.seed, device=args.device, runs_dir=args.runs_dir)
-    elif args.action == "import":
-        labeling_set = import_pairs(args.file, args.set, args.instruction, args.runs_dir, args.seed)
-    else:
-        labeling_set = open_set(args.set, args.runs_dir)
-    if args.action == "judge":
-        from pipelines.studio_models import judge_lines, judge_with_llm, judge_with_reward
-
-        result = (judge_with_reward(labeling_set, args.reward, args.runs_dir, args.device) if args.reward else
-                  judge_with_llm(labeling_set, args.llm, args.device))
-        print("\n".join(judge_lines(labeling_set, result)))
-    elif args.action == "export":
-        result = export(labeling_set, args.out, args.labeler, args.agreed_only)
-        print(f"exported {result['pairs']} pairs to {result['file']} (left out: {result['ties']} ties, "
-              f"{result['skips']} skips, {result['disagreements']} disagreements)")
-    else:
-        print("\n".join(summary_lines(labeling_set)))
-        left_out = describe_left_out(labeling_set)
-        if left_out:
-            print(left_out)
-    print(labeling_set.path)
-    return 0

@@ -14,9 +14,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.checkpoints import ResumeError, check_checkpoint, clear_staging, newest_checkpoint
-from pipelines.config import STAGES, TRAINING_STAGES, TrainingConfig
-from pipelines.runs import Run, read_jsonl, write_jsonl_atomic
+from pipelines.config import TrainingConfig
+from pipelines.runtime.checkpoints import ResumeError, check_checkpoint, clear_staging, newest_checkpoint
+from pipelines.runtime.runs import Run, RunState, read_jsonl, write_jsonl_atomic
+from pipelines.stages import STAGES, training_stages
 
 
 @dataclass
@@ -36,10 +37,11 @@ def plan_resume(run_dir: str | Path, overrides: list[str] = ()) -> ResumePlan:
                           "training run, e.g. `runs/20261125-101500-sft`.")
     status = run.status()
     stage = status.get("stage") or run.config().get("stage", "")
-    if stage not in TRAINING_STAGES:
+    trainers = [s.id for s in training_stages()]
+    if stage not in trainers:
         raise ResumeError(f"Run `{run.id}` is a `{stage or 'unknown'}` run; only training stages "
-                          f"({', '.join(TRAINING_STAGES)}) checkpoint and resume. Fix: start a new `{stage}` run.")
-    if status.get("state") == "running":
+                          f"({', '.join(trainers)}) checkpoint and resume. Fix: start a new `{stage}` run.")
+    if status.get("state") == RunState.RUNNING:
         raise ResumeError(f"Run `{run.id}` is still running (process {status.get('pid')}). Fix: wait for it to end, "
                           "or stop it first (Stop in the workbench, or a file named STOP in its folder).")
     newest = newest_checkpoint(run.path)
@@ -48,8 +50,8 @@ def plan_resume(run_dir: str | Path, overrides: list[str] = ()) -> ResumePlan:
                           "first checkpoint. Fix: start it again as a new run; a smaller `save_steps` checkpoints "
                           "sooner.")
     config_file = run.path / "config.yaml"
-    original = STAGES[stage].load_saved(config_file)
-    config = STAGES[stage].load_saved(config_file, overrides)
+    original = STAGES[stage].config.load_saved(config_file)
+    config = STAGES[stage].config.load_saved(config_file, overrides)
     changed = [f for f in original.to_dict() if getattr(original, f, None) != getattr(config, f, None)]
     fixed = [f for f in changed if f not in config.resumable_changes]
     if fixed:
@@ -59,10 +61,10 @@ def plan_resume(run_dir: str | Path, overrides: list[str] = ()) -> ResumePlan:
                           f" what it started with. Only these may change: {', '.join(config.resumable_changes)}. Fix: "
                           "drop that --set, or start a new run with the new setting.")
     step, folder = newest
-    check_checkpoint(folder, stage)
+    check_checkpoint(folder, STAGES[stage].checkpoint_files)
     # A run that died after its last checkpoint but before it finished (final evaluation, saving the adapter) may
     # resume with nothing left to train: it only finishes.
-    if status.get("state") == "completed" and config.max_steps <= step:
+    if status.get("state") == RunState.COMPLETED and config.max_steps <= step:
         raise ResumeError(f"Run `{run.id}` already did all its {original.max_steps} steps. Fix: extend it with "
                           f"`--set max_steps=N`, N above {step}.")
     if config.max_steps < step:
@@ -86,7 +88,7 @@ def begin(plan: ResumePlan) -> None:
     run.clear_rank_errors()
     resumes = run.status().get("resumes", []) + [{"from_step": plan.step, "lost_steps": plan.lost_steps,
                                                   "at": time.time()}]
-    run.set_status("running", pid=os.getpid(), step=plan.step, max_steps=plan.config.max_steps, eta_s=None,
+    run.set_status(RunState.RUNNING, pid=os.getpid(), step=plan.step, max_steps=plan.config.max_steps, eta_s=None,
                    error=None, ended_at=None, summary=None, resumes=resumes)
 
 

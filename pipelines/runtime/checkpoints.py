@@ -10,7 +10,7 @@ system: atomic). A kill at any instant leaves either the previous checkpoints or
 leaves in `.staging/` is never read and is cleared by the next save or resume.
 
 SFT and reward use the Trainer's own checkpoint (adapter, optimizer, scheduler, RNG, trainer_state.json with the
-data position), written into `.staging/` and published by `TrainerCheckpoints` in pipelines/tracking.py. PPO writes
+data position), written into `.staging/` and published by `TrainerCheckpoints` in pipelines/runtime/tracking.py. PPO writes
 its own in the same spirit: `weights.safetensors` (policy and value adapters, value head), `optimizer.safetensors`,
 `rng.safetensors` and a small `state.json` (step, prompt order, KL controller, what the summary needs).
 
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines import distributed
+from pipelines.runtime import distributed
 from pipelines.errors import WorkbenchError
 
 PREFIX = "checkpoint-"
@@ -103,9 +103,9 @@ class SaveSchedule:
         self.last_save = time.monotonic()
 
 
-def check_checkpoint(path: Path, stage: str) -> None:
-    """Raise ResumeError naming what is wrong with a checkpoint folder, before anything is loaded."""
-    required = PPO_FILES if stage == "ppo" else TRAINER_FILES
+def check_checkpoint(path: Path, required: tuple[str, ...]) -> None:
+    """Raise ResumeError naming what is wrong with a checkpoint folder (`required`: the files its stage writes, as
+    glob patterns), before anything is loaded."""
     missing = [name for name in required if not any(f.is_file() and f.stat().st_size for f in path.glob(name))]
     problem = f"files missing or empty: {', '.join(missing)}" if missing else ""
     if not problem:

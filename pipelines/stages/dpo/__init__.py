@@ -1,0 +1,72 @@
+"""DPO, Direct Preference Optimization: the model learns from the preference pairs themselves, no judge and no
+sampling (TRL's DPOTrainer, in `train.py`).
+
+This module is the stage's record: its settings, charts, figures and texts. It imports no torch (the app reads it).
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.config import BEFORE_PACKING, MIN_PROMPT_TOKENS, PACKING, STARTING_SFT_RUN, TrainingConfig, setting
+from pipelines.errors import ConfigError
+from pipelines.stages.stage import Chart, Stage, loss_change, number
+
+
+@dataclass
+class DPOConfig(TrainingConfig):
+    """Direct Preference Optimization: the model learns from the preference pairs themselves, no judge, no sampling."""
+
+    stage: typing.ClassVar[str] = "dpo"
+    earlier_defaults: typing.ClassVar[dict[str, Any]] = BEFORE_PACKING
+
+    sft_run: str = setting("", STARTING_SFT_RUN, group="model")
+    train_file: str = setting("", "Preference pairs: prompt/chosen/rejected, or chosen/rejected transcripts; a "
+                              "file, a folder, or a Hub dataset `owner/name[:config][:split]`.", group="data")
+    eval_file: str = setting("", "Held-out pairs: their preference accuracy is charted beside the training one.",
+                             group="data")
+    eval_steps: int = setting(20, "Evaluate on the held-out pairs every N steps (0: only at the end).", min=0)
+    beta: float = setting(0.1, "How far the model may move from the reference: a smaller beta lets it drift more "
+                          "(DPO's KL weight; at 0 the loss would not depend on the model).", min=0.001, max=10.0)
+    min_prompt_tokens: int = setting(8, MIN_PROMPT_TOKENS, min=0, group="data")
+    packing: bool = setting(True, PACKING)
+
+    def validate(self):
+        if not self.train_file:
+            raise ConfigError("`train_file` is empty. Fix: set `train_file` to your preference pairs, e.g. "
+                              "`--set train_file=sample_data/prefs_train.jsonl`.")
+
+
+def figures(summary: dict) -> list[tuple[str, str]]:
+    out = []
+    if "first_loss" in summary:
+        out.append(("Loss", loss_change(summary)))
+    if isinstance(summary.get("eval_accuracy"), float):
+        out.append(("Held-out preference accuracy", f"{summary['eval_accuracy']:.0%}"))
+    if isinstance(summary.get("eval_margin"), float):
+        out.append(("Held-out reward margin", number(summary["eval_margin"])))
+    return out
+
+
+def run(config: DPOConfig, run, resume=None) -> dict:
+    from pipelines.stages.dpo import train  # torch and TRL load in the job, never in the app
+
+    return train.run(config, run, resume)
+
+
+STAGE = Stage(
+    config=DPOConfig, run=run, title="DPO", page_title="DPO · learn from the pairs directly", icon=":material/join:",
+    section="Simpler approaches", data="pairs", figures=figures, aligns=True, model_name="Aligned (DPO)",
+    intro="Direct Preference Optimization: the model learns from the preference pairs themselves, with no judge and no "
+          "sampling. Its loss raises the probability of the preferred answer over the other one, measured against "
+          "the starting model, which it may not drift far from (`beta`). Cheaper than stages 2 and 3 together; it "
+          "can only learn what the pairs show.",
+    charts=(Chart("Loss", "loss (lower is better)", (("loss", "train"), ("eval_loss", "held-out"))),
+            Chart("Implicit rewards (log-prob ratio to the reference x beta)", "implicit reward",
+                  (("rewards/chosen", "chosen"), ("rewards/rejected", "rejected"), ("rewards/margins", "margin"),
+                   ("eval_rewards/margins", "held-out margin"))),
+            Chart("Preference accuracy (chosen above rejected)", "share of pairs right",
+                  (("rewards/accuracies", "train batch"), ("eval_rewards/accuracies", "held-out")))),
+)

@@ -1,6 +1,6 @@
 """PPO memory: the workbench's shared-adapter layout against four separately loaded models.
 
-    shared    pipelines.stages.ppo.train.SharedRoles: ONE base; policy, reference, value and judge are LoRA adapters on it
+    shared    pipelines.stages.ppo.roles.SharedRoles: ONE base; policy, reference, value and judge are LoRA adapters on it
     separate  the classic layout (TRL's former PPOTrainer): policy (base + SFT adapter, trainable), reference
               (another base + SFT adapter, frozen), value (a third base, sequence-classification head + its own
               LoRA) and reward model (a fourth base, loaded as pipelines.model.judge.Judge does) each with transformers/peft
@@ -51,7 +51,7 @@ class Shared:
     """Every role on one base, exactly as `python -m pipelines ppo` builds it."""
 
     def __init__(self, cfg, base_path, device, sft_run, reward_run, pad_id):
-        from pipelines.stages.ppo.train import SharedRoles
+        from pipelines.stages.ppo.roles import SharedRoles
 
         self.roles = SharedRoles(cfg, base_path, device, sft_run, reward_run)
         if self.roles.judge_adapters is None:

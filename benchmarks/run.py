@@ -21,7 +21,7 @@ Sections (see benchmarks/README.md):
   overhead    the workbench's SFT and reward stages against plain TRL scripts doing the same work
               (benchmarks/plain_trl_sft.py, plain_trl_reward.py), alternating, ratio = plain / workbench time of
               `trainer.train()` (Trainer's own `train_runtime` on both sides), target >= 0.95
-  ppo_memory  pipelines.stages.ppo.train.SharedRoles (one base, four roles as adapters) against four separately loaded models,
+  ppo_memory  pipelines.stages.ppo.roles.SharedRoles (one base, four roles as adapters) against four separately loaded models,
               one process per layout (benchmarks/ppo_memory.py)
   checkpoints the cost of one checkpoint save (seconds, MB) per stage at the quick recipes, and its share of training
               time at the default schedule (`save_steps: 0` = four saves, plus one per `save_minutes`)

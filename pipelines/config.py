@@ -118,6 +118,12 @@ class StageConfig:
     def validate(self):
         """Checks that involve several fields; stages extend it."""
 
+    def require(self, name: str, example: str, what: str = "") -> None:
+        """Refuse an empty setting the stage cannot run without, naming it and an example."""
+        if not getattr(self, name):
+            raise ConfigError(f"`{name}` is empty. Fix: set `{name}`{f' to {what}' if what else ''}, e.g. "
+                              f"`--set {name}={example}`.")
+
     # ---- reading and writing -------------------------------------------------------------------------------
 
     @classmethod

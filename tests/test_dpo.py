@@ -67,7 +67,8 @@ def test_pairs_too_long_are_cut_from_the_prompt_and_counted_never_from_the_answe
     from trl.trainer.dpo_trainer import DataCollatorForPreference
 
     from pipelines.data.formats import tokenize_pairs
-    from pipelines.stages.dpo.train import FittedPairsDPOTrainer, to_dataset
+    from pipelines.model.patches import FittedPairsDPOTrainer
+    from pipelines.stages.dpo.train import to_dataset
     from pipelines.model.loading import load_tokenizer
 
     # the one method replaced is still TRL's, with the arguments it is called with (the pinned TRL 1.16)

@@ -29,7 +29,7 @@ from pipelines.model import packing
 from pipelines.stages.ppo import PPOConfig
 from pipelines.data.formats import encode_prompt
 from pipelines.model.packing import packed_hidden, padded_hidden, padding_free_hidden, padding_free_passes, tree_hidden
-from pipelines.stages.ppo.train import SharedRoles
+from pipelines.stages.ppo.roles import SharedRoles
 from pipelines.stages.ppo.core import logprobs_of
 from pipelines.runtime.runs import Run
 from pipelines.model.sampling import end_of_turn_ids, generate, left_pad

@@ -8,7 +8,7 @@ from pipelines.model import packing
 from pipelines.model.packing import (pack, packed_hidden, packing_works, padded_hidden, padding_free_hidden,
                                padding_free_passes, prefix_sharing_works, prefix_tree, right_padded, tree_hidden,
                                unpack)
-from pipelines.stages.ppo.train import SharedRoles
+from pipelines.stages.ppo.roles import SharedRoles
 
 
 def ppo_like_batch(seed: int = 0, prefix: int = 0):
@@ -277,16 +277,17 @@ def test_a_stage_trains_the_same_with_and_without_padding(stage, tiny_model_dir,
         assert torch.allclose(got[name], weight, atol=1e-4), name
 
 
-def test_trls_fused_head_scores_only_labelled_positions_on_a_cpu(tiny_model_dir, monkeypatch):
+def test_trls_fused_head_scores_only_labelled_positions_on_a_cpu_within_the_patch(tiny_model_dir, monkeypatch):
     """The SFT loss's LM head runs on the positions that carry a label, not on the whole padded batch, and gives
-    the same per-token log-probs."""
+    the same per-token log-probs; only within the patch's block, and only on the TRL it was written for."""
+    import trl
     import trl.trainer.utils as trl_utils
     from transformers import AutoModelForCausalLM
 
+    from pipelines.model.patches import fused_head_on_labelled_positions
     from trl.kernels import chunked_logprob
 
-    # TRL's own decision (an earlier stage in this process may have changed it), restored after the test
-    monkeypatch.setattr(trl_utils, "_use_triton", chunked_logprob._use_triton)
+    assert trl_utils._use_triton is chunked_logprob._use_triton  # no stage left it patched
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy"))
     ids, mask, _ = pairs_batch(3)
@@ -300,10 +301,15 @@ def test_trls_fused_head_scores_only_labelled_positions_on_a_cpu(tiny_model_dir,
         return model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True).log_probs
 
     everywhere = log_probs()
-    assert packing.head_on_labelled_positions_only()
-    labelled = log_probs()
+    with fused_head_on_labelled_positions() as patched:
+        assert patched
+        labelled = log_probs()
     assert rows == [labels.numel() - len(labels), int((labels[:, 1:] != -100).sum())]
     assert torch.allclose(labelled, everywhere, atol=1e-5)
+    assert trl_utils._use_triton is chunked_logprob._use_triton  # restored when the block ends
+    monkeypatch.setattr(trl, "__version__", "1.17.0")
+    with fused_head_on_labelled_positions() as patched:  # another TRL: its own behaviour
+        assert not patched and trl_utils._use_triton is chunked_logprob._use_triton
 
 
 def test_the_trainers_passes_keep_the_own_forward_where_the_tree_would_not_pay(tiny_model_dir, monkeypatch):

@@ -10,7 +10,8 @@ from pipelines.data.answers import is_correct
 from pipelines.stages.ppo import PPOConfig
 from pipelines.data.formats import encode_prompt, encode_response
 from pipelines.model.judge import Judge, encode_for_judge
-from pipelines.stages.ppo.train import SharedRoles, train
+from pipelines.stages.ppo.roles import SharedRoles
+from pipelines.stages.ppo.train import train
 from pipelines.model.sampling import response_mask
 from pipelines.runtime.runs import Run
 from tests.conftest import SAMPLE, cli, only_run, read_json
@@ -494,7 +495,7 @@ def test_the_judge_rides_on_the_policy_base_only_where_it_computes_what_was_gate
                                                                                    shares):
     import yaml
 
-    from pipelines.stages.ppo.train import shares_base
+    from pipelines.stages.ppo.roles import shares_base
 
     config = {"stage": "reward", "model": str(tiny_model_dir), "quantization": "none", **judge}
     run = Run.create("reward", yaml.safe_dump(config), tmp_path)

@@ -271,7 +271,6 @@ def padding_free_passes(model, device) -> str:
     if packs:
         shares = prefix_sharing_works(decoder, device)
     decoder.train(was_training)
-    head_on_labelled_positions_only()
     if not packs:
         return "padded batches (this model does not keep packed sequences apart)"
     own_forward = decoder.forward
@@ -296,28 +295,6 @@ def padding_free_passes(model, device) -> str:
 
     decoder.forward = forward
     return "real tokens only, shared starts computed once" if shares else "real tokens only, in packed rows"
-
-
-def head_on_labelled_positions_only() -> bool:
-    """TRL's fused LM head (the SFT and DPO losses: log-probs without materialising the logits) projects only the
-    positions that carry a label on CUDA, but every position of the padded batch elsewhere, so that a compiler
-    (Neuron) sees the same tile shapes each batch. On a CPU nothing is compiled, and at the quick SFT recipe about
-    two thirds of those positions are prompt or padding: the head was half of a step (2.2 -> 1.4 s/step, the same
-    losses). This makes the CPU take the labelled positions too; each position's log-prob is its own row of the
-    projection either way. TRL 1.16 decides it with its private `_use_triton`; returns False where that is gone (a
-    TRL that changed it), and a test says so. Process-wide: every TRL trainer after this call gets it."""
-    import trl.trainer.utils as trl_utils
-
-    decide = getattr(trl_utils, "_use_triton", None)
-    if decide is None:
-        return False
-    if not getattr(decide, "labelled_positions_on_cpu", False):
-        def compact_on_cpu(device):
-            return device.type == "cpu" or decide(device)
-
-        compact_on_cpu.labelled_positions_on_cpu = True
-        trl_utils._use_triton = compact_on_cpu
-    return True
 
 
 def right_padded(mask: torch.Tensor) -> bool:

@@ -174,8 +174,10 @@ def trainer_arguments(cfg, run, device: str, evaluate: bool = False) -> tuple[di
 def train_tracked(trainer, tracker, resume) -> tuple:
     """Run a Trainer stage's training under its tracker: (the Trainer's result, whether it was stopped). Our Tracker
     prints the progress line, so the Trainer's own printer goes; `resume`: a checkpoint folder, or None."""
+    from pipelines.model.patches import fused_head_on_labelled_positions
+
     trainer.remove_callback(PrinterCallback)
-    with tracker:
+    with tracker, fused_head_on_labelled_positions():
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return result, tracker.should_stop()
 
@@ -184,9 +186,12 @@ def final_evaluation(trainer, tracker) -> dict:
     """The eval metrics at the last step: the Trainer's own if it evaluated there, else one more evaluation (logged).
     Read from the Trainer's history, not metrics.jsonl: every rank must take the same branch (evaluate() is a
     collective), and only rank 0 writes the file."""
+    from pipelines.model.patches import fused_head_on_labelled_positions
+
     metrics = next((row for row in reversed(trainer.state.log_history) if "eval_loss" in row), {})
     if metrics.get("step") != trainer.state.global_step:
-        metrics = trainer.evaluate()
+        with fused_head_on_labelled_positions():
+            metrics = trainer.evaluate()
         tracker.log(trainer.state.global_step, metrics)
     return metrics
 

@@ -10,7 +10,6 @@ import typing
 from dataclasses import dataclass
 
 from pipelines.config import StageConfig, setting
-from pipelines.errors import ConfigError
 from pipelines.stages.stage import Stage
 
 
@@ -39,9 +38,7 @@ class CompareConfig(StageConfig):
     several_runs: typing.ClassVar[tuple[str, ...]] = ("ppo_run", "dpo_run", "grpo_run")
 
     def validate(self):
-        if not self.prompts_file:
-            raise ConfigError("`prompts_file` is empty. Fix: set `prompts_file`, e.g. "
-                              "`--set prompts_file=sample_data/prompts_eval.jsonl`.")
+        self.require("prompts_file", "sample_data/prompts_eval.jsonl")
 
     def compare_models(self) -> dict[str, str]:
         """{model key: run folder} of every adapter compared: the stage's name, with `_2`, `_3`... for the second and

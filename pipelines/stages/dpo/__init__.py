@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.config import BEFORE_PACKING, MIN_PROMPT_TOKENS, PACKING, STARTING_SFT_RUN, TrainingConfig, setting
-from pipelines.errors import ConfigError
 from pipelines.stages.stage import Chart, Stage, loss_change, number
 
 
@@ -34,9 +33,7 @@ class DPOConfig(TrainingConfig):
     packing: bool = setting(True, PACKING)
 
     def validate(self):
-        if not self.train_file:
-            raise ConfigError("`train_file` is empty. Fix: set `train_file` to your preference pairs, e.g. "
-                              "`--set train_file=sample_data/prefs_train.jsonl`.")
+        self.require("train_file", "sample_data/prefs_train.jsonl", "your preference pairs")
 
 
 def figures(summary: dict) -> list[tuple[str, str]]:

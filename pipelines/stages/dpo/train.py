@@ -4,7 +4,7 @@ against a frozen reference, so the model cannot drift far from where it started 
 
 The reference is the starting model through adapter switching, never a second copy in memory
 (pipelines.model.loading.starting_policy), pairs too long for `max_length` are cut and counted as the reward stage does
-it (FittedPairsDPOTrainer), and the saved adapter, like a PPO policy's, applies to the SFT run's base as it
+it (pipelines.model.patches.FittedPairsDPOTrainer), and the saved adapter, like a PPO policy's, applies to the SFT run's base as it
 is, so Compare and export treat a DPO run as they treat a PPO run.
 """
 
@@ -21,23 +21,12 @@ from pipelines.stages.dpo import DPOConfig
 from pipelines.data.formats import TokenizedPairs, fit_preference_files, load_checked
 from pipelines.model.loading import adapter_report, lora_config, pick_device, save_trained_adapter, starting_policy
 from pipelines.model.packing import padding_free_passes
+from pipelines.model.patches import FittedPairsDPOTrainer
 from pipelines.runtime.runs import Run
 from pipelines.runtime.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation, train_tracked,
                                 trainer_arguments)
 
 log = logging.getLogger("pipelines")
-
-
-class FittedPairsDPOTrainer(trl.DPOTrainer):
-    """TRL's DPOTrainer on pairs tokenized and fitted to `max_length` here, as the reward stage fits them
-    (pipelines.data.formats.tokenize_pairs: the prompt cut from the left, both answers whole, what was cut or dropped
-    counted). TRL 1.16 would tokenize the text again, and its collator cut a pair that does not fit from the end:
-    the answers first, so a pair could lose its whole completion (a constant loss, nothing learned, nobody told).
-    Its `_prepare_dataset` (tokenize, then drop prompts that fill `max_length`) is the one method replaced; a test
-    holds the pinned TRL to it."""
-
-    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
-        return dataset
 
 
 def to_dataset(pairs: TokenizedPairs) -> Dataset:

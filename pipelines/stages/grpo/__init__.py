@@ -54,9 +54,7 @@ class GRPOConfig(TrainingConfig):
     sample_every: int = setting(2, "Write a few (prompt, answer, reward) samples every N steps.", min=1)
 
     def validate(self):
-        if not self.prompts_file:
-            raise ConfigError("`prompts_file` is empty. Fix: set `prompts_file`, e.g. "
-                              "`--set prompts_file=sample_data/verifiable/prompts_train.jsonl`.")
+        self.require("prompts_file", "sample_data/verifiable/prompts_train.jsonl")
         unknown = [r for r in self.rewards if r not in GRPO_REWARDS]
         if unknown or not self.rewards:
             problem = f"`{unknown[0]}` is not a reward" if unknown else "it is empty"

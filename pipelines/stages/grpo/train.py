@@ -21,7 +21,6 @@ from pipelines.stages.grpo import GRPOConfig
 from pipelines.data.formats import load_checked
 from pipelines.errors import DataError
 from pipelines.model.loading import adapter_report, lora_config, pick_device, save_trained_adapter, starting_policy
-from pipelines.model.packing import head_on_labelled_positions_only
 from pipelines.stages.grpo.rules import answer_reward, length_reward, regex_reward
 from pipelines.runtime.runs import Run
 from pipelines.runtime.tracking import Tracker, TrackerCallback, TrainerCheckpoints, train_tracked, trainer_arguments
@@ -124,7 +123,6 @@ def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
     dataset = to_dataset(load_checked("prompts", cfg.prompts_file, log, cfg.column_map), cfg)
     rewards = reward_functions(cfg, run, device)
     model, tokenizer = starting_policy(cfg, sft_run, device)
-    head_on_labelled_positions_only()  # the loss's LM head on the answers' tokens alone, as TRL does on CUDA
     shared, report_callbacks = trainer_arguments(cfg, run, device)
     args = trl.GRPOConfig(
         **{**shared, "per_device_train_batch_size": cfg.batch_size * cfg.num_generations},  # TRL counts answers

@@ -66,9 +66,7 @@ class PPOConfig(TrainingConfig):
     sample_every: int = setting(2, "Write a few (prompt, response, score) samples every N steps.", min=1)
 
     def validate(self):
-        if not self.prompts_file:
-            raise ConfigError("`prompts_file` is empty. Fix: set `prompts_file`, e.g. "
-                              "`--set prompts_file=sample_data/prompts_train.jsonl`.")
+        self.require("prompts_file", "sample_data/prompts_train.jsonl")
         if not self.reward_run:
             raise ConfigError("`reward_run` is empty. Fix: set it to a reward run folder or `latest`.")
         if self.top_p < 1.0:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.config import BEFORE_PACKING, PACKING, TrainingConfig, setting
-from pipelines.errors import ConfigError
 from pipelines.stages.stage import Chart, Stage, loss_change, number
 
 
@@ -32,9 +31,7 @@ class SFTConfig(TrainingConfig):
     packing: bool = setting(True, PACKING)
 
     def validate(self):
-        if not self.train_file:
-            raise ConfigError("`train_file` is empty. Fix: set `train_file` to your SFT data, e.g. "
-                              "`--set train_file=sample_data/sft_train.jsonl`.")
+        self.require("train_file", "sample_data/sft_train.jsonl", "your SFT data")
 
 
 def figures(summary: dict) -> list[tuple[str, str]]:

@@ -16,9 +16,9 @@ from pipelines.data.formats import hub_source, load_prompts
 from pipelines.errors import WorkbenchError
 from pipelines.runtime.runs import default_runs_dir, finished_runs
 from pipelines.stages import JUDGE, STAGES
-from pipelines.studio.sets import (AI_PREFIX, INSTRUCTION_EXAMPLES, LabelingSet, agreement, check_labeler,
-                                   check_name, describe_left_out, export, import_pairs, list_sets, model_wins,
-                                   position_bias, prompt_text)
+from pipelines.studio.sets import (AI_PREFIX, INSTRUCTION_EXAMPLES, LabelingSet, agreement, check_labeler, check_name,
+                                   describe_left_out, export, import_pairs, list_sets, model_wins, position_bias,
+                                   prompt_text)
 from workbench import jobs
 from workbench.jobs import REPO
 from workbench.forms import shown_path, uploads_dir

@@ -5,9 +5,10 @@
     .venv/bin/python benchmarks/data_scale.py --pairs 20000 --old <commit>   # also an earlier tree, alternating
 
 Each measurement is a fresh process: `python -m pipelines inspect ...` as the Data page runs it, and a small driver
-that runs the reward stage's preparation (load, validate, tokenize, fit to max_length) exactly as `pipelines.stages.reward.train`
-does before training. Seconds are wall time of the whole process (start-up included, about 5 s here); peak memory is
-the child's peak RSS. Prints a table and writes JSON (with the CPU) to benchmarks/results/data-scale-<cpu>-<date>.json.
+that runs the reward stage's preparation (load, validate, tokenize, fit to max_length) exactly as
+`pipelines.stages.reward.train` does before training. Seconds are wall time of the whole process (start-up included,
+about 5 s here); peak memory is the child's peak RSS. Prints a table and writes JSON (with the CPU) to
+benchmarks/results/data-scale-<cpu>-<date>.json.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from benchmarks.run import cpu_info  # noqa: E402
 PREPARE = """
 import sys, logging
 sys.path.insert(0, {tree!r})
-from pipelines.stages.reward import RewardConfig
+from pipelines.stages.reward.config import RewardConfig
 from pipelines.data.formats import load_checked
 from pipelines.model.loading import load_tokenizer, resolve_model
 from pipelines.data.formats import tokenize_pairs

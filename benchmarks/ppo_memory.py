@@ -1,9 +1,11 @@
 """PPO memory: the workbench's shared-adapter layout against four separately loaded models.
 
-    shared    pipelines.stages.ppo.roles.SharedRoles: ONE base; policy, reference, value and judge are LoRA adapters on it
+    shared    pipelines.stages.ppo.roles.SharedRoles: ONE base; policy, reference, value and judge are LoRA adapters
+              on it
     separate  the classic layout (TRL's former PPOTrainer): policy (base + SFT adapter, trainable), reference
               (another base + SFT adapter, frozen), value (a third base, sequence-classification head + its own
-              LoRA) and reward model (a fourth base, loaded as pipelines.model.judge.Judge does) each with transformers/peft
+              LoRA) and reward model (a fourth base, loaded as pipelines.model.judge.Judge does) each with
+              transformers/peft
 
 Each layout does the same work on the same batch: one rollout of `--batch-size` prompts with exactly
 `--max-new-tokens` sampled tokens each (min_new_tokens = max_new_tokens, so both layouts generate the same number
@@ -161,7 +163,7 @@ def main() -> None:
     import torch
 
     from pipelines.cli import quiet_libraries
-    from pipelines.stages.ppo import PPOConfig
+    from pipelines.stages.ppo.config import PPOConfig
     from pipelines.data.formats import encode_prompt, load_checked
     from pipelines.model.loading import load_tokenizer, pick_device, resolve_model
     from pipelines.model.sampling import decode_responses, end_of_turn_ids, left_pad, response_mask

@@ -11,8 +11,8 @@ and `time`, seconds since the stage's tracker started; summary.json; status.json
 torch.cuda.max_memory_allocated(), since the pipelines do not record VRAM.
 
 Sections (see benchmarks/README.md):
-  startup     interpreter / `import torch` / `import pipelines.stages.sft.train` times, and per stage the time from process start
-              to "Run ... started" (status.json's started_at)
+  startup     interpreter / `import torch` / `import pipelines.stages.sft.train` times, and per stage the time from
+              process start to "Run ... started" (status.json's started_at)
   stages      sft, reward, ppo, dpo and grpo on the sample_data quick recipes with fewer steps: seconds per step
               (median of the step-to-step deltas of `time`, so the first step's warm-up is left out), tokens per
               second (GRPO: prompt and sampled tokens, TRL's `num_tokens`), peak memory
@@ -21,8 +21,8 @@ Sections (see benchmarks/README.md):
   overhead    the workbench's SFT and reward stages against plain TRL scripts doing the same work
               (benchmarks/plain_trl_sft.py, plain_trl_reward.py), alternating, ratio = plain / workbench time of
               `trainer.train()` (Trainer's own `train_runtime` on both sides), target >= 0.95
-  ppo_memory  pipelines.stages.ppo.roles.SharedRoles (one base, four roles as adapters) against four separately loaded models,
-              one process per layout (benchmarks/ppo_memory.py)
+  ppo_memory  pipelines.stages.ppo.roles.SharedRoles (one base, four roles as adapters) against four separately
+              loaded models, one process per layout (benchmarks/ppo_memory.py)
   checkpoints the cost of one checkpoint save (seconds, MB) per stage at the quick recipes, and its share of training
               time at the default schedule (`save_steps: 0` = four saves, plus one per `save_minutes`)
   scaling     SFT seconds per step over a max_length x batch_size grid, one process per cell
@@ -264,7 +264,8 @@ def step_figures(stage: str, rows: list[dict]) -> dict:
         tps = [r["tokens_per_second"] for r in train if "tokens_per_second" in r]
         tokens_per_s = tps[1:] if len(tps) > 1 else tps
     runtime = next((r["train_runtime"] for r in rows if "train_runtime" in r), None)
-    # PPO logs `time/<phase>` per step (pipelines.stages.ppo.train.PhaseClock): the median of each, after the first step.
+    # PPO logs `time/<phase>` per step (pipelines.stages.ppo.train.PhaseClock): the median of each, after the first
+    # step.
     phases = {key[5:]: rnd(median([r[key] for r in train[1:] if key in r]), 3)
               for key in (train[-1] if train else {}) if key.startswith("time/")}
     return {"phases_s": phases, "steps": len(train), "s_per_step": rnd(median(deltas), 3), "step_deltas_s": [rnd(d, 2) for d in deltas],

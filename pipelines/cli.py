@@ -173,7 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             from pipelines.model.loading import export_run
 
-            print(export_run(Run(args.run), Path(args.out), args.merged))
+            run = Run(args.run)
+            generating = [s for s in STAGES.values() if s.generates]
+            if args.merged and run.stage not in [s.id for s in generating]:
+                return fail(f"Merged export is for models that generate ({', '.join(s.title for s in generating)}); "
+                            f"export this `{run.stage}` run's adapter alone (without `--merged`).")
+            print(export_run(run, Path(args.out), args.merged))
             return 0
         if args.command == "demo":
             from pipelines.demo import run_demo

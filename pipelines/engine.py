@@ -68,7 +68,7 @@ def run_stage(config: StageConfig, runs_dir: str | None = None, run_id: str | No
 
 
 def resume_stage(run_dir: str, overrides: list[str], debug: bool = False) -> tuple[Run, dict]:
-    """Carry a run on from its newest checkpoint, in its own directory (checks first: see pipelines/runtime/resume.py)."""
+    """Carry a run on from its newest checkpoint, in its own directory (checks first: pipelines/runtime/resume.py)."""
     from pipelines.runtime.resume import begin, plan_resume
 
     def planned_and_begun():

@@ -1,10 +1,10 @@
 import pytest
 
 from pipelines.config import StageConfig, describe_fields
-from pipelines.stages.ppo import PPOConfig
-from pipelines.stages.reward import RewardConfig
-from pipelines.stages.sft import SFTConfig
 from pipelines.errors import ConfigError
+from pipelines.stages.ppo.config import PPOConfig
+from pipelines.stages.reward.config import RewardConfig
+from pipelines.stages.sft.config import SFTConfig
 
 
 def test_yaml_and_overrides(tmp_path):
@@ -61,7 +61,7 @@ def test_every_field_has_help():
 def test_a_run_saved_before_a_setting_existed_keeps_the_behaviour_it_was_trained_with(tmp_path):
     """A PPO run's config.yaml from before `value_model` existed was trained with a separate value adapter: resuming
     it must rebuild that, while a recipe that leaves the setting out gets today's default."""
-    from pipelines.stages.ppo import PPOConfig
+    from pipelines.stages.ppo.config import PPOConfig
 
     saved = PPOConfig(prompts_file="p.jsonl", reward_run="r").to_yaml()
     assert "value_model: shared\n" in saved and "packing: true\n" in saved
@@ -74,7 +74,7 @@ def test_a_run_saved_before_a_setting_existed_keeps_the_behaviour_it_was_trained
 
 
 def test_compare_models_number_the_second_run_of_a_stage():
-    from pipelines.stages.compare import CompareConfig
+    from pipelines.stages.compare.config import CompareConfig
 
     cfg = CompareConfig.from_dict({"prompts_file": "p.jsonl", "sft_run": "runs/s", "ppo_run": "runs/a, runs/b",
                                    "dpo_run": "", "grpo_run": "runs/g"})

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from pipelines.data.formats import (encode_response, fit_to_length, load_preferences, load_prompts, load_sft,
-                            split_hh_transcript)
+                                    split_hh_transcript)
 from pipelines.errors import DataError
 from tests.conftest import SAMPLE, SHARED_DATA, write_jsonl
 

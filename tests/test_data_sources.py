@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.data.formats import (BatchEncoder, encode_prompt, encode_response, load_preferences, load_prompts, load_sft,
-                            parse_column_map, token_lengths)
+from pipelines.data.formats import (BatchEncoder, encode_prompt, encode_response, load_preferences, load_prompts,
+                                    load_sft, parse_column_map, token_lengths)
 from pipelines.errors import ConfigError, DataError
 from pipelines.runtime.runs import Run
 from tests.conftest import SAMPLE, SHARED_DATA, cli, only_run, read_json, write_jsonl

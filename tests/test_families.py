@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from pipelines.model import packing
-from pipelines.stages.ppo import PPOConfig
 from pipelines.data.formats import encode_prompt
+from pipelines.model import packing
 from pipelines.model.packing import packed_hidden, padded_hidden, padding_free_hidden, padding_free_passes, tree_hidden
-from pipelines.stages.ppo.roles import SharedRoles
-from pipelines.stages.ppo.core import logprobs_of
-from pipelines.runtime.runs import Run
 from pipelines.model.sampling import end_of_turn_ids, generate, left_pad
+from pipelines.runtime.runs import Run
+from pipelines.stages.ppo.config import PPOConfig
+from pipelines.stages.ppo.core import logprobs_of
+from pipelines.stages.ppo.roles import SharedRoles
 from tests.conftest import SAMPLE, cli, read_json
 
 ATTENTION = ["k_proj", "o_proj", "q_proj", "v_proj"]

@@ -5,8 +5,8 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-from pipelines.stages.grpo import GRPOConfig
 from pipelines.errors import ConfigError
+from pipelines.stages.grpo.config import GRPOConfig
 from pipelines.stages.grpo.rules import answer_reward, length_reward, regex_reward
 from tests.conftest import SAMPLE, cli, only_run, read_json, write_jsonl
 

@@ -90,6 +90,9 @@ def test_the_stage_page_form_the_runs_page_and_the_charts_show_it(echo_stage, ca
     assert any(e.label == "Echo" for e in page.expander)  # its own settings, under its name
     assert any(b.label == "Start ECHO run" for b in page.button)
 
+    frame = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()  # its page joins the navigation
+    assert not frame.exception, [e.value for e in frame.exception]
+
     runs = AppTest.from_file(str(REPO / "app_pages" / "runs.py"), default_timeout=60).run()
     assert not runs.exception, [e.value for e in runs.exception]
     table = runs.dataframe[0].value

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from pipelines.stages.ppo import PPOConfig
 from pipelines.model import packing
 from pipelines.model.packing import (pack, packed_hidden, packing_works, padded_hidden, padding_free_hidden,
-                               padding_free_passes, prefix_sharing_works, prefix_tree, right_padded, tree_hidden,
-                               unpack)
+                                     padding_free_passes, prefix_sharing_works, prefix_tree, right_padded, tree_hidden,
+                                     unpack)
+from pipelines.stages.ppo.config import PPOConfig
 from pipelines.stages.ppo.roles import SharedRoles
 
 

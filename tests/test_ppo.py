@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from pipelines.data.answers import is_correct
-from pipelines.stages.ppo import PPOConfig
 from pipelines.data.formats import encode_prompt, encode_response
 from pipelines.model.judge import Judge, encode_for_judge
-from pipelines.stages.ppo.roles import SharedRoles
-from pipelines.stages.ppo.train import train
 from pipelines.model.sampling import response_mask
 from pipelines.runtime.runs import Run
+from pipelines.stages.ppo.config import PPOConfig
+from pipelines.stages.ppo.roles import SharedRoles
+from pipelines.stages.ppo.train import train
 from tests.conftest import SAMPLE, cli, only_run, read_json
 
 

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from pipelines.stages.ppo.core import (KLController, gae, kl_k1, kl_k3, masked_mean, policy_loss, token_rewards, value_loss,
-                                whiten)
+from pipelines.stages.ppo.core import (KLController, gae, kl_k1, kl_k3, masked_mean, policy_loss, token_rewards,
+                                       value_loss, whiten)
 
 T = torch.tensor
 

@@ -8,11 +8,11 @@ import sys
 import pytest
 import torch
 
-from pipelines.errors import GateError
 from pipelines.data.formats import tokenize_pairs
+from pipelines.errors import GateError
 from pipelines.model.judge import check_gate
-from pipelines.stages.reward.train import length_baseline
 from pipelines.runtime.runs import Run
+from pipelines.stages.reward.train import length_baseline
 from tests.conftest import REPO, SAMPLE, SHARED_DATA, cli, only_run, read_json, write_jsonl
 
 

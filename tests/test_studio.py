@@ -14,7 +14,7 @@ from pipelines.data.formats import load_preferences
 from pipelines.errors import ConfigError, DataError
 from pipelines.runtime.runs import read_jsonl
 from pipelines.studio.sets import (LabelingSet, agreement, check_labeler, export, import_pairs, model_wins, open_set,
-                              position_bias)
+                                   position_bias)
 from tests.conftest import REPO, SAMPLE, cli, read_json, write_jsonl
 from workbench import jobs
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.runtime.runs import Run, default_runs_dir, list_runs, pid_alive, read_json, reserve_run_dir, \
-    write_json_atomic
+from pipelines.runtime.runs import (Run, default_runs_dir, list_runs, pid_alive, read_json, reserve_run_dir,
+                                    write_json_atomic)
 
 REPO = Path(__file__).resolve().parents[1]
 DDP_CONFIG = "sample_data/accelerate/ddp.yaml"  # relative to REPO, where jobs start: the command reads as typed

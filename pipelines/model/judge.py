@@ -8,12 +8,12 @@ import logging
 
 import torch
 
-from pipelines.stages.reward import RewardConfig
 from pipelines.data.formats import encode_response, fit_to_length
 from pipelines.errors import GateError
 from pipelines.model.loading import load_base, load_tokenizer, merge_adapter, resolve_model
 from pipelines.model.packing import padding_free_passes
 from pipelines.runtime.runs import Run
+from pipelines.stages.reward.config import RewardConfig
 
 log = logging.getLogger("pipelines")
 

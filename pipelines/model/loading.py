@@ -429,12 +429,6 @@ def export_run(run, out: Path, merged: bool = False) -> Path:
         return out
     config = run.config()
     base = run.base_model()  # a PPO policy replaces the SFT adapter on the SFT run's base
-    from pipelines.stages import STAGES
-
-    generating = [s for s in STAGES.values() if s.generates]
-    if run.stage not in [s.id for s in generating]:
-        raise ConfigError(f"Merged export is for models that generate ({', '.join(s.title for s in generating)}); "
-                          f"export this `{run.stage}` run's adapter alone (without `--merged`).")
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(resolve_model(base, config.get("trust_remote_code", False)),

@@ -9,10 +9,11 @@ A save writes into `.staging/` and then renames the finished folder to `checkpoi
 system: atomic). A kill at any instant leaves either the previous checkpoints or the new one complete; what a kill
 leaves in `.staging/` is never read and is cleared by the next save or resume.
 
-SFT and reward use the Trainer's own checkpoint (adapter, optimizer, scheduler, RNG, trainer_state.json with the
-data position), written into `.staging/` and published by `TrainerCheckpoints` in pipelines/runtime/tracking.py. PPO writes
-its own in the same spirit: `weights.safetensors` (policy and value adapters, value head), `optimizer.safetensors`,
-`rng.safetensors` and a small `state.json` (step, prompt order, KL controller, what the summary needs).
+SFT and reward use the Trainer's own checkpoint (adapter, optimizer, scheduler, RNG, trainer_state.json with the data
+position), written into `.staging/` and published by `TrainerCheckpoints` in pipelines/runtime/tracking.py. PPO
+writes its own in the same spirit: `weights.safetensors` (policy and value adapters, value head),
+`optimizer.safetensors`, `rng.safetensors` and a small `state.json` (step, prompt order, KL controller, what the
+summary needs).
 
 This module is free of torch at import time: the pages list checkpoints through it.
 """
@@ -27,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.runtime import distributed
 from pipelines.errors import WorkbenchError
+from pipelines.runtime import distributed
 
 PREFIX = "checkpoint-"
 STAGING = ".staging"

@@ -11,8 +11,8 @@
         adapter/        the trained LoRA adapter + tokenizer
         STOP            written by anyone who wants the run to end cleanly
 
-Under a launcher (`accelerate launch`, `torchrun`) N processes share one run directory and only rank 0 writes
-these files: a `Run` object in any other rank never writes them (pipelines/runtime/distributed.py has the whole contract).
+Under a launcher (`accelerate launch`, `torchrun`) N processes share one run directory and only rank 0 writes these
+files: a `Run` object in any other rank never writes them (pipelines/runtime/distributed.py has the whole contract).
 
 The UI never keeps a run's state in memory: it re-reads these files, so a refresh, a second tab or a restarted
 app re-attaches to a live run.
@@ -29,8 +29,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipelines.runtime import distributed
 from pipelines.errors import ConfigError
+from pipelines.runtime import distributed
 
 RUNS_DIR_ENV = "RLHF_WORKBENCH_RUNS"
 log = logging.getLogger("pipelines")

@@ -173,7 +173,8 @@ def trainer_arguments(cfg, run, device: str, evaluate: bool = False) -> tuple[di
 
 def train_tracked(trainer, tracker, resume) -> tuple:
     """Run a Trainer stage's training under its tracker: (the Trainer's result, whether it was stopped). Our Tracker
-    prints the progress line, so the Trainer's own printer goes; `resume`: a checkpoint folder, or None."""
+    prints the progress line, so the Trainer's own printer goes; `resume`: a checkpoint folder, or None. TRL's LM
+    head scores labelled positions only, for the duration (pipelines/model/patches.py)."""
     from pipelines.model.patches import fused_head_on_labelled_positions
 
     trainer.remove_callback(PrinterCallback)

@@ -18,17 +18,17 @@ from pathlib import Path
 
 import torch
 
-from pipelines.stages.compare.compare import Contestants, sample_responses
 from pipelines.config import StageConfig
 from pipelines.data.formats import encode_prompt, load_checked
 from pipelines.errors import ConfigError
 from pipelines.model.judge import Judge
 from pipelines.model.loading import load_base, load_tokenizer, pick_device, resolve_model
-from pipelines.runtime.runs import Run, resolve_run
 from pipelines.model.sampling import left_pad
+from pipelines.runtime.runs import Run, resolve_run
 from pipelines.stages import JUDGE, STAGES
-from pipelines.studio.sets import AI_PREFIX, LabelingSet, agreement, check_new_set, compact_prompt, create_set, \
-    prompt_text
+from pipelines.stages.compare.compare import Contestants, sample_responses
+from pipelines.studio.sets import (AI_PREFIX, LabelingSet, agreement, check_new_set, compact_prompt, create_set,
+                                   prompt_text)
 
 log = logging.getLogger("pipelines")
 SPECS_HELP = ("`base`, a run folder of a stage that generates (SFT, PPO, DPO, GRPO), "

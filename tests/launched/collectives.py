@@ -1,5 +1,5 @@
-"""`torchrun --nproc_per_node 2 tests/launched/collectives.py OUT.json`: pipelines.runtime.distributed's collectives on a
-real 2-process gloo group, against the same numbers computed on one process. Rank 0 writes what it measured to
+"""`torchrun --nproc_per_node 2 tests/launched/collectives.py OUT.json`: pipelines.runtime.distributed's collectives
+on a real 2-process gloo group, against the same numbers computed on one process. Rank 0 writes what it measured to
 OUT.json; tests/test_distributed.py asserts on it."""
 
 import json

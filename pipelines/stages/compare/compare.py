@@ -13,14 +13,13 @@ import logging
 import torch
 
 from pipelines.data.answers import is_correct
-from pipelines.stages.compare import CompareConfig
 from pipelines.data.formats import encode_prompt, load_checked
 from pipelines.model.judge import Judge
 from pipelines.model.loading import frozen_with, load_base, load_tokenizer, pick_device, resolve_model
-from pipelines.runtime.runs import Run
 from pipelines.model.sampling import decode_responses, end_of_turn_ids, generate, left_pad, response_mask
+from pipelines.runtime.runs import Run
 from pipelines.runtime.tracking import Tracker
-from pipelines.stages import STAGES, ppo
+from pipelines.stages.compare.config import CompareConfig
 
 log = logging.getLogger("pipelines")
 
@@ -132,13 +131,14 @@ def run(cfg: CompareConfig, run: Run) -> dict:
     for later, a in enumerate(done):  # every pair, the later model of the list first: ppo_vs_sft, dpo_vs_ppo...
         for b in done[:later]:
             summary[f"win_rate_{a}_vs_{b}"] = win_rate(scores[a], scores[b])
-    for key, adapter in adapters.items():  # each stage's first run compared: `sft_run`, `ppo_run`...
-        if key in STAGES:
-            summary[f"{key}_run"] = adapter.id
-    if ppo.STAGE.id in adapters:  # how far PPO moved from the SFT model, beside what it gained on the judge
-        ppo_summary = adapters[ppo.STAGE.id].summary()
-        summary["mean_kl"] = ppo_summary.get("mean_kl")  # the average over training
-        summary["final_kl"] = ppo_summary.get("final_kl")  # at its last step: the model compared here
+    firsts = {key: adapters[key] for key in (field.removesuffix("_run") for field in cfg.compared_runs)
+              if key in adapters}
+    summary.update({f"{key}_run": adapter.id for key, adapter in firsts.items()})  # `sft_run`, `ppo_run`...
+    # how far the PPO model moved from the SFT model, beside what it gained on the judge (PPO's summary measured it)
+    measured = next((a.summary() for a in firsts.values() if "mean_kl" in a.summary()), None)
+    if measured:
+        summary["mean_kl"] = measured.get("mean_kl")  # the average over training
+        summary["final_kl"] = measured.get("final_kl")  # at its last step: the model compared here
     (run.path / "compare_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     for line in format_summary(summary):
         log.info(line)

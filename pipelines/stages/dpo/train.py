@@ -3,9 +3,9 @@
 against a frozen reference, so the model cannot drift far from where it started (`beta` sets how far).
 
 The reference is the starting model through adapter switching, never a second copy in memory
-(pipelines.model.loading.starting_policy), pairs too long for `max_length` are cut and counted as the reward stage does
-it (pipelines.model.patches.FittedPairsDPOTrainer), and the saved adapter, like a PPO policy's, applies to the SFT run's base as it
-is, so Compare and export treat a DPO run as they treat a PPO run.
+(pipelines.model.loading.starting_policy), pairs too long for `max_length` are cut and counted as the reward stage
+does it (pipelines.model.patches.FittedPairsDPOTrainer), and the saved adapter, like a PPO policy's, applies to the
+SFT run's base as it is, so Compare and export treat a DPO run as they treat a PPO run.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from pathlib import Path
 import trl
 from datasets import Dataset
 
-from pipelines.runtime import distributed
-from pipelines.stages.dpo import DPOConfig
 from pipelines.data.formats import TokenizedPairs, fit_preference_files, load_checked
 from pipelines.model.loading import adapter_report, lora_config, pick_device, save_trained_adapter, starting_policy
 from pipelines.model.packing import padding_free_passes
 from pipelines.model.patches import FittedPairsDPOTrainer
+from pipelines.runtime import distributed
 from pipelines.runtime.runs import Run
 from pipelines.runtime.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation, train_tracked,
-                                trainer_arguments)
+                                        trainer_arguments)
+from pipelines.stages.dpo.config import DPOConfig
 
 log = logging.getLogger("pipelines")
 

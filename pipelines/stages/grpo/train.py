@@ -1,11 +1,11 @@
 """GRPO, RL without a value model (TRL's GRPOTrainer + LoRA): for each prompt the model samples a group of answers,
-each answer is scored, and its advantage is how far its score sits above or below its group's mean. Where the
-score is a checkable rule (pipelines/stages/grpo/rules.py: the reference answer appears, a regex matches, a length bound
+each answer is scored, and its advantage is how far its score sits above or below its group's mean. Where the score
+is a checkable rule (pipelines/stages/grpo/rules.py: the reference answer appears, a regex matches, a length bound
 holds) no judge is needed at all: the path for answers that are objectively right or wrong.
 
 The reference for the KL penalty is the starting model through adapter switching, never a second copy in memory
-(pipelines.model.loading.starting_policy), and the saved adapter applies to the SFT run's base as it is, like a PPO or DPO
-policy: Compare takes it as `grpo_run`.
+(pipelines.model.loading.starting_policy), and the saved adapter applies to the SFT run's base as it is, like a PPO
+or DPO policy: Compare takes it as `grpo_run`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from pathlib import Path
 import trl
 from datasets import Dataset
 
-from pipelines.runtime import distributed
-from pipelines.stages.grpo import GRPOConfig
 from pipelines.data.formats import load_checked
 from pipelines.errors import DataError
 from pipelines.model.loading import adapter_report, lora_config, pick_device, save_trained_adapter, starting_policy
-from pipelines.stages.grpo.rules import answer_reward, length_reward, regex_reward
+from pipelines.runtime import distributed
 from pipelines.runtime.runs import Run
 from pipelines.runtime.tracking import Tracker, TrackerCallback, TrainerCheckpoints, train_tracked, trainer_arguments
+from pipelines.stages.grpo.config import GRPOConfig
+from pipelines.stages.grpo.rules import answer_reward, length_reward, regex_reward
 
 log = logging.getLogger("pipelines")
 

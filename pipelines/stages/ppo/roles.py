@@ -22,12 +22,12 @@ import torch
 from torch import nn
 
 from pipelines.model.judge import pooled_position
-from pipelines.model.loading import (check_logits_from_hidden, frozen_with, load_base, logits_from_hidden,
-                                     lora_config, pick_dtype, prepare_for_kbit, resolve_model)
+from pipelines.model.loading import (check_logits_from_hidden, frozen_with, load_base, logits_from_hidden, lora_config,
+                                     pick_dtype, prepare_for_kbit, resolve_model)
 from pipelines.model.packing import (packing_works, padded_hidden, padding_free_hidden, prefix_sharing_works,
                                      window_shorter_than_a_row)
 from pipelines.runtime.runs import Run
-from pipelines.stages.ppo import PPOConfig
+from pipelines.stages.ppo.config import PPOConfig
 from pipelines.stages.ppo.core import entropy_of, logprobs_of
 
 log = logging.getLogger("pipelines")

@@ -45,7 +45,7 @@ from pipelines.runtime import distributed
 from pipelines.runtime.checkpoints import ResumeError, SaveSchedule, load_ppo, save_ppo
 from pipelines.runtime.runs import Run
 from pipelines.runtime.tracking import Tracker, log_checkpoint
-from pipelines.stages.ppo import PPOConfig
+from pipelines.stages.ppo.config import PPOConfig
 from pipelines.stages.ppo.core import (KLController, gae, kl_k1, kl_k3, masked_mean, minibatches, policy_loss,
                                        token_rewards, value_loss, whiten)
 from pipelines.stages.ppo.roles import SharedRoles

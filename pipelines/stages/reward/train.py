@@ -2,9 +2,9 @@
 (prompt + response -> one score, pipelines/model/judge.py). TRL's RewardTrainer with LoRA on a one-output
 sequence-classification head.
 
-We tokenize the pairs ourselves so no pair is lost silently (pipelines.data.formats.tokenize_pairs): TRL drops pairs longer
-than `max_length`; we cut the prompt from the left to keep both responses whole, and count what was truncated and
-what still had to be dropped.
+We tokenize the pairs ourselves so no pair is lost silently (pipelines.data.formats.tokenize_pairs): TRL drops pairs
+longer than `max_length`; we cut the prompt from the left to keep both responses whole, and count what was truncated
+and what still had to be dropped.
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ import trl
 from datasets import Dataset
 from transformers import TrainerCallback, set_seed
 
-from pipelines.runtime import distributed
-from pipelines.stages.reward import RewardConfig
 from pipelines.data.formats import (TokenizedPairs, fit_preference_files, labeler_instruction, load_checked,
-                            load_preferences, read_records, tokenize_pairs)
+                                    load_preferences, read_records, tokenize_pairs)
 from pipelines.errors import DataError
 from pipelines.model.judge import Judge, score_ids
 from pipelines.model.loading import (adapter_report, load_base, load_tokenizer, lora_config, merge_adapter, pick_device,
-                              pick_dtype, prepare_for_kbit, resolve_model)
+                                     pick_dtype, prepare_for_kbit, resolve_model)
 from pipelines.model.packing import padding_free_passes
+from pipelines.runtime import distributed
 from pipelines.runtime.runs import Run, resolve_run
 from pipelines.runtime.tracking import Tracker, TrackerCallback, TrainerCheckpoints, train_tracked, trainer_arguments
+from pipelines.stages.reward.config import RewardConfig
 
 log = logging.getLogger("pipelines")
 

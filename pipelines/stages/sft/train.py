@@ -8,14 +8,14 @@ from pathlib import Path
 import trl
 from datasets import Dataset
 
-from pipelines.runtime import distributed
-from pipelines.stages.sft import SFTConfig
 from pipelines.data.formats import load_checked
-from pipelines.model.loading import (adapter_report, load_base, load_tokenizer, lora_config, pick_device, prepare_for_kbit,
-                              resolve_model)
+from pipelines.model.loading import (adapter_report, load_base, load_tokenizer, lora_config, pick_device,
+                                     prepare_for_kbit, resolve_model)
 from pipelines.model.packing import padding_free_passes
+from pipelines.runtime import distributed
 from pipelines.runtime.tracking import (Tracker, TrackerCallback, TrainerCheckpoints, final_evaluation, train_tracked,
-                                trainer_arguments)
+                                        trainer_arguments)
+from pipelines.stages.sft.config import SFTConfig
 
 log = logging.getLogger("pipelines")
 

@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
             run = Run(args.run)
             generating = [s for s in STAGES.values() if s.generates]
-            if args.merged and run.stage not in [s.id for s in generating]:
+            if args.merged and run.adapter_dir.is_dir() and run.stage not in [s.id for s in generating]:
                 return fail(f"Merged export is for models that generate ({', '.join(s.title for s in generating)}); "
                             f"export this `{run.stage}` run's adapter alone (without `--merged`).")
             print(export_run(run, Path(args.out), args.merged))

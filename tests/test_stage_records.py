@@ -1,5 +1,5 @@
-"""Each stage's record against what its runs write: the metric keys its charts draw are keys the stage logs, and
-its labelled figures read its summary.json."""
+"""Each stage's record against what its runs write: the metric keys its charts draw are keys the stage logs, its
+labelled figures read its summary.json, and only a stage whose model generates is exported merged."""
 
 from pipelines.runtime.runs import list_runs
 from pipelines.stages import STAGES
@@ -32,3 +32,11 @@ def test_every_stage_names_its_own_figures_from_its_summary(methods_runs):
         run = next(r for r in list_runs(methods_runs, stage.id))
         figures = stage.figures(run.summary())
         assert figures and all(label and value and "?" not in value for label, value in figures), (stage.id, figures)
+
+
+def test_a_merged_export_of_a_stage_that_does_not_generate_is_refused(tiny_reward_run, tmp_path, capsys):
+    from pipelines.cli import main
+
+    assert main(["export", "--run", str(tiny_reward_run), "--out", str(tmp_path / "merged"), "--merged"]) == 2
+    assert "Merged export is for models that generate (SFT, PPO, DPO, GRPO)" in capsys.readouterr().err
+    assert not (tmp_path / "merged").exists()

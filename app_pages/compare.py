@@ -38,7 +38,8 @@ with st.expander("Ask your own prompts", expanded=not compares):
               if f["name"] in run_fields() and f["default"] == "latest"]
     can_run = all(finished_runs(stage.id) for stage in needed)
     if not can_run:
-        st.caption(f"Needs a finished {', '.join(s.title for s in needed)} run (the Home page's demo makes "
+        names = [s.title for s in needed]
+        st.caption(f"Needs a finished {', '.join(names[:-1])} and {names[-1]} run (the Home page's demo makes "
                    "them all).")
     if st.button("Generate and score", disabled=not can_run or jobs.active_job() is not None):
         prompts = [line.strip() for line in typed.splitlines() if line.strip()]

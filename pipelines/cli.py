@@ -90,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = actions.add_parser("generate", help="a set of pairs sampled from two models (or one model twice)")
     q.add_argument("--set", required=True, help="name of the new set (a folder under <runs>/studio/)")
     q.add_argument("--prompts", required=True, help="prompts file (`prompt` or `messages` records)")
-    q.add_argument("--a", required=True, help="candidate A: `base`, an SFT or PPO run folder, `latest-sft`, "
-                                              "`latest-ppo`")
+    q.add_argument("--a", required=True, help="candidate A: `base`, a run folder of a stage that generates (SFT, PPO, "
+                                              "DPO, GRPO), or `latest-<stage>`, e.g. `latest-sft`")
     q.add_argument("--b", required=True, help="candidate B, the same choices; the same as --a samples it twice")
     q.add_argument("--instruction", required=True, help="what the labeler judges, e.g. 'Which is more polite?'")
     q.add_argument("--model", default="default", help="base model when both candidates are `base`")

@@ -118,6 +118,10 @@ class StageConfig:
     def validate(self):
         """Checks that involve several fields; stages extend it."""
 
+    def judge_run(self) -> str:
+        """The reward run this stage scores with and gates on (empty: none); the demo checks its gate first."""
+        return ""
+
     def require(self, name: str, example: str, what: str = "") -> None:
         """Refuse an empty setting the stage cannot run without, naming it and an example."""
         if not getattr(self, name):

@@ -23,6 +23,7 @@ log = logging.getLogger("pipelines")
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "sample_data" / "recipes"
 DATA_FIELDS = ("train_file", "eval_file", "prompts_file")
+PRESET_ORDER = ("quick", "gpu", "brevity", "methods")  # as `--help` and Home list them; others follow by name
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,12 @@ def presets() -> dict[str, Preset]:
             preset = Preset(**{**values, "stages": tuple(values.get("stages", ()))})
         except TypeError as exc:
             raise ConfigError(f"Demo preset `{path}` has a key the demo does not know ({exc}).") from None
-        for stage in (*preset.stages, *preset.changes, *(s for stages in preset.paths.values() for s in stages)):
+        for stage in (*preset.stages, *preset.changes, *(s for stages in preset.paths.values() for s in stages),
+                      *filter(None, [preset.starts_from])):
             stage_named(stage)  # a misspelt stage is named here, not after an hour of training
         found[path.stem.removeprefix("demo_")] = preset
-    return dict(sorted(found.items(), key=lambda item: item[0] != "quick"))  # the default first
+    listed = [name for name in PRESET_ORDER if name in found]
+    return {name: found[name] for name in [*listed, *sorted(set(found) - set(listed))]}
 
 
 def path_costs(paths: dict[str, tuple[str, ...]], costs: dict[str, tuple[float | None, float | None]]
@@ -94,20 +97,21 @@ def run_demo(runs_dir: str | None, preset: str = "quick", debug: bool = False) -
         start = next(iter(finished_runs(plan.starts_from, runs_dir)), None)
         if start is None and plan.starts_from_required:
             log.error("The %s demo starts from a finished %s run, and there is none in this runs folder. Fix: run "
-                      "the demo first (`python -m pipelines demo`), then this one.", preset, plan.starts_from)
+                      "the demo first (`python -m pipelines demo`), then this one.", preset,
+                      STAGES[plan.starts_from].title)
             return 2
         if start is not None:
             made[plan.starts_from] = str(start.path.resolve())
-            log.info("Starting from %s run %s, as the politeness demo did.", plan.starts_from, start.id)
+            log.info("Starting from %s run %s, as the politeness demo did.", STAGES[plan.starts_from].title, start.id)
     summary: dict = {}
     for stage, config in demo_configs(preset):
         if stage in made:
             continue
         config = dataclasses.replace(config, **{name: made[source.id] for name, source in run_fields().items()
                                                 if hasattr(config, name) and source.id in made})
-        if hasattr(config, "allow_untrusted_judge") and config.reward_run in made.values():
+        if config.judge_run() in made.values():
             try:  # before the stage's run folder exists: a judge that failed its gate stops the demo here
-                check_gate(Run(config.reward_run), config.allow_untrusted_judge)
+                check_gate(Run(config.judge_run()), config.allow_untrusted_judge)
             except WorkbenchError as exc:
                 log.error("%s", exc)
                 return 1

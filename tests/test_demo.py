@@ -3,7 +3,10 @@ the judge, PPO, DPO and GRPO from it, compares all five models in one comparison
 
 import shutil
 
+import pytest
+
 from pipelines import demo
+from pipelines.errors import ConfigError
 from pipelines.runtime.runs import Run
 from tests.conftest import read_json
 
@@ -37,3 +40,10 @@ def test_methods_demo_compares_every_approach_from_one_sft_run(tiny_model_dir, t
     for stage in ("reward", "ppo", "dpo", "grpo"):
         assert Run(made[stage]).config()["sft_run"] == str((runs / tiny_sft_run.name).resolve()), stage
     assert "path sft -> reward -> ppo: " in out and "path sft -> grpo: " in out and " min" in out
+
+
+def test_a_demo_preset_naming_a_stage_that_does_not_exist_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "demo_typo.yaml").write_text("about: a typo\nrecipes: quick\nstages: [sft, rewrd, ppo]\n")
+    monkeypatch.setattr(demo, "RECIPES", tmp_path)
+    with pytest.raises(ConfigError, match="`rewrd` is not a stage"):
+        demo.presets()

@@ -1,8 +1,8 @@
 """Every change the workbench makes to a library's private behaviour, in one place.
 
 Each is written against the pinned version (requirements.txt), checked against it where it is applied, logged the
-first time it is applied in a process, and scoped: to the passes that need it, or to our own subclass. A library
-that no longer has what a patch changes gets the library's own behaviour, and the log says so.
+first time it is applied in a process, and scoped: to the passes that need it, or to our own subclass. On another
+TRL the head patch is left off (the library's own behaviour) and the DPO subclass warns; the log says which.
 
 - `fused_head_on_labelled_positions`: TRL's fused LM head on the positions that carry a label, on a CPU too (its
   private `_use_triton`), while a Trainer trains or evaluates.

@@ -13,6 +13,7 @@ atomic and timely (see pipelines/runtime/checkpoints.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -171,19 +172,19 @@ def trainer_arguments(cfg, run, device: str, evaluate: bool = False) -> tuple[di
             **trainer_hardware(device)}, callbacks
 
 
-def train_tracked(trainer, tracker, resume) -> tuple:
+def train_tracked(trainer, tracker, resume, labelled_head: bool) -> tuple:
     """Run a Trainer stage's training under its tracker: (the Trainer's result, whether it was stopped). Our Tracker
-    prints the progress line, so the Trainer's own printer goes; `resume`: a checkpoint folder, or None. TRL's LM
-    head scores labelled positions only, for the duration (pipelines/model/patches.py)."""
+    prints the progress line, so the Trainer's own printer goes; `resume`: a checkpoint folder, or None.
+    `labelled_head`: TRL's LM head scores labelled positions only, for the duration (pipelines/model/patches.py)."""
     from pipelines.model.patches import fused_head_on_labelled_positions
 
     trainer.remove_callback(PrinterCallback)
-    with tracker, fused_head_on_labelled_positions():
+    with tracker, fused_head_on_labelled_positions() if labelled_head else contextlib.nullcontext():
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return result, tracker.should_stop()
 
 
-def final_evaluation(trainer, tracker) -> dict:
+def final_evaluation(trainer, tracker, labelled_head: bool) -> dict:
     """The eval metrics at the last step: the Trainer's own if it evaluated there, else one more evaluation (logged).
     Read from the Trainer's history, not metrics.jsonl: every rank must take the same branch (evaluate() is a
     collective), and only rank 0 writes the file."""
@@ -191,7 +192,7 @@ def final_evaluation(trainer, tracker) -> dict:
 
     metrics = next((row for row in reversed(trainer.state.log_history) if "eval_loss" in row), {})
     if metrics.get("step") != trainer.state.global_step:
-        with fused_head_on_labelled_positions():
+        with fused_head_on_labelled_positions() if labelled_head else contextlib.nullcontext():
             metrics = trainer.evaluate()
         tracker.log(trainer.state.global_step, metrics)
     return metrics

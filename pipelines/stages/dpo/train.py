@@ -65,14 +65,14 @@ def run(cfg: DPOConfig, run: Run, resume: Path | None = None) -> dict:
         callbacks=[TrackerCallback(tracker), TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
     )
     adapter = adapter_report(trainer.model, "default")
-    result, stopped = train_tracked(trainer, tracker, resume)
+    result, stopped = train_tracked(trainer, tracker, resume, labelled_head=cfg.packing)
     summary = {"steps": trainer.state.global_step, **adapter, **accounting,
                "train_runtime_s": round(result.metrics["train_runtime"], 2)}
     losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
     if losses:
         summary.update(first_loss=losses[0], final_loss=losses[-1])
     if eval_rows and not stopped:
-        metrics = final_evaluation(trainer, tracker)
+        metrics = final_evaluation(trainer, tracker, labelled_head=cfg.packing)
         summary.update(eval_pairs=len(held_out.rows), eval_accuracy=metrics.get("eval_rewards/accuracies"),
                        eval_margin=metrics.get("eval_rewards/margins"))
     summary.update(distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad))

@@ -49,6 +49,9 @@ class GRPOConfig(TrainingConfig):
     top_p: float = setting(1.0, "Nucleus sampling threshold.", min=0.01, max=1.0, group="generation")
     sample_every: int = setting(2, "Write a few (prompt, answer, reward) samples every N steps.", min=1)
 
+    def judge_run(self) -> str:
+        return self.reward_run if "judge" in self.rewards else ""
+
     def validate(self):
         self.require("prompts_file", "sample_data/verifiable/prompts_train.jsonl")
         unknown = [r for r in self.rewards if r not in GRPO_REWARDS]

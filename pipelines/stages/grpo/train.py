@@ -145,7 +145,8 @@ def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
         callbacks=[TrackerCallback(tracker), TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
     )
     adapter = adapter_report(trainer.model, "default")
-    result, stopped = train_tracked(trainer, tracker, resume)
+    # the loss's LM head on the answers' tokens alone, as TRL does on CUDA
+    result, stopped = train_tracked(trainer, tracker, resume, labelled_head=True)
     history = [row for row in trainer.state.log_history if "reward" in row]
     summary = {"steps": trainer.state.global_step, **adapter, "train_prompts": len(dataset),
                "rewards": list(cfg.rewards),

@@ -59,6 +59,9 @@ class PPOConfig(TrainingConfig):
     packing: bool = setting(True, PACKING + " In PPO: every pass after sampling.")
     sample_every: int = setting(2, "Write a few (prompt, response, score) samples every N steps.", min=1)
 
+    def judge_run(self) -> str:
+        return self.reward_run
+
     def validate(self):
         self.require("prompts_file", "sample_data/prompts_train.jsonl")
         if not self.reward_run:

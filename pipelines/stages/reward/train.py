@@ -141,7 +141,7 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
     if cfg.quantization != "none":
         score_head_in_compute_dtype(trainer.model, pick_dtype(device))
     adapter = adapter_report(trainer.model, "default")
-    train_result, stopped = train_tracked(trainer, tracker, resume)
+    train_result, stopped = train_tracked(trainer, tracker, resume, labelled_head=cfg.packing)
     replicas = distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad)
     if not run.writes:  # the held-out evaluation, the adapter and the summary are rank 0's
         return {"steps": trainer.state.global_step, **replicas, "stopped": stopped}

@@ -90,14 +90,14 @@ def run(cfg: SFTConfig, run, resume: Path | None = None) -> dict:
         callbacks=[TrackerCallback(tracker), TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
     )
     adapter = adapter_report(trainer.model, "default")
-    result, stopped = train_tracked(trainer, tracker, resume)
+    result, stopped = train_tracked(trainer, tracker, resume, labelled_head=cfg.packing)
     summary = {"steps": trainer.state.global_step, **adapter, "train_examples": len(train_rows),
                "truncated_examples": len(too_long), "train_runtime_s": round(result.metrics["train_runtime"], 2)}
     losses = [row["loss"] for row in run.metrics() if "loss" in row]
     if losses:
         summary.update(first_loss=losses[0], final_loss=losses[-1])
     if eval_rows and not stopped:
-        summary["eval_loss"] = final_evaluation(trainer, tracker).get("eval_loss")
+        summary["eval_loss"] = final_evaluation(trainer, tracker, labelled_head=cfg.packing).get("eval_loss")
     summary.update(distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad))
 
     if run.writes:

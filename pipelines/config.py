@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib.util
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +80,7 @@ class StageConfig:
     gradient_accumulation_steps: int = setting(1, "Micro-batches summed into one optimizer step.", min=1, max=1024)
     gradient_checkpointing: bool = setting(False, "Trade compute for memory by recomputing activations.")
     logging_steps: int = setting(1, "Log metrics every N steps.", min=1)
-    seed: int = setting(42, "Random seed for data order, initialisation and sampling.")
+    seed: int = setting(42, "Random seed for data order, initialisation and sampling.", min=0, max=2**32 - 1)
     run_name: str = setting("", "Optional label shown next to the run id.", group="run")
     column_map: list[str] = setting(
         [], "Rename the data's fields before reading them, as from=to pairs, for datasets whose fields have other "
@@ -96,6 +97,9 @@ class StageConfig:
             setattr(self, f.name, _coerce(f.name, hints[f.name], getattr(self, f.name)))
             meta = f.metadata
             value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"`{f.name}` is {value}, which is not a finite number. Fix: set `{f.name}` to a "
+                                  "number" + (f" between {meta['min']} and {meta['max']}." if "max" in meta else "."))
             if "choices" in meta and value not in meta["choices"]:
                 raise ConfigError(
                     f"`{f.name}` is {value!r}, which is not one of {meta['choices']}. Fix: set `{f.name}` to one of "
@@ -157,7 +161,11 @@ class StageConfig:
             key, sep, raw = item.partition("=")
             if not sep or not key.strip():
                 raise ConfigError(f"`--set {item}` is not of the form key=value. Fix: write e.g. `--set max_steps=20`.")
-            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            try:
+                values[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+            except yaml.YAMLError:
+                raise ConfigError(f"`--set {item}`: the value is not valid YAML. Fix: quote it, e.g. "
+                                  f"`--set '{key.strip()}=\"{raw}\"'`.") from None
         return cls.from_dict(values, source)
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,6 +17,11 @@ class ModelError(WorkbenchError):
     """A model cannot be found or loaded."""
 
 
+class TrainingDiverged(WorkbenchError):
+    """A loss, a reward or the KL became NaN or infinite, or the KL passed its bound: the run stops and fails, keeping
+    its last good checkpoint."""
+
+
 class GateError(WorkbenchError):
     """A reward model is not accurate enough to be trusted as a judge."""
 

@@ -28,6 +28,10 @@ def test_yaml_and_overrides(tmp_path):
     (["lora_dropout=2"], ["`lora_dropout`", "maximum"]),
     (["train_file="], ["`train_file` is empty"]),
     (["oops"], ["not of the form key=value"]),
+    (["learning_rate=.nan"], ["`learning_rate` is nan", "not a finite number", "between 0.0 and 1.0"]),
+    (["lora_dropout=.inf"], ["`lora_dropout` is inf", "not a finite number"]),
+    (["seed=-1"], ["`seed` is -1", "minimum 0"]),
+    (["max_steps=[1"], ["`--set max_steps=[1`", "not valid YAML", "quote it"]),
 ])
 def test_bad_settings_name_the_field_and_the_fix(overrides, words):
     with pytest.raises(ConfigError) as err:

@@ -161,3 +161,29 @@ def test_real_data_loads():
     pairs, report = load_preferences(SHARED_DATA / "hh_helpful_pairs_2k.jsonl")
     assert report.format.startswith("implicit") and report.total == 2000
     assert sum(1 for _, why in report.skipped if why == "chosen == rejected") == 23
+
+
+def test_json_lines_end_at_newlines_only_so_a_text_may_hold_a_line_separator(tmp_path):
+    """What the workbench writes (json.dumps with ensure_ascii=False keeps U+2028 as it is) it reads back whole: the
+    studio's export of a sampled answer holding one used to be "invalid JSON" for the reward stage."""
+    from pipelines.runtime.runs import read_jsonl
+
+    odd = "First line\u2028second line\u2029and a paragraph\x85and NEL."
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"prompt": USER, "chosen": odd, "rejected": "No."}, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    rows, report = load_preferences(path)
+    assert report.kept == 1 and rows[0]["chosen"] == odd
+    assert read_jsonl(path)[0]["chosen"] == odd
+
+
+@pytest.mark.parametrize("text, words", [
+    ("prompt,completion\nWhat is 2+2?,4,extra\n", ["line 2", "3 fields but the header names 2", "quote"]),
+    ("prompt,completion\nQ," + "x" * 200_000 + "\n", ["line 2", "not readable as CSV", "JSON Lines"]),
+])
+def test_a_csv_row_the_header_cannot_name_is_refused_with_its_line(tmp_path, text, words):
+    path = tmp_path / "examples.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load_sft(path)
+    assert all(word in str(err.value) for word in words), str(err.value)

@@ -145,3 +145,31 @@ def test_a_base_model_without_chat_template_trains_on_plain_text(tiny_model_dir,
     runs = tmp_path / "runs"
     assert cli(*sft_args(base, sft_data, runs, "--set", "max_steps=2")) == 0
     assert "has no chat template" in (only_run(runs) / "run.log").read_text()
+
+
+def test_a_loss_that_becomes_nan_fails_the_run_and_keeps_the_last_good_checkpoint(tiny_model_dir, sft_data, tmp_path,
+                                                                                   monkeypatch):
+    import trl
+
+    from pipelines.runtime.runs import Run, RunState, resolve_run
+
+    real = trl.SFTTrainer.compute_loss
+    calls = []
+
+    def blows_up_at_step_4(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) >= 4:  # one micro-batch a step: the fourth step's loss is NaN
+            return out * float("nan") if not isinstance(out, tuple) else (out[0] * float("nan"), *out[1:])
+        return out
+
+    monkeypatch.setattr(trl.SFTTrainer, "compute_loss", blows_up_at_step_4)
+    runs = tmp_path / "runs"
+    assert cli(*sft_args(tiny_model_dir, sft_data, runs, "--set", "save_steps=2")) == 1
+    run = Run(only_run(runs))
+    assert run.state is RunState.FAILED
+    assert "The loss became nan at step 4" in run.status()["error"]
+    assert sorted(p.name for p in (run.path / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2"]
+    assert [m["step"] for m in run.metrics() if "loss" in m][-1] == 4
+    with pytest.raises(Exception, match="found no completed `sft` run"):
+        resolve_run("latest", "sft", runs)  # a failed run is never `latest`

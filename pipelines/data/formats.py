@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 import re
@@ -155,8 +156,7 @@ def _read_source(path: str | Path) -> list[tuple[int, Any]]:
         raise DataError(f"`{path}` line {line}: bytes that are not UTF-8 (at byte {exc.start}). Fix: re-save the "
                         "file as UTF-8.") from None
     if suffix == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        return _non_empty(path, [(i + 2, row) for i, row in enumerate(reader)])
+        return _non_empty(path, _csv_rows(path, text))
     if suffix == ".json" and text.lstrip()[:1] in "[{":
         try:
             data = json.loads(text)
@@ -172,7 +172,7 @@ def _read_source(path: str | Path) -> list[tuple[int, Any]]:
             raise DataError(f"`{path}` holds a JSON {type(data).__name__}; expected a list of records.")
         return _non_empty(path, [(i + 1, r) for i, r in enumerate(data)])
     records = []
-    for n, line in enumerate(text.splitlines(), start=1):
+    for n, line in enumerate(text.split("\n"), start=1):  # JSON Lines end at "\n" only: a text may hold U+2028
         if not line.strip():
             continue
         try:
@@ -258,6 +258,24 @@ def _read_datasets_folder(path: Path, split: str = "train") -> list[tuple[int, A
                             f"one as `{path}:SPLIT`.")
         ds = ds[split]
     return _non_empty(path, [(i + 1, r) for i, r in enumerate(ds)])
+
+
+def _csv_rows(path, text: str) -> list[tuple[int, dict]]:
+    """A CSV file's rows with their line numbers; a row the header cannot name, or one the csv module cannot read, is
+    refused with its line."""
+    rows = []
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        for row in reader:
+            if None in row:  # more fields than the header has names
+                raise DataError(f"`{path}` line {reader.line_num}: {len(row[None]) + len(reader.fieldnames)} fields "
+                                f"but the header names {len(reader.fieldnames)}. Fix: quote the fields that hold "
+                                "commas, or add the missing column names to the first line.")
+            rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        raise DataError(f"`{path}` line {reader.line_num + 1}: not readable as CSV ({exc}). Fix: check the quoting there, "
+                        "or save the data as JSON Lines.") from None
+    return rows
 
 
 def _non_empty(path: Path, records: list) -> list:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from transformers import PrinterCallback, TrainerCallback
 
+from pipelines.errors import TrainingDiverged
 from pipelines.runtime import distributed
 from pipelines.runtime.checkpoints import SaveSchedule, clear_staging, publish, staging_dir
 from pipelines.runtime.runs import format_seconds
@@ -169,6 +170,9 @@ def trainer_arguments(cfg, run, device: str, evaluate: bool = False) -> tuple[di
             "gradient_accumulation_steps": cfg.gradient_accumulation_steps, "learning_rate": cfg.learning_rate,
             "logging_steps": cfg.logging_steps, "gradient_checkpointing": cfg.gradient_checkpointing,
             "seed": cfg.seed, **reporting, "disable_tqdm": True, "dataloader_num_workers": 0, **evaluation,
+            # a NaN or inf loss is logged as it is (the Trainer would log the window's average instead, or 0), so
+            # the run stops there (TrackerCallback)
+            "logging_nan_inf_filter": False,
             **trainer_hardware(device)}, callbacks
 
 
@@ -311,6 +315,21 @@ def log_checkpoint(step: int, folder, seconds: float) -> None:
     log.info("Checkpoint at step %d saved to %s (%.1f MB in %.2f s)", step, folder, size, seconds)
 
 
+# the numbers a Trainer stage cannot go on from once they are NaN or inf (a NaN gradient has already spoilt the weights)
+WATCHED = ("loss", "grad_norm", "eval_loss", "reward")
+
+
+def stop_if_not_finite(metrics: dict, step: int) -> None:
+    """Fail the run at the step a loss or a reward became NaN or infinite. The Trainer logs before it saves that
+    step's checkpoint, so the run keeps its last good one; a failed run is never `latest`."""
+    for key in WATCHED:
+        value = metrics.get(key)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise TrainingDiverged(f"The {key.replace('_', ' ')} became {value} at step {step} (a numerical blow-up); "
+                                   "the run stops here and keeps its last good checkpoint. Fix: start again with a "
+                                   "lower `learning_rate`, or in float32 or bfloat16 rather than float16.")
+
+
 class TrackerCallback(TrainerCallback):
     """Trainer logs -> Tracker; a stop request ends training at the next step boundary."""
 
@@ -322,6 +341,7 @@ class TrackerCallback(TrainerCallback):
         if logs:
             metrics = {self.rename.get(k, k): v for k, v in logs.items()}
             self.tracker.log(state.global_step, metrics)
+            stop_if_not_finite(metrics, state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.tracker.should_stop():

@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from pipelines.data.formats import encode_prompt, load_checked
-from pipelines.errors import WorkbenchError
+from pipelines.errors import TrainingDiverged
 from pipelines.model.judge import Judge, check_gate, encode_for_judge
 from pipelines.model.loading import adapter_report, load_tokenizer, pick_device, resolve_model
 from pipelines.model.sampling import decode_responses, end_of_turn_ids, generate, left_pad, response_mask
@@ -51,10 +51,6 @@ from pipelines.stages.ppo.core import (KLController, gae, kl_k1, kl_k3, masked_m
 from pipelines.stages.ppo.roles import SharedRoles
 
 log = logging.getLogger("pipelines")
-
-
-class TrainingDiverged(WorkbenchError):
-    """KL beyond its bound, or a NaN loss: the run stops with its last adapter saved."""
 
 
 # ---- the stage ---------------------------------------------------------------------------------------------------

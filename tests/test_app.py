@@ -308,3 +308,35 @@ def test_the_judge_is_never_shown_as_certain():
 
     assert [percent_sure(p) for p in (0.5, 0.874, 0.9912, 0.99949, 1 / (1 + 2.718 ** -40))] == \
         ["50%", "87%", "99.1%", ">99.9%", ">99.9%"]
+
+
+def test_damaged_run_folders_are_listed_as_damaged_and_break_no_page(full_runs, tmp_path, monkeypatch):
+    """Run folders edited by hand or left by a failing disk: every page still renders, each damaged run says what
+    is wrong with it, and `latest` goes on to the newest sound run."""
+    from pipelines.runtime.runs import RunState, list_runs, resolve_run
+
+    runs = tmp_path / "runs"
+    shutil.copytree(full_runs, runs)
+    damage = {"a-list": "[1, 2]", "not-json": "{\"state\": \"compl", "pid-word": json.dumps(
+        {"state": "running", "stage": "sft", "pid": "abc", "started_at": "yesterday"}),
+        "far-future": json.dumps({"state": "completed", "stage": "sft", "started_at": 1e300})}
+    for name, text in damage.items():
+        folder = runs / f"29991231-0000{len(name)}-{name}-sft"
+        (folder / "adapter").mkdir(parents=True)
+        (folder / "status.json").write_text(text, encoding="utf-8")
+        (folder / "config.yaml").write_text("stage: sft\nmodel: [unclosed\n", encoding="utf-8")
+        (folder / "summary.json").write_text("[\"not\", \"a\", \"summary\"]", encoding="utf-8")
+        (folder / "metrics.jsonl").write_text("[1, 2]\n{\"step\": 1, \"loss\": 2.0}\n", encoding="utf-8")
+    monkeypatch.setenv("RLHF_WORKBENCH_RUNS", str(runs))
+    damaged = [r for r in list_runs(runs) if r.status().get("damaged")]
+    assert len(damaged) == 4 and all(r.state is RunState.FAILED for r in damaged)
+    assert all("status.json is damaged" in r.status()["error"] for r in damaged)
+    assert resolve_run("latest", "sft", runs).path.name == max(full_runs.glob("*-sft")).name
+    for page in PAGES:
+        app_at(page)  # asserts no exception
+    page = app_at("app_pages/runs.py")
+    table = page.dataframe[0].value
+    assert set(table[table["run"].isin([r.id for r in damaged])]["status"]) == {"failed"}
+    next(box for box in page.selectbox if box.label == "Run").set_value(damaged[0].id).run()
+    assert not page.exception
+    assert any("status.json is damaged" in e.value for e in page.error)  # the open run says what is wrong

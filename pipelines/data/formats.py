@@ -273,8 +273,8 @@ def _csv_rows(path, text: str) -> list[tuple[int, dict]]:
                                 "commas, or add the missing column names to the first line.")
             rows.append((reader.line_num, row))
     except csv.Error as exc:
-        raise DataError(f"`{path}` line {reader.line_num + 1}: not readable as CSV ({exc}). Fix: check the quoting there, "
-                        "or save the data as JSON Lines.") from None
+        raise DataError(f"`{path}` line {reader.line_num + 1}: not readable as CSV ({exc}). Fix: check the quoting "
+                        "there, or save the data as JSON Lines.") from None
     return rows
 
 

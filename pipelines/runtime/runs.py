@@ -80,10 +80,35 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return rows
     for line in text.split("\n"):  # not splitlines(): a written text may hold U+2028 and its kin, kept as they are
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except ValueError:
             continue
+        if isinstance(row, dict):  # a record; anything else in the file is not one of ours
+            rows.append(row)
     return rows
+
+
+NUMBERS = ("pid", "started_at", "ended_at", "updated_at", "step", "max_steps", "eta_s")
+
+
+def status_damage(status: Any) -> str | None:
+    """What makes a status.json unusable (a run folder edited by hand, a disk that failed), or None."""
+    if status is None:
+        return "it is not valid JSON"
+    if not isinstance(status, dict):
+        return f"it holds a {type(status).__name__}, not the run's status"
+    state = status.get("state")
+    if state is not None and state not in RunState.__members__.values():
+        return f"`state` is {state!r}"
+    for key in NUMBERS:
+        value = status.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int if key == "pid" else (int, float)):
+            return f"`{key}` is {value!r}, not a number"
+        if key.endswith("_at") and not 0 <= value < 1e11:
+            return f"`{key}` is {value}, not a time"
+    return None
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -161,7 +186,14 @@ class Run:
     def status(self) -> dict[str, Any]:
         """The status, with a run whose process died without saying so reported as failed (with the message of a
         rank that failed, when one did: the launcher then ends rank 0 before it can say so itself)."""
-        status = read_json(self.path / "status.json", {}) or {}
+        path = self.path / "status.json"
+        status = read_json(path)
+        if status is None and not path.exists():
+            status = {}
+        if problem := status_damage(status):
+            return {"state": RunState.FAILED.value, "damaged": problem,
+                    "error": f"This run's status.json is damaged ({problem}), so how it stands is unknown. Fix: "
+                             f"delete the run folder `{self.path}`, or restore the file."}
         if status.get("state") == RunState.RUNNING and not pid_alive(status.get("pid")):
             status["state"] = RunState.FAILED.value
             status["error"] = status.get("error") or self.rank_error() or (
@@ -222,9 +254,10 @@ class Run:
         import yaml
 
         try:
-            return yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8")) or {}
-        except OSError:
+            config = yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8"))
+        except (OSError, ValueError, yaml.YAMLError):  # missing, not UTF-8, or broken: no settings to show
             return {}
+        return config if isinstance(config, dict) else {}
 
     def base_model(self) -> str:
         """The `model` this run's adapter sits on. A PPO (or reward) run that started from an SFT run shares that
@@ -263,7 +296,8 @@ class Run:
         write_json_atomic(self.path / "summary.json", summary)
 
     def summary(self) -> dict[str, Any]:
-        return read_json(self.path / "summary.json", {}) or {}
+        summary = read_json(self.path / "summary.json", {})
+        return summary if isinstance(summary, dict) else {}
 
     def cost(self) -> tuple[float | None, float | None]:
         """(wall seconds from start to end, model loading included; peak resident memory in MB) of an ended run;

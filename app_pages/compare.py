@@ -7,7 +7,7 @@ from pipelines.config import describe_fields
 from pipelines.runtime.runs import finished_runs, read_jsonl
 from pipelines.stages import STAGES, run_fields
 from workbench import charts, forms, jobs, results, texts
-from workbench.panels import show_text
+from workbench.panels import as_text, show_text
 
 st.title("Compare: base vs SFT vs aligned")
 st.markdown("The same prompts, answered by the untouched base model, the SFT model and the aligned models (PPO, "
@@ -88,7 +88,7 @@ if contrast:  # the lesson in one view: one SFT model, two judges with different
                     "and each judge learned only what its labelers were asked.")
         for column, (run_id, summary, _) in zip(st.columns(2), contrast):
             with column:
-                st.markdown(f"**Judge's labelers were asked:** “{summary['labeler_instruction']}”")
+                st.markdown(f"**Judge's labelers were asked:** “{as_text(summary['labeler_instruction'])}”")
                 for label, value, why in results.headline(summary):
                     st.metric(label, value, help=why)
                 st.caption(f"Comparison {run_id}")
@@ -101,7 +101,7 @@ if contrast:  # the lesson in one view: one SFT model, two judges with different
             show_text(prompt)
             columns = st.columns(3)
             sides = [("SFT (both started here)", first[prompt]["sft"])] + [
-                (f"Aligned for: {summary['labeler_instruction'][:60]}…", rows[prompt]["ppo"])
+                (f"Aligned for: {as_text(summary['labeler_instruction'][:60])}…", rows[prompt]["ppo"])
                 for _, summary, rows in contrast]
             for column, (label, side) in zip(columns, sides):
                 right = {True: " :green[:material/check_circle:]", False: " :red[:material/cancel:]"}.get(
@@ -117,8 +117,8 @@ models = summary["models"]
 instruction = summary.get("labeler_instruction")  # copied from the judge's run when the comparison was made
 if instruction:
     st.info(f"**What the judge measures.** The judge was trained on comparisons where people judged: "
-            f"“{instruction}” It scores that, and nothing else: a higher score is not a more correct or more "
-            "useful answer unless that is what the people were asked.", icon=":material/gavel:")
+            f"“{as_text(instruction)}” It scores that, and nothing else: a higher score is not a more correct or "
+            "more useful answer unless that is what the people were asked.", icon=":material/gavel:")
 else:
     st.warning("This judge's reward run does not say what its labelers were asked to judge (`labeler_instruction`),"
                " so read its scores as what this judge prefers, and nothing more.", icon=":material/gavel:")

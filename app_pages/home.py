@@ -4,7 +4,7 @@ from pipelines.demo import presets
 from pipelines.runtime.runs import RunState, finished_runs, list_runs, read_jsonl
 from pipelines.stages import STAGES
 from workbench import jobs, results, texts
-from workbench.panels import badge, run_panel
+from workbench.panels import as_text, badge, run_panel
 
 st.title("RLHF Workbench")
 st.markdown(texts.PIPELINE)
@@ -44,7 +44,8 @@ def results_card():
     with st.container(border=True):
         st.subheader("Latest results")
         if summary.get("labeler_instruction"):
-            st.caption(f"The judge scores what its labelers were asked: “{summary['labeler_instruction']}”")
+            asked = as_text(summary["labeler_instruction"])
+            st.caption(f"The judge scores what its labelers were asked: “{asked}”")
         for column, (label, value, why) in zip(st.columns(2), results.headline(summary)):
             column.metric(label, value, help=why)
         pair = results.main_pair(summary)

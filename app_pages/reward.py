@@ -7,7 +7,7 @@ import streamlit as st
 
 from pipelines.runtime.runs import finished_runs
 from workbench import jobs
-from workbench.panels import percent_sure, stage_page
+from workbench.panels import as_text, percent_sure, stage_page
 
 stage_page("reward")
 
@@ -22,8 +22,8 @@ if not judges:
 judge = st.selectbox("Judge", judges, format_func=lambda r: f"{r.id} (held-out accuracy "
                      f"{r.summary().get('eval_accuracy', float('nan')):.2f})")
 if instruction := judge.summary().get("labeler_instruction"):
-    st.caption(f"This judge learned from people who were asked: “{instruction}” Its scores measure that, and "
-               "nothing else.")
+    st.caption(f"This judge learned from people who were asked: “{as_text(instruction)}” Its scores measure that, "
+               "and nothing else.")
 with st.form("playground"):
     prompt = st.text_area("Prompt", "What is the capital of France?")
     left, right = st.columns(2)

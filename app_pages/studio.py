@@ -22,7 +22,7 @@ from pipelines.studio.sets import (AI_PREFIX, INSTRUCTION_EXAMPLES, LabelingSet,
 from workbench import jobs
 from workbench.jobs import REPO
 from workbench.forms import shown_path, uploads_dir
-from workbench.panels import show_text
+from workbench.panels import as_text, show_text
 
 KEYS = {"left": ("A is better", "A"), "right": ("B is better", "B"), "tie": ("Tie", "T"), "skip": ("Skip", "S")}
 
@@ -194,8 +194,8 @@ if st.session_state.get("studio.set") not in names:
 name = st.selectbox("Labeling set", names, key="studio.set")
 labeling_set = next(s for s in sets if s.name == name)
 meta = labeling_set.meta()
-st.info(f"**What to judge:** {meta.get('instruction', '(no instruction saved)')}", icon=":material/gavel:")
-st.caption(f"Source: {meta.get('source', '?')} · created {meta.get('created_at', '?')}")
+st.info(f"**What to judge:** {as_text(meta.get('instruction', '(no instruction saved)'))}", icon=":material/gavel:")
+st.caption(f"Source: {as_text(meta.get('source', '?'))} · created {as_text(meta.get('created_at', '?'))}")
 left_out = describe_left_out(labeling_set)
 if left_out:
     st.warning(left_out)

@@ -340,3 +340,27 @@ def test_damaged_run_folders_are_listed_as_damaged_and_break_no_page(full_runs, 
     next(box for box in page.selectbox if box.label == "Run").set_value(damaged[0].id).run()
     assert not page.exception
     assert any("status.json is damaged" in e.value for e in page.error)  # the open run says what is wrong
+
+
+def test_a_labeler_instruction_is_shown_as_typed_never_as_markdown(full_runs, tmp_path, monkeypatch):
+    """An instruction comes from the data (a field, a README): an image link in it must not make every viewer's
+    browser fetch the image, nor a colour or a link take effect."""
+    runs = tmp_path / "runs"
+    shutil.copytree(full_runs, runs)
+    typed = "Which is politer? ![x](http://example.invalid/x.png) :red[loud] [link](http://example.invalid)"
+    for folder in (max(runs.glob("*-compare")), max(runs.glob("*-reward"))):
+        for name in ("compare_summary.json", "summary.json"):
+            if (folder / name).exists():
+                summary = json.loads((folder / name).read_text())
+                summary["labeler_instruction"] = typed
+                (folder / name).write_text(json.dumps(summary))
+    monkeypatch.setenv("RLHF_WORKBENCH_RUNS", str(runs))
+    shown = []
+    for page in ("app_pages/compare.py", "app_pages/reward.py", None):
+        at = app_at(page)
+        shown += [e.value for kind in ("markdown", "caption", "info") for e in getattr(at, kind)
+                  if "Which is politer" in e.value]
+    assert len(shown) >= 3  # Compare's note, the Reward page's caption, Home's results card
+    for source in shown:
+        assert "![x](" not in source and ":red[" not in source and "](http" not in source, source
+        assert "\\!\\[x\\]\\(http\\://example\\.invalid/x\\.png\\)" in source, source

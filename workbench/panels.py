@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import time
 from pathlib import Path
 
@@ -36,6 +37,16 @@ def percent_sure(p: float) -> str:
     if p >= 0.999:
         return ">99.9%"
     return f"{p:.1%}" if p >= 0.99 else f"{p:.0%}"
+
+
+MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
+
+
+def as_text(value) -> str:
+    """Data inside one of our Markdown lines (a labeler instruction, a file's name), shown as typed: every sign that
+    Markdown, Streamlit's `:color[...]` or LaTeX would read is escaped, so a link or an image in it is never
+    followed or fetched."""
+    return MARKDOWN_SIGNS.sub(r"\\\1", str(value))
 
 
 def show_text(text: str) -> None:

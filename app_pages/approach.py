@@ -5,7 +5,7 @@ import streamlit as st
 from pipelines.data.formats import DATA_KINDS
 from pipelines.errors import DataError
 from pipelines.runtime.runs import finished_runs
-from pipelines.stages import STAGES
+from pipelines.stages import training_stages
 from workbench import advice
 from workbench.forms import data_files
 
@@ -68,7 +68,7 @@ with st.container(border=True):
 
 st.subheader("What each path cost here")
 costs = {}
-for stage in (s.id for s in STAGES.values() if s.trains):
+for stage in (s.id for s in training_stages()):
     finished = finished_runs(stage)
     costs[stage] = finished[0].cost() if finished else (None, None)
 st.table(advice.path_rows(costs))

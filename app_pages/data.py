@@ -4,7 +4,7 @@ from pathlib import Path
 import streamlit as st
 
 from pipelines.data.formats import DATA_KINDS
-from pipelines.stages import STAGES
+from pipelines.stages import training_stages
 from workbench import jobs
 from workbench.forms import data_files, shown_path, uploads_dir
 from workbench.jobs import REPO
@@ -13,7 +13,7 @@ st.title("Data")
 st.markdown("Pick or upload a dataset for a stage and check it before training: the detected format, counts, a "
             "preview, token lengths against `max_length`, and every problem with its line.")
 # `inspect --stage` reads each kind of data as the first stage that trains on it does.
-READER = {kind: next(s.id for s in STAGES.values() if s.trains and s.data == kind) for kind in DATA_KINDS}
+READER = {kind: next(s.id for s in training_stages() if s.data == kind) for kind in DATA_KINDS}
 kind = st.radio("For stage", list(DATA_KINDS), format_func=lambda k: DATA_KINDS[k].description)
 
 default = DATA_KINDS[kind].sample

@@ -15,7 +15,7 @@ import streamlit as st
 from pipelines.data.formats import hub_source, load_prompts
 from pipelines.errors import WorkbenchError
 from pipelines.runtime.runs import default_runs_dir, finished_runs
-from pipelines.stages import JUDGE, STAGES
+from pipelines.stages import JUDGE, generating_stages
 from pipelines.studio.sets import (AI_PREFIX, INSTRUCTION_EXAMPLES, LabelingSet, agreement, check_labeler, check_name,
                                    describe_left_out, export, import_pairs, list_sets, model_wins, position_bias,
                                    prompt_text)
@@ -109,7 +109,7 @@ with st.expander("New labeling set", expanded=not sets):
                  help="The judge trained on these labels learns exactly this dimension, and nothing you did not ask.")
     generated, imported = st.tabs(["Sample two models", "Import a pairs file"])
     with generated:
-        generating = [s for s in STAGES.values() if s.generates]
+        generating = generating_stages()
         runs = [r for stage in generating for r in finished_runs(stage.id)]
         options = ["base", *(str(r.path) for r in runs)]
         label = {str(r.path): f"{r.stage.upper()} · {r.id}" for r in runs} | {"base": "Base model (no adapter)"}

@@ -32,7 +32,7 @@ from pipelines.engine import (join_launched_job, quiet_libraries, resolve_run_fi
 from pipelines.errors import WorkbenchError
 from pipelines.runtime import distributed
 from pipelines.runtime.runs import Run, RunState
-from pipelines.stages import STAGES, training_stages
+from pipelines.stages import STAGES, generating_stages, training_stages
 
 
 def stage_epilog(stage: str) -> str:
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines.model.loading import export_run
 
             run = Run(args.run)
-            generating = [s for s in STAGES.values() if s.generates]
+            generating = generating_stages()
             if args.merged and run.adapter_dir.is_dir() and run.stage not in [s.id for s in generating]:
                 return fail(f"Merged export is for models that generate ({', '.join(s.title for s in generating)}); "
                             f"export this `{run.stage}` run's adapter alone (without `--merged`).")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from pipelines.stages import STAGES, model_name
+from pipelines.stages import STAGES, generating_stages, model_name
 
 
 def summary_figures(stage: str, summary: dict) -> list[tuple[str, str]]:
@@ -32,7 +32,7 @@ def main_pair(summary: dict) -> tuple[str, str] | None:
     """The comparison people came for: an aligned model against the model it started from (the SFT model, else the
     base), else the SFT model against the base."""
     aligned = [s.id for s in STAGES.values() if s.aligns]
-    starts = [s.id for s in STAGES.values() if s.generates and not s.aligns]  # the SFT model
+    starts = [s.id for s in generating_stages() if not s.aligns]  # the SFT model
     pairs = [(a, b) for b in (*starts, "base") for a in aligned] + [(a, "base") for a in starts]
     return next((pair for pair in pairs if f"win_rate_{pair[0]}_vs_{pair[1]}" in summary), None)
 

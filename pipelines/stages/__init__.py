@@ -34,6 +34,11 @@ def training_stages() -> list[Stage]:
     return [s for s in STAGES.values() if s.trains]
 
 
+def generating_stages() -> list[Stage]:
+    """The stages whose adapter writes answers: Compare and the studio sample them, export merges them."""
+    return [s for s in STAGES.values() if s.generates]
+
+
 def run_fields() -> dict[str, Stage]:
     """{field name: stage} of the fields by which a config names another stage's run (`sft_run`): the engine resolves
     them (`latest`), the demo wires them, the forms offer that stage's finished runs."""
@@ -43,7 +48,7 @@ def run_fields() -> dict[str, Stage]:
 def model_name(key: str) -> str:
     """A model of a comparison as people read it: "Base model", "SFT", "Aligned (PPO)"; the second PPO run of a
     comparison (`ppo_2`) is "Aligned (PPO) 2"."""
-    names = {"base": "Base model", **{s.id: s.model_name for s in STAGES.values() if s.model_name}}
+    names = {"base": "Base model", **{s.id: s.model_name for s in generating_stages()}}
     stage, _, number = key.partition("_")
     if number.isdigit() and stage in names:
         return f"{names[stage]} {number}"

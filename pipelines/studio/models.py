@@ -25,7 +25,7 @@ from pipelines.model.judge import Judge
 from pipelines.model.loading import load_base, load_tokenizer, pick_device, resolve_model
 from pipelines.model.sampling import left_pad
 from pipelines.runtime.runs import Run, resolve_run
-from pipelines.stages import JUDGE, STAGES
+from pipelines.stages import JUDGE, generating_stages
 from pipelines.stages.compare.compare import Contestants, sample_responses
 from pipelines.studio.sets import (AI_PREFIX, LabelingSet, agreement, check_new_set, compact_prompt, create_set,
                                    prompt_text)
@@ -42,7 +42,7 @@ def resolve_spec(spec: str, runs_dir: str | Path | None, field: str) -> Run | No
     """`base` -> None (the bare base); otherwise a finished run of a stage that generates."""
     if spec == "base":
         return None
-    generating = [s.id for s in STAGES.values() if s.generates]
+    generating = [s.id for s in generating_stages()]
     if spec.startswith("latest-") and spec.removeprefix("latest-") in generating:
         return resolve_run("latest", spec.removeprefix("latest-"), runs_dir, field=field)
     path = Path(spec)

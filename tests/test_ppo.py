@@ -527,3 +527,13 @@ def test_a_4bit_judge_trained_from_sft_is_scored_as_it_was_gated(tiny_model_dir,
     assert cli("score", "--reward", judge, "--file", scored, "--out", tmp_path / "scores.jsonl") == 0
     again = [json.loads(line)["score"] for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
     assert again == pytest.approx([s["score"] for s in samples], abs=1e-3)
+
+
+def test_a_ppo_step_that_blows_up_or_drifts_past_max_kl_is_named():
+    from pipelines.stages.ppo.train import diverged
+
+    fine = {"loss/policy": 0.1, "loss/value": 0.2, "objective/kl": 3.0}
+    assert diverged(fine, max_kl=50.0) is None
+    assert diverged({**fine, "loss/value": float("nan")}, max_kl=50.0).startswith("`loss/value` became nan")
+    assert diverged({**fine, "objective/kl": float("inf")}, max_kl=0.0).startswith("`objective/kl` became inf")
+    assert "beyond `max_kl: 50.0`" in diverged({**fine, "objective/kl": 60.0}, max_kl=50.0)

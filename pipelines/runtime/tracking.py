@@ -315,33 +315,35 @@ def log_checkpoint(step: int, folder, seconds: float) -> None:
     log.info("Checkpoint at step %d saved to %s (%.1f MB in %.2f s)", step, folder, size, seconds)
 
 
-# the numbers a Trainer stage cannot go on from once they are NaN or inf (a NaN gradient has already spoilt the weights)
-WATCHED = ("loss", "grad_norm", "eval_loss", "reward")
+def first_not_finite(metrics: dict, keys) -> str | None:
+    """The first of `keys` whose value in `metrics` is NaN or infinite (a numerical blow-up), or None."""
+    return next((key for key in keys if isinstance(metrics.get(key), float) and not math.isfinite(metrics[key])), None)
 
 
-def stop_if_not_finite(metrics: dict, step: int) -> None:
-    """Fail the run at the step a loss or a reward became NaN or infinite. The Trainer logs before it saves that
-    step's checkpoint, so the run keeps its last good one; a failed run is never `latest`."""
-    for key in WATCHED:
-        value = metrics.get(key)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise TrainingDiverged(f"The {key.replace('_', ' ')} became {value} at step {step} (a numerical blow-up); "
-                                   "the run stops here and keeps its last good checkpoint. Fix: start again with a "
-                                   "lower `learning_rate`, or in float32 or bfloat16 rather than float16.")
+# What a Trainer stage cannot go on from once it is NaN or inf (a NaN gradient has already spoilt the weights); a
+# stage adds its own (GRPO: its reward).
+WATCHED = ("loss", "grad_norm", "eval_loss")
 
 
 class TrackerCallback(TrainerCallback):
-    """Trainer logs -> Tracker; a stop request ends training at the next step boundary."""
+    """Trainer logs -> Tracker; a stop request ends training at the next step boundary, and a `watch` number that
+    became NaN or inf fails the run at that step. The Trainer logs before it saves the step's checkpoint, so the run
+    keeps its last good one; a failed run is never `latest`."""
 
-    def __init__(self, tracker: Tracker, rename: dict[str, str] | None = None):
+    def __init__(self, tracker: Tracker, rename: dict[str, str] | None = None, watch: tuple[str, ...] = WATCHED):
         self.tracker = tracker
         self.rename = rename or {}
+        self.watch = watch
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs:
             metrics = {self.rename.get(k, k): v for k, v in logs.items()}
             self.tracker.log(state.global_step, metrics)
-            stop_if_not_finite(metrics, state.global_step)
+            if key := first_not_finite(metrics, self.watch):
+                raise TrainingDiverged(f"The {key.replace('_', ' ')} became {metrics[key]} at step "
+                                       f"{state.global_step} (a numerical blow-up); the run stops here and keeps its "
+                                       "last good checkpoint. Fix: start again with a lower `learning_rate`, or in "
+                                       "float32 or bfloat16 rather than float16.")
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.tracker.should_stop():

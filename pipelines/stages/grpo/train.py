@@ -21,7 +21,8 @@ from pipelines.errors import DataError
 from pipelines.model.loading import adapter_report, lora_config, pick_device, save_trained_adapter, starting_policy
 from pipelines.runtime import distributed
 from pipelines.runtime.runs import Run
-from pipelines.runtime.tracking import Tracker, TrackerCallback, TrainerCheckpoints, train_tracked, trainer_arguments
+from pipelines.runtime.tracking import (WATCHED, Tracker, TrackerCallback, TrainerCheckpoints, train_tracked,
+                                        trainer_arguments)
 from pipelines.stages.grpo.config import GRPOConfig
 from pipelines.stages.grpo.rules import answer_reward, length_reward, regex_reward
 
@@ -142,7 +143,8 @@ def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=None if sft_run else lora_config(cfg, "CAUSAL_LM", model),
-        callbacks=[TrackerCallback(tracker), TrainerCheckpoints(run, cfg, tracker), *report_callbacks],
+        callbacks=[TrackerCallback(tracker, watch=(*WATCHED, "reward")), TrainerCheckpoints(run, cfg, tracker),
+                   *report_callbacks],
     )
     adapter = adapter_report(trainer.model, "default")
     # the loss's LM head on the answers' tokens alone, as TRL does on CUDA

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from pipelines.model.sampling import decode_responses, end_of_turn_ids, generate
 from pipelines.runtime import distributed
 from pipelines.runtime.checkpoints import ResumeError, SaveSchedule, load_ppo, save_ppo
 from pipelines.runtime.runs import Run
-from pipelines.runtime.tracking import Tracker, log_checkpoint
+from pipelines.runtime.tracking import Tracker, first_not_finite, log_checkpoint
 from pipelines.stages.ppo.config import PPOConfig
 from pipelines.stages.ppo.core import (KLController, gae, kl_k1, kl_k3, masked_mean, minibatches, policy_loss,
                                        token_rewards, value_loss, whiten)
@@ -414,10 +413,9 @@ def restore_checkpoint(folder: Path, device, trainable: dict, optimizer, kl_ctl:
 
 
 def diverged(metrics: dict, max_kl: float) -> str | None:
-    for key in ("loss/policy", "loss/value", "objective/kl"):
-        if not math.isfinite(metrics.get(key, 0.0)):
-            return (f"`{key}` became {metrics[key]} (numerical blow-up). Fix: lower `learning_rate`, or use fp32 / "
-                    "bf16 rather than fp16.")
+    if key := first_not_finite(metrics, ("loss/policy", "loss/value", "objective/kl")):
+        return (f"`{key}` became {metrics[key]} (numerical blow-up). Fix: lower `learning_rate`, or use fp32 / "
+                "bf16 rather than fp16.")
     if max_kl and metrics["objective/kl"] > max_kl:
         return (f"the KL to the reference reached {metrics['objective/kl']:.1f}, beyond `max_kl: {max_kl}`: the "
                 "policy drifted too far from the SFT model (reward hacking territory). Fix: lower `learning_rate`, "

@@ -135,7 +135,7 @@ def run(cfg: CompareConfig, run: Run) -> dict:
               if key in adapters}
     summary.update({f"{key}_run": adapter.id for key, adapter in firsts.items()})  # `sft_run`, `ppo_run`...
     # how far the PPO model moved from the SFT model, beside what it gained on the judge (PPO's summary measured it)
-    measured = next((a.summary() for a in firsts.values() if "mean_kl" in a.summary()), None)
+    measured = next((s for s in (a.summary() for a in firsts.values()) if "mean_kl" in s), None)
     if measured:
         summary["mean_kl"] = measured.get("mean_kl")  # the average over training
         summary["final_kl"] = measured.get("final_kl")  # at its last step: the model compared here

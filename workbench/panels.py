@@ -44,8 +44,9 @@ MARKDOWN_SIGNS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
 
 def as_text(value) -> str:
     """Data inside one of our Markdown lines (a labeler instruction, a file's name), shown as typed: every sign that
-    Markdown, Streamlit's `:color[...]` or LaTeX would read is escaped, so a link or an image in it is never
-    followed or fetched."""
+    Markdown, Streamlit's `:color[...]` or LaTeX would read is escaped, so no image in it is fetched and no Markdown
+    link or colour takes effect. (A bare web address still shows underlined, as Markdown autolinks it: it opens only
+    when clicked. Seen in the browser.)"""
     return MARKDOWN_SIGNS.sub(r"\\\1", str(value))
 
 

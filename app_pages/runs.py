@@ -1,6 +1,7 @@
 import shutil
 import time
 from datetime import datetime
+from pathlib import Path
 
 import streamlit as st
 
@@ -81,7 +82,7 @@ with tabs[2]:
                     st.error(f"Export failed: {jobs.last_error_line(done.stderr)}")
 with tabs[3]:
     active = jobs.active_job()
-    if active and active.run_dir and active.run_dir.endswith(run.id):
+    if run.state is RunState.RUNNING or (active and active.run_dir and Path(active.run_dir).name == run.id):
         st.caption("This run is live: stop it before deleting it.")
     elif st.checkbox(f"Yes, delete {run.id} and its adapter"):
         if st.button("Delete run", type="primary"):

@@ -30,8 +30,8 @@ from pipelines.demo import presets
 from pipelines.engine import (join_launched_job, quiet_libraries, resolve_run_fields, resume_stage, run_stage,
                               saved_device, setup_logging)
 from pipelines.errors import WorkbenchError
-from pipelines.runtime import distributed
-from pipelines.runtime.runs import Run, RunState
+from pipelines.runtime import distributed, joblock
+from pipelines.runtime.runs import Run, RunState, default_runs_dir
 from pipelines.stages import STAGES, generating_stages, training_stages
 
 
@@ -152,6 +152,23 @@ def fail(message: str) -> int:
     return 2
 
 
+def job_runs_dir(args: argparse.Namespace) -> Path | None:
+    """The runs folder whose one-job lock a command takes (pipelines/runtime/joblock.py), or None for the light
+    commands (inspect, and the studio's import, export and status) that run beside a job."""
+    default = Path(getattr(args, "runs_dir", None) or default_runs_dir())
+    if args.command in STAGES or args.command == "demo":
+        return default
+    if args.command == "resume":
+        return Path(args.run_dir).parent
+    if args.command == "export":
+        return Path(args.run).parent
+    if args.command == "score":
+        return Path(args.reward).parent if Path(args.reward).is_dir() else default
+    if args.command == "studio" and args.action in ("generate", "judge"):
+        return default
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
@@ -162,6 +179,19 @@ def main(argv: list[str] | None = None) -> int:
                     f"{distributed.world_size()} started by a launcher. Fix: run `python -m pipelines {args.command} "
                     "...` without `accelerate launch` / `torchrun`; only the training stages (" +
                     ", ".join(trainers) + ") and `resume` run on several processes.")
+    runs_dir = job_runs_dir(args)
+    if runs_dir is None:
+        return dispatch(args)
+    try:
+        with joblock.held(runs_dir, ["python", "-m", "pipelines", *(sys.argv[1:] if argv is None else argv)]):
+            return dispatch(args)
+    except joblock.JobBusy as exc:
+        if getattr(args, "run_id", None):  # the workbench watches that folder
+            Run.create(args.command, "", args.runs_dir, run_id=args.run_id).set_status(RunState.FAILED, error=str(exc))
+        return fail(str(exc))
+
+
+def dispatch(args: argparse.Namespace) -> int:
     try:
         distributed.check_engine()
         if args.command == "score":

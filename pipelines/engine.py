@@ -5,6 +5,7 @@ and the demo both call it; under a launcher every process runs it, rank 0 owning
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 from pipelines.config import StageConfig
 from pipelines.errors import WorkbenchError
 from pipelines.runtime import distributed
+from pipelines.runtime.checkpoints import newest_checkpoint
 from pipelines.runtime.runs import Run, RunState, resolve_run
 from pipelines.stages import run_fields, stage_named
 
@@ -114,9 +116,13 @@ def execute(config: StageConfig, run: Run, resume: Path | None = None, debug: bo
             raise
         return run, {}
     except BaseException as exc:  # noqa: BLE001 - every failure must leave a failed status behind
-        log.error("Unexpected error: %s: %s\n%s", type(exc).__name__, exc, traceback.format_exc())
-        # Not a user error: on rank 0 this may only be the echo of another rank's failure (a closed connection).
-        run.record_failure(f"{type(exc).__name__}: {exc}", own_fault=False)
+        if message := disk_full_message(exc, run):
+            log.error("%s", message)
+            run.record_failure(message)
+        else:
+            log.error("Unexpected error: %s: %s\n%s", type(exc).__name__, exc, traceback.format_exc())
+            # Not a user error: on rank 0 this may only be the echo of another rank's failure (a closed connection).
+            run.record_failure(f"{type(exc).__name__}: {exc}", own_fault=False)
         if debug or not isinstance(exc, Exception):
             raise
         return run, {}
@@ -127,6 +133,29 @@ def execute(config: StageConfig, run: Run, resume: Path | None = None, debug: bo
     log.info("Run %s %s: %s", run.id, "stopped" if stopped else "completed",
              json.dumps({k: v for k, v in summary.items() if not isinstance(v, (dict, list))}, default=str))
     return run, summary
+
+
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+# How torch and safetensors word the same failure in exceptions of their own (they carry no errno).
+DISK_FULL_WORDS = (*(os.strerror(code) for code in DISK_FULL), "file write failed")
+
+
+def disk_full_message(exc: BaseException, run: Run) -> str | None:
+    """What to tell a user whose disk filled up (or who hit a file-size or quota limit) mid-run, or None for any
+    other failure."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in DISK_FULL or any(w in str(seen) for w in DISK_FULL_WORDS):
+            break
+        seen = seen.__cause__ or seen.__context__
+    else:
+        return None
+    newest = newest_checkpoint(run.path)
+    kept = f"Its newest complete checkpoint, {newest[1].name}, is intact. " if newest else "It has no checkpoint. "
+    return (f"Writing to disk failed: the disk is full, or a file-size or quota limit was reached ({seen}). "
+            f"{kept}Fix: free space on the disk that holds `{run.path.parent}`, then " +
+            (f"`python -m pipelines resume {run.path}` (or Resume on the run's page)." if newest else
+             "start the run again."))
 
 
 def resolve_run_fields(config: StageConfig, runs_dir: str | None) -> StageConfig:

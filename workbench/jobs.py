@@ -1,8 +1,9 @@
 """Start, watch and stop pipeline jobs. A job is a subprocess running `python -m pipelines ...`.
 
-Nothing about a job lives in Streamlit's memory: a job writes `runs/.jobs/<job_id>.json` (its command, pid and
-the run folder it owns), and every run writes its own `status.json`. A refresh, a second tab or a restarted app
-re-reads them and re-attaches. Only one job runs at a time on a machine (training saturates it).
+Nothing about a job lives in Streamlit's memory: a job writes `runs/.jobs/<job_id>.json` (its command, pid, the
+process' start time and the run folder it owns), and every run writes its own `status.json`. A refresh, a second tab
+or a restarted app re-reads them and re-attaches. One job runs at a time per runs folder (training saturates the
+machine): the job's process holds the folder's lock (pipelines/runtime/joblock.py), whoever started it.
 
 A training stage may run on several processes (one per GPU; on a CPU they share the cores): the job is then
 `accelerate launch --config_file sample_data/accelerate/ddp.yaml --num_processes N -m pipelines ...`, whose processes
@@ -25,8 +26,9 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.runtime.runs import (Run, default_runs_dir, list_runs, pid_alive, read_json, reserve_run_dir,
-                                    write_json_atomic)
+from pipelines.runtime import joblock
+from pipelines.runtime.runs import (Run, default_runs_dir, list_runs, pid_alive, process_started, read_json,
+                                    reserve_run_dir, write_json_atomic)
 
 REPO = Path(__file__).resolve().parents[1]
 DDP_CONFIG = "sample_data/accelerate/ddp.yaml"  # relative to REPO, where jobs start: the command reads as typed
@@ -42,10 +44,11 @@ class Job:
     run_dir: str = ""  # the run it owns (stages); a demo owns several, found by start time
     console: str = ""
     processes: int = 1
+    pid_started: float | None = None  # the process' start time: after a restart, the pid may name another process
 
     @property
     def alive(self) -> bool:
-        return pid_alive(self.pid)
+        return pid_alive(self.pid, self.pid_started)
 
 
 def jobs_dir(runs_dir: Path | None = None) -> Path:
@@ -55,24 +58,43 @@ def jobs_dir(runs_dir: Path | None = None) -> Path:
 
 
 def all_jobs(runs_dir: Path | None = None) -> list[Job]:
+    """The jobs this app started, newest first (a job file that is not one is skipped)."""
+    fields = set(Job.__dataclass_fields__)
     jobs = []
     for path in sorted(jobs_dir(runs_dir).glob("*.json"), reverse=True):
         data = read_json(path)
-        if data:
-            jobs.append(Job(**data))
+        if isinstance(data, dict) and {"id", "kind", "pid", "command", "started_at"} <= data.keys():
+            try:
+                jobs.append(Job(**{k: v for k, v in data.items() if k in fields}))
+            except TypeError:
+                continue
     return jobs
 
 
 def active_job(runs_dir: Path | None = None) -> Job | None:
-    """The job that is running now, if any (a dead process is never 'active')."""
+    """The job that holds the runs folder's lock now, if any: one this app started, or one started from a terminal
+    (then a Job with kind "cli" and no job file)."""
     _reap()
-    return next((job for job in all_jobs(runs_dir) if job.alive), None)
+    runs_dir = runs_dir or default_runs_dir()
+    info = joblock.holder(runs_dir)
+    if info is None:
+        return None
+    started = next((job for job in all_jobs(runs_dir) if job.pid == info.get("pid") and job.alive), None)
+    if started is not None:
+        return started
+    pid = info.get("pid") if isinstance(info.get("pid"), int) else 0
+    return Job(id=f"cli-{pid}", kind="cli", pid=pid, command=list(info.get("command") or []),
+               started_at=float(info.get("since") or time.time()), pid_started=info.get("pid_started"))
 
 
-def busy_message(job: Job) -> str:
-    what = f"run `{Path(job.run_dir).name}`" if job.run_dir else f"the {job.kind}"
-    return (f"A job is already running: {what} (started {time.strftime('%H:%M:%S', time.localtime(job.started_at))})."
-            " One training job runs at a time on this machine; stop it first or wait for it to finish.")
+def busy_message(job: Job | None) -> str:
+    if job is None or job.kind == "cli":
+        what = joblock.describe(job and {"command": job.command, "pid": job.pid}) + " started from a terminal"
+    else:
+        what = f"run `{Path(job.run_dir).name}`" if job.run_dir else f"the {job.kind}"
+    since = f" (started {time.strftime('%H:%M:%S', time.localtime(job.started_at))})" if job else ""
+    return (f"A job is already running: {what}{since}. One training job runs at a time on this machine; stop it "
+            "first or wait for it to finish.")
 
 
 class Busy(RuntimeError):
@@ -115,22 +137,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _launch(kind: str, args: list[str], runs_dir: Path, run_dir: Path | None, console: Path,
-            processes: int = 1) -> Job:
-    if (job := active_job(runs_dir)) is not None:
-        raise Busy(busy_message(job))
-    command = [sys.executable, "-m", "pipelines", *args]
-    if processes > 1:  # accelerate's launcher module of this interpreter: the `accelerate` script may be elsewhere
-        command = [sys.executable, "-m", "accelerate.commands.launch", *launcher_args(processes, free_port())[1:],
-                   "-m", "pipelines", *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(console, "ab") as out:
-        # A new session: the job survives the app's restart, and a stop signal reaches only the job.
-        proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
-    _children.append(proc)
+def _launch(kind: str, runs_dir: Path, prepare, processes: int = 1) -> Job:
+    """Take the runs folder's job lock, then start the job (`prepare()` gives its pipelines arguments, the run folder
+    it owns and its console file) and hand it the lock, which it holds until it ends."""
+    lock = joblock.try_lock(runs_dir)
+    if lock is None:
+        raise Busy(busy_message(active_job(runs_dir)))
+    try:
+        args, run_dir, console = prepare()
+        command = [sys.executable, "-m", "pipelines", *args]
+        if processes > 1:  # accelerate's launcher module of this interpreter: the `accelerate` script may be elsewhere
+            command = [sys.executable, "-m", "accelerate.commands.launch", *launcher_args(processes, free_port())[1:],
+                       "-m", "pipelines", *args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", joblock.JOB_LOCKED_ENV: str(joblock.lock_path(runs_dir))}
+        with open(console, "ab") as out:
+            # A new session: the job survives the app's restart, and a stop signal reaches only the job.
+            proc = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env=env, start_new_session=True, pass_fds=(lock,))
+        _children.append(proc)
+        joblock.say_holder(lock, proc.pid, command)
+    finally:
+        os.close(lock)  # the child's copy holds the lock from here on
     job = Job(id=f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{proc.pid}", kind=kind, pid=proc.pid, command=command,
-              started_at=time.time(), run_dir=str(run_dir or ""), console=str(console), processes=processes)
+              started_at=time.time(), run_dir=str(run_dir or ""), console=str(console), processes=processes,
+              pid_started=process_started(proc.pid))
     write_json_atomic(jobs_dir(runs_dir) / f"{job.id}.json", job.__dict__)
     return job
 
@@ -139,13 +169,15 @@ def start_stage(stage: str, config: dict, runs_dir: Path | None = None, processe
     """Write the config next to the run, then start the CLI on it (under `accelerate launch` for several
     processes). Returns at once."""
     runs_dir = runs_dir or default_runs_dir()
-    if (job := active_job(runs_dir)) is not None:
-        raise Busy(busy_message(job))
-    run_dir = reserve_run_dir(stage, runs_dir, config.get("run_name", ""))
-    request = run_dir / "request.yaml"
-    request.write_text(yaml.safe_dump({"stage": stage, **config}, sort_keys=False), encoding="utf-8")
-    return _launch(stage, [stage, "--config", str(request), "--runs-dir", str(runs_dir), "--run-id", run_dir.name],
-                   runs_dir, run_dir, run_dir / "console.log", processes)
+
+    def prepare():
+        run_dir = reserve_run_dir(stage, runs_dir, config.get("run_name", ""))
+        request = run_dir / "request.yaml"
+        request.write_text(yaml.safe_dump({"stage": stage, **config}, sort_keys=False), encoding="utf-8")
+        args = [stage, "--config", str(request), "--runs-dir", str(runs_dir), "--run-id", run_dir.name]
+        return args, run_dir, run_dir / "console.log"
+
+    return _launch(stage, runs_dir, prepare, processes)
 
 
 def start_resume(run_dir: str | Path, overrides: list[str] = ()) -> Job:
@@ -153,7 +185,7 @@ def start_resume(run_dir: str | Path, overrides: list[str] = ()) -> Job:
     on as many processes as it had."""
     run = Run(run_dir)
     args = ["resume", str(run.path), *[a for item in overrides for a in ("--set", item)]]
-    return _launch(run.stage, args, run.path.parent, run.path, run.path / "console.log",
+    return _launch(run.stage, run.path.parent, lambda: (args, run.path, run.path / "console.log"),
                    int(run.status().get("world_size") or 1))
 
 
@@ -162,7 +194,7 @@ def start_command(kind: str, args: list[str], runs_dir: Path | None = None) -> J
     output goes to runs/.jobs/."""
     runs_dir = runs_dir or default_runs_dir()
     console = jobs_dir(runs_dir) / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    return _launch(kind, args, runs_dir, None, console)
+    return _launch(kind, runs_dir, lambda: (args, None, console))
 
 
 def start_demo(runs_dir: Path | None = None, preset: str = "quick") -> Job:
@@ -171,14 +203,18 @@ def start_demo(runs_dir: Path | None = None, preset: str = "quick") -> Job:
 
 
 def stop(job: Job) -> None:
-    """Ask nicely (a STOP file: the run saves its adapter at the end of the step), and interrupt a demo."""
+    """Ask nicely (a STOP file: the run saves its adapter at the end of the step), and interrupt a job without one
+    run of its own (the demo, the studio's). The signal goes only to a job this app started, still the same process
+    (pid and start time), and only to the process group it leads."""
     if job.run_dir:
         Run(job.run_dir).request_stop()
-    else:
-        for run in demo_runs(job):
-            run.request_stop()
+        return
+    for run in demo_runs(job):
+        run.request_stop()
+    if job.kind != "cli" and job.alive:
         try:
-            os.killpg(job.pid, signal.SIGINT)
+            if os.getpgid(job.pid) == job.pid:
+                os.killpg(job.pid, signal.SIGINT)
         except (ProcessLookupError, PermissionError):
             pass
 

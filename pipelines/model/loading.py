@@ -419,20 +419,31 @@ def merge_adapter(model, adapter_dir):
 
 
 def export_run(run, out: Path, merged: bool = False) -> Path:
-    """A run's adapter as a standalone folder, or (merged) a full model folder anyone can load without PEFT."""
+    """A run's adapter as a standalone folder, or (merged) a full model folder anyone can load without PEFT.
+
+    Written into a hidden folder beside `out` and renamed to `out` once complete: a crash or a full disk midway
+    never leaves an `out` that looks saved."""
     if not run.adapter_dir.is_dir():
         raise ConfigError(f"`{run.path}` has no adapter to export (state: {run.status().get('state')}).")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"`{out}` already exists and is not empty. Fix: choose a new folder.")
-    if not merged:
-        shutil.copytree(run.adapter_dir, out, dirs_exist_ok=True)
-        return out
-    config = run.config()
-    base = run.base_model()  # a PPO policy replaces the SFT adapter on the SFT run's base
-    from transformers import AutoModelForCausalLM
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.partial-*"):  # left by an export that died (one runs at a time)
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    try:
+        if merged:
+            config = run.config()
+            base = run.base_model()  # a PPO policy replaces the SFT adapter on the SFT run's base
+            from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(base, config.get("trust_remote_code", False)),
-                                                 dtype=torch.float32)
-    merge_adapter(model, run.adapter_dir).save_pretrained(out)
-    load_tokenizer(str(run.adapter_dir)).save_pretrained(out)
+            model = AutoModelForCausalLM.from_pretrained(resolve_model(base, config.get("trust_remote_code", False)),
+                                                         dtype=torch.float32)
+            merge_adapter(model, run.adapter_dir).save_pretrained(staging)
+            load_tokenizer(str(run.adapter_dir)).save_pretrained(staging)
+        else:
+            shutil.copytree(run.adapter_dir, staging)
+        os.replace(staging, out)  # an empty `out` is replaced; rename is atomic on one file system
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out

@@ -4,10 +4,13 @@
         checkpoint-10/      complete checkpoints: the only folders `resume` ever considers
         checkpoint-20/
         .staging/           a checkpoint being written; renamed into place once complete
+        .replaced-checkpoint-20/  the old checkpoint of a step saved again, until the new one is in place
 
 A save writes into `.staging/` and then renames the finished folder to `checkpoint-<step>` (one rename on one file
 system: atomic). A kill at any instant leaves either the previous checkpoints or the new one complete; what a kill
-leaves in `.staging/` is never read and is cleared by the next save or resume.
+leaves in `.staging/` is never read and is cleared by the next save or resume. Saving a step that already has a
+checkpoint (a resumed run re-saving its last step) first moves the old one aside, where it still counts until the
+new one is in place.
 
 SFT and reward use the Trainer's own checkpoint (adapter, optimizer, scheduler, RNG, trainer_state.json with the data
 position), written into `.staging/` and published by `TrainerCheckpoints` in pipelines/runtime/tracking.py. PPO
@@ -33,6 +36,7 @@ from pipelines.runtime import distributed
 
 PREFIX = "checkpoint-"
 STAGING = ".staging"
+REPLACED = ".replaced-"
 # A checkpoint is usable only with these files (the Trainer's names for SFT / reward, ours for PPO).
 # (A distributed run's Trainer writes rng_state_<rank>.pth instead of rng_state.pth: any one of them will do.)
 TRAINER_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "adapter_model.safetensors")
@@ -52,15 +56,17 @@ def staging_dir(run_path: Path) -> Path:
 
 
 def list_checkpoints(run_path: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints, oldest first, as (step, folder)."""
-    found = []
+    """Complete checkpoints, oldest first, as (step, folder). A step's moved-aside old checkpoint counts while the
+    step has no other (a kill came between the two renames of a re-save)."""
+    found: dict[int, Path] = {}
     folder = checkpoints_dir(run_path)
     if folder.is_dir():
-        for path in folder.iterdir():
-            suffix = path.name[len(PREFIX):]
-            if path.is_dir() and path.name.startswith(PREFIX) and suffix.isdigit():
-                found.append((int(suffix), path))
-    return sorted(found)
+        for path in sorted(folder.iterdir(), key=lambda p: p.name.startswith(REPLACED)):
+            name = path.name.removeprefix(REPLACED)
+            suffix = name[len(PREFIX):]
+            if path.is_dir() and name.startswith(PREFIX) and suffix.isdigit():
+                found.setdefault(int(suffix), path)
+    return sorted(found.items())
 
 
 def newest_checkpoint(run_path: Path) -> tuple[int, Path] | None:
@@ -73,9 +79,12 @@ def publish(staged: Path, run_path: Path, keep: int) -> Path:
 
     Rotation comes after the rename, so the newest complete checkpoint exists at every instant."""
     final = checkpoints_dir(run_path) / staged.name
-    if final.exists():  # the same step saved again (a resumed run re-saving its last step): replace it
-        shutil.rmtree(final)
+    aside = final.with_name(REPLACED + final.name)
+    if final.exists():  # the same step saved again: the old one stays (aside) until the new one is in place
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(final, aside)
     os.replace(staged, final)
+    shutil.rmtree(aside, ignore_errors=True)
     for _, old in list_checkpoints(run_path)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     clear_staging(run_path)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipelines.config import TrainingConfig
 from pipelines.runtime.checkpoints import ResumeError, check_checkpoint, clear_staging, newest_checkpoint
-from pipelines.runtime.runs import Run, RunState, read_jsonl, write_jsonl_atomic
+from pipelines.runtime.runs import Run, RunState, process_started, read_jsonl, write_jsonl_atomic
 from pipelines.stages import STAGES, training_stages
 
 
@@ -88,8 +88,9 @@ def begin(plan: ResumePlan) -> None:
     run.clear_rank_errors()
     resumes = run.status().get("resumes", []) + [{"from_step": plan.step, "lost_steps": plan.lost_steps,
                                                   "at": time.time()}]
-    run.set_status(RunState.RUNNING, pid=os.getpid(), step=plan.step, max_steps=plan.config.max_steps, eta_s=None,
-                   error=None, ended_at=None, summary=None, resumes=resumes)
+    run.set_status(RunState.RUNNING, pid=os.getpid(), pid_started=process_started(os.getpid()), step=plan.step,
+                   max_steps=plan.config.max_steps, eta_s=None, error=None, ended_at=None, summary=None,
+                   resumes=resumes)
 
 
 def resume_summary(run: Run) -> dict:

@@ -29,6 +29,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from pipelines.errors import ConfigError
 from pipelines.runtime import distributed
 
@@ -88,7 +90,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-NUMBERS = ("pid", "started_at", "ended_at", "updated_at", "step", "max_steps", "eta_s")
+NUMBERS = ("pid", "pid_started", "started_at", "ended_at", "updated_at", "step", "max_steps", "eta_s")
 
 
 def status_damage(status: Any) -> str | None:
@@ -111,20 +113,28 @@ def status_damage(status: Any) -> str | None:
     return None
 
 
-def pid_alive(pid: int | None) -> bool:
+def process_started(pid: int | None) -> float | None:
+    """When process `pid` started (seconds since the epoch), or None when there is no such process."""
+    try:
+        return psutil.Process(pid).create_time() if pid else None
+    except (psutil.Error, ValueError):
+        return None
+
+
+def pid_alive(pid: int | None, started: float | None = None) -> bool:
+    """Whether process `pid` runs, and is the one that started at `started` when that is known: after a reboot or a
+    container restart, an old pid names some other process (its start time gives it away)."""
     if not pid:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped by its parent
+            return False
+        return started is None or abs(process.create_time() - started) < 1.0
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) still answers kill(0).
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+    except psutil.Error:  # another user's process: it exists
+        return started is None
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -165,6 +175,7 @@ class Run:
         run = cls(path)
         (path / "config.yaml").write_text(config_yaml, encoding="utf-8")
         run.set_status(RunState.RUNNING, stage=stage, started_at=time.time(), pid=os.getpid(),
+                       pid_started=process_started(os.getpid()),
                        world_size=distributed.world_size())
         return run
 
@@ -194,7 +205,7 @@ class Run:
             return {"state": RunState.FAILED.value, "damaged": problem,
                     "error": f"This run's status.json is damaged ({problem}), so how it stands is unknown. Fix: "
                              f"delete the run folder `{self.path}`, or restore the file."}
-        if status.get("state") == RunState.RUNNING and not pid_alive(status.get("pid")):
+        if status.get("state") == RunState.RUNNING and not pid_alive(status.get("pid"), status.get("pid_started")):
             status["state"] = RunState.FAILED.value
             status["error"] = status.get("error") or self.rank_error() or (
                 "The training process ended without reporting (killed, out of memory, or crashed). "

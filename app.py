@@ -6,10 +6,11 @@ from pathlib import Path
 import streamlit as st
 
 from pipelines.stages import STAGES
-from workbench import jobs
+from workbench import access, jobs
 from workbench.panels import stage_page
 
 st.set_page_config(page_title="RLHF Workbench", page_icon=":material/explore:", layout="wide")
+role = access.gate()  # on a network: the login until a right token is given
 
 
 def stage_pages(section: str) -> list:
@@ -24,10 +25,12 @@ def stage_pages(section: str) -> list:
     return pages
 
 
+# A viewer watches: the pages that read files or label data are the owner's.
+OWNER_ONLY = [st.Page("app_pages/data.py", title="Data", icon=":material/description:"),
+              st.Page("app_pages/studio.py", title="Preference studio", icon=":material/thumbs_up_down:")]
 PAGES = {
     "Workbench": [st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
-                  st.Page("app_pages/data.py", title="Data", icon=":material/description:"),
-                  st.Page("app_pages/studio.py", title="Preference studio", icon=":material/thumbs_up_down:")],
+                  *(OWNER_ONLY if role == access.OWNER else [])],
     "Stages": stage_pages("Stages"),
     "Simpler approaches": [*stage_pages("Simpler approaches"),
                            st.Page("app_pages/approach.py", title="Which approach?", icon=":material/alt_route:")],
@@ -48,12 +51,17 @@ def active_run_badge():
         status = Run(job.run_dir).status()
         step, total = status.get("step", 0), status.get("max_steps")
         st.markdown(f":blue[:material/autorenew:] **{name}** running" + (f" · step {step}/{total}" if total else ""))
-    else:
+    elif job.kind == "demo":
         running = [r for r in jobs.demo_runs(job) if r.state is RunState.RUNNING]
-        st.markdown(":blue[:material/autorenew:] **Demo** running" + (f" · {running[-1].stage.upper()}" if running else ""))
+        st.markdown(":blue[:material/autorenew:] **Demo** running" +
+                    (f" · {running[-1].stage.upper()}" if running else ""))
+    else:  # the studio's, or a job started from a terminal
+        st.markdown(f":blue[:material/autorenew:] **{'Command-line job' if job.kind == 'cli' else name}** running")
 
 
 with st.sidebar:
     active_run_badge()
+    if role == access.VIEWER:
+        st.caption(":material/visibility: Viewer: you watch runs and results; the owner starts and stops them.")
 
 st.navigation(PAGES).run()

@@ -8,6 +8,7 @@ from pipelines.runtime.runs import finished_runs
 from pipelines.stages import training_stages
 from workbench import advice
 from workbench.forms import data_files
+from workbench.panels import as_text
 
 
 @st.cache_data(show_spinner="Counting the records…", max_entries=16)
@@ -55,7 +56,7 @@ with right:
                               format_func=lambda v: v or "(none)", key=f"approach.{kind}")
         counts[kind], problem = count_records(kind, picked, file_stamp(picked)) if picked else (0, None)
         if problem:
-            st.error(problem)
+            st.error(as_text(problem))
         if picked:
             st.caption(advice.size_verdict(kind, counts[kind]))
 

@@ -6,7 +6,7 @@ import streamlit as st
 from pipelines.config import describe_fields
 from pipelines.runtime.runs import finished_runs, read_jsonl
 from pipelines.stages import STAGES, run_fields
-from workbench import charts, forms, jobs, results, texts
+from workbench import access, charts, forms, jobs, results, texts
 from workbench.panels import as_text, show_text
 
 st.title("Compare: base vs SFT vs aligned")
@@ -17,45 +17,55 @@ st.markdown("The same prompts, answered by the untouched base model, the SFT mod
 
 compares = finished_runs("compare")
 
-with st.expander("New comparison: pick the models, the judge and the prompts"):
-    st.caption("Any finished SFT, PPO, DPO and GRPO runs of one base model, side by side; `(none)` leaves a model "
-               "out. For the checkable questions GRPO trains on, pick `sample_data/verifiable/prompts_eval.jsonl`.")
-    values = forms.settings_form("compare")
-    config, problem = forms.build_config("compare", values)
-    if problem:
-        st.error(problem)
-    if st.button("Start comparison", disabled=config is None or jobs.active_job() is not None, key="start.compare"):
-        try:
-            jobs.start_stage("compare", {k: v for k, v in config.to_dict().items() if k != "stage"})
-            st.toast("Comparing: the result appears below when it is done.")
-        except jobs.Busy as exc:
-            st.warning(str(exc))
 
-with st.expander("Ask your own prompts", expanded=not compares):
-    typed = st.text_area("One prompt per line", "What is the capital of Italy?\nHow many legs does a spider have?")
-    # the models a comparison takes by default: the latest finished run of each
-    needed = [run_fields()[f["name"]] for f in describe_fields(STAGES["compare"].config)
-              if f["name"] in run_fields() and f["default"] == "latest"]
-    can_run = all(finished_runs(stage.id) for stage in needed)
-    if not can_run:
-        names = [s.title for s in needed]
-        st.caption(f"Needs a finished {', '.join(names[:-1])} and {names[-1]} run (the Home page's demo makes "
-                   "them all).")
-    if st.button("Generate and score", disabled=not can_run or jobs.active_job() is not None):
-        prompts = [line.strip() for line in typed.splitlines() if line.strip()]
-        if not prompts:
-            st.error("Type at least one prompt.")
-        else:
-            folder = jobs.jobs_dir() / "prompts"
-            folder.mkdir(exist_ok=True)
-            path = folder / f"typed-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
-            path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")
+def start_controls():
+    """A new comparison of picked models, or of the latest ones on prompts typed here (the owner's)."""
+    with st.expander("New comparison: pick the models, the judge and the prompts"):
+        st.caption("Any finished SFT, PPO, DPO and GRPO runs of one base model, side by side; `(none)` leaves a "
+                   "model out. For the checkable questions GRPO trains on, pick "
+                   "`sample_data/verifiable/prompts_eval.jsonl`.")
+        values = forms.settings_form("compare")
+        config, problem = forms.build_config("compare", values)
+        if problem:
+            st.error(as_text(problem))
+        if st.button("Start comparison", disabled=config is None or jobs.active_job() is not None,
+                     key="start.compare"):
             try:
-                jobs.start_stage("compare", {"prompts_file": str(path), "num_prompts": len(prompts),
-                                             "run_name": "typed"})
-                st.toast("Generating: the comparison appears below when it is done.")
+                jobs.start_stage("compare", {k: v for k, v in config.to_dict().items() if k != "stage"})
+                st.toast("Comparing: the result appears below when it is done.")
             except jobs.Busy as exc:
-                st.warning(str(exc))
+                st.warning(as_text(exc))
+
+    with st.expander("Ask your own prompts", expanded=not compares):
+        typed = st.text_area("One prompt per line",
+                             "What is the capital of Italy?\nHow many legs does a spider have?")
+        # the models a comparison takes by default: the latest finished run of each
+        needed = [run_fields()[f["name"]] for f in describe_fields(STAGES["compare"].config)
+                  if f["name"] in run_fields() and f["default"] == "latest"]
+        can_run = all(finished_runs(stage.id) for stage in needed)
+        if not can_run:
+            names = [s.title for s in needed]
+            st.caption(f"Needs a finished {', '.join(names[:-1])} and {names[-1]} run (the Home page's demo makes "
+                       "them all).")
+        if st.button("Generate and score", disabled=not can_run or jobs.active_job() is not None):
+            prompts = [line.strip() for line in typed.splitlines() if line.strip()]
+            if not prompts:
+                st.error("Type at least one prompt.")
+            else:
+                folder = jobs.jobs_dir() / "prompts"
+                folder.mkdir(exist_ok=True)
+                path = folder / f"typed-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
+                path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts), encoding="utf-8")
+                try:
+                    jobs.start_stage("compare", {"prompts_file": str(path), "num_prompts": len(prompts),
+                                                 "run_name": "typed"})
+                    st.toast("Generating: the comparison appears below when it is done.")
+                except jobs.Busy as exc:
+                    st.warning(as_text(exc))
+
+
+if access.can_act():
+    start_controls()
 
 
 @st.fragment(run_every=3)
@@ -97,7 +107,7 @@ if contrast:  # the lesson in one view: one SFT model, two judges with different
         shown = st.slider("Prompts shown", 1, max(len(shared), 2), min(5, len(shared)), key="contrast.shown")
         for prompt in shared[:shown]:
             answer = first[prompt].get("answer")
-            st.markdown("**Prompt**" + (f" · reference answer: `{answer}`" if answer else ""))
+            st.markdown("**Prompt**" + (f" · reference answer: {as_text(answer)}" if answer else ""))
             show_text(prompt)
             columns = st.columns(3)
             sides = [("SFT (both started here)", first[prompt]["sft"])] + [
@@ -163,7 +173,7 @@ only_fooled = bool(summary.get("judge_picked_wrong")) and st.toggle(
 listed = results.fooled_rows(rows, models) if only_fooled else rows
 shown = st.slider("Prompts shown", 1, max(len(listed), 2), min(10, len(listed)))
 for i, row in enumerate(listed[:shown]):
-    known = f" · reference answer: `{row['answer']}`" if row.get("answer") else ""
+    known = f" · reference answer: {as_text(row['answer'])}" if row.get("answer") else ""
     st.markdown(f"**{i + 1}. Prompt**{known}")
     show_text(row["prompt"])
     columns = st.columns(len(models))

@@ -5,9 +5,10 @@ import streamlit as st
 
 from pipelines.data.formats import DATA_KINDS
 from pipelines.stages import training_stages
-from workbench import jobs
+from workbench import access, jobs
 from workbench.forms import data_files, shown_path, uploads_dir
 from workbench.jobs import REPO
+from workbench.panels import as_text
 
 st.title("Data")
 st.markdown("Pick or upload a dataset for a stage and check it before training: the detected format, counts, a "
@@ -38,6 +39,9 @@ hub = right.text_input("...or a Hub dataset or folder", placeholder="owner/name[
                        help="A Hub dataset id (loaded through `datasets` into the Hugging Face cache; needs internet "
                             "the first time), or a local folder in the Hub layout (data files under `data/`). "
                             "`:split` picks a split (default `train`), `:config:split` a config too.")
+if problem := access.path_problem("...or a Hub dataset or folder", hub.strip()):
+    st.error(as_text(problem))
+    st.stop()
 path = hub.strip() or path
 column_map = st.text_input("Column mapping (optional)", placeholder="question=prompt, response_j=chosen, "
                            "response_k=rejected", help="When the data's fields have other names: from=to pairs. "
@@ -86,9 +90,9 @@ def version(path: Path) -> float:
 
 report = inspect(kind, path, int(max_length), column_map)
 if report.get("fatal"):
-    st.error(report["fatal"])
+    st.error(as_text(report["fatal"]))
     st.stop()
-st.markdown(f"**Checked:** `{path}` · **format:** {report['format']}")  # as text: a metric would cut it off
+st.markdown(f"**Checked:** {as_text(path)} · **format:** {report['format']}")  # as text: a metric would cut it off
 cols = st.columns(3)
 cols[0].metric("Records", report["total"])
 cols[1].metric("Usable", report["kept"])

@@ -3,7 +3,7 @@ import streamlit as st
 from pipelines.demo import presets
 from pipelines.runtime.runs import RunState, finished_runs, list_runs, read_jsonl
 from pipelines.stages import STAGES
-from workbench import jobs, results, texts
+from workbench import access, jobs, results, texts
 from workbench.panels import as_text, badge, run_panel
 
 st.title("RLHF Workbench")
@@ -70,19 +70,19 @@ st.caption("On a 2-core CPU the whole demo takes about 10 minutes with the embed
 
 
 def demo_button(label: str, preset: str, **button) -> None:
-    """A button that starts the demo with `preset`; Home then follows it live."""
-    if st.button(label, **button):
+    """A button that starts the demo with `preset`; Home then follows it live (a viewer sees no button)."""
+    if access.can_act() and st.button(label, **button):
         try:
             st.session_state["demo.job"] = jobs.start_demo(preset=preset).id
             st.rerun()
         except jobs.Busy as exc:
-            st.warning(str(exc))
+            st.warning(as_text(exc))
 
 
 job = jobs.active_job()
 demo_button("▶ Run the whole demo", "quick", type="primary", disabled=job is not None)
 if job is not None and job.kind != "demo":
-    st.caption(jobs.busy_message(job))
+    st.caption(as_text(jobs.busy_message(job)))
 
 st.subheader("Same model, different labeler instructions")
 st.markdown(texts.BREVITY_DEMO)
@@ -119,7 +119,7 @@ if demo is not None:
                 run_panel(made[-1], key="demo.panel")
             else:
                 st.info("Starting: loading the model (the first start converts it, about 20 seconds).")
-            if st.button("Stop the demo"):
+            if access.can_act() and st.button("Stop the demo"):
                 jobs.stop(watched)
         else:
             if states.get(order[-1]) is RunState.COMPLETED:

@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from pipelines.runtime.runs import finished_runs
-from workbench import jobs
+from workbench import access, jobs
 from workbench.panels import as_text, percent_sure, stage_page
 
 stage_page("reward")
@@ -16,6 +16,9 @@ st.subheader("Playground: ask the judge")
 st.caption("Type a prompt and two responses. The judge scores each; under its training objective (Bradley-Terry), "
            "the difference of scores says how sure it is that one is better.")
 judges = finished_runs("reward")
+if not access.can_act():  # each question loads the judge: the owner's to spend
+    st.caption(":material/visibility: The owner can ask the judge here.")
+    st.stop()
 if not judges:
     st.info("Train a reward model first; the playground uses a finished reward run.")
     st.stop()
@@ -41,7 +44,7 @@ if asked:
         with st.spinner("The judge is reading both responses (loading the model takes a few seconds)..."):
             done = jobs.run_cli(["score", "--reward", str(judge.path), "--file", str(request), "--out", str(out)])
         if done.returncode != 0:
-            st.error(f"Scoring failed: {jobs.last_error_line(done.stderr)}")
+            st.error(f"Scoring failed: {as_text(jobs.last_error_line(done.stderr))}")
             st.stop()
         score_a, score_b = (json.loads(line)["score"] for line in out.read_text(encoding="utf-8").splitlines())
     left, right, verdict = st.columns(3)

@@ -8,8 +8,8 @@ import streamlit as st
 from pipelines.runtime.checkpoints import newest_checkpoint
 from pipelines.runtime.runs import RunState, format_seconds, list_runs
 from pipelines.stages import STAGES
-from workbench import charts, jobs, results
-from workbench.panels import live_run_panel
+from workbench import access, charts, jobs, results
+from workbench.panels import as_text, live_run_panel
 
 st.title("Runs")
 runs = list_runs()
@@ -53,12 +53,14 @@ if chosen:
 
 st.subheader("Open a run")
 run = by_id[st.selectbox("Run", list(by_id))]
-tabs = st.tabs(["Charts and log", "Config", "Export", "Delete"])
+tabs = st.tabs(["Charts and log", "Config", *(["Export", "Delete"] if access.can_act() else [])])
 with tabs[0]:
     live_run_panel(str(run.path), key=f"runs.{run.id}", every=3)
 with tabs[1]:
     st.code((run.path / "config.yaml").read_text(encoding="utf-8") if (run.path / "config.yaml").exists() else "",
             language="yaml")
+if not access.can_act():  # a viewer watches: no export, no delete
+    st.stop()
 with tabs[2]:
     if not run.adapter_dir.is_dir():
         st.caption("This run has no adapter to export.")
@@ -79,7 +81,7 @@ with tabs[2]:
                 if done.returncode == 0:
                     st.success(f"Merged model saved in `{out}`: load it with `from_pretrained` (no PEFT needed).")
                 else:
-                    st.error(f"Export failed: {jobs.last_error_line(done.stderr)}")
+                    st.error(f"Export failed: {as_text(jobs.last_error_line(done.stderr))}")
 with tabs[3]:
     active = jobs.active_job()
     if run.state is RunState.RUNNING or (active and active.run_dir and Path(active.run_dir).name == run.id):

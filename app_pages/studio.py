@@ -19,7 +19,7 @@ from pipelines.stages import JUDGE, generating_stages
 from pipelines.studio.sets import (AI_PREFIX, INSTRUCTION_EXAMPLES, LabelingSet, agreement, check_labeler, check_name,
                                    describe_left_out, export, import_pairs, list_sets, model_wins, position_bias,
                                    prompt_text)
-from workbench import jobs
+from workbench import access, jobs
 from workbench.jobs import REPO
 from workbench.forms import shown_path, uploads_dir
 from workbench.panels import as_text, show_text
@@ -48,6 +48,14 @@ def notify(message: str, kind: str = "success") -> None:
     st.session_state["studio.notice"] = (kind, message)
 
 
+def refused(*fields: tuple[str, str]) -> bool:
+    """Leave the message of the first (field, value) whose path this page may not read; True when there is one."""
+    problem = next((p for field, value in fields if (p := access.path_problem(field, value.strip()))), None)
+    if problem:
+        notify(problem, "error")
+    return problem is not None
+
+
 # ---- a new set ---------------------------------------------------------------------------------------------------
 
 
@@ -59,6 +67,8 @@ def fill_instruction() -> None:
 
 def do_import() -> None:
     state = st.session_state
+    if refused(("Pairs file", state["studio.new.file"])):
+        return
     try:
         labeling_set = import_pairs(repo_path(state["studio.new.file"]), check_name(state["studio.new.name"]),
                                     state["studio.new.instruction"])
@@ -71,6 +81,8 @@ def do_import() -> None:
 
 def start_generate() -> None:
     state = st.session_state
+    if refused(("Prompts file", state["studio.new.prompts"]), ("Base model", state["studio.new.model"])):
+        return
     prompts = repo_path(state["studio.new.prompts"])
     try:
         name = check_name(state["studio.new.name"])
@@ -90,6 +102,8 @@ def start_generate() -> None:
 
 
 def start_job(args: list[str], what: str, select: str | None = None) -> None:
+    if refused(*[("Instruction model", a.removeprefix("--llm=")) for a in args if a.startswith("--llm=")]):
+        return
     try:
         job = jobs.start_command("studio", args)
     except jobs.Busy as exc:
@@ -167,7 +181,7 @@ def job_panel() -> None:
     if starts:  # the CLI wraps its one-paragraph message over several lines: show all of it
         st.error(" ".join(lines[starts[-1]:]).removeprefix("error: "))
     elif failed:
-        st.error(jobs.last_error_line(tail))
+        st.error(as_text(jobs.last_error_line(tail)))
     else:
         st.success(f"Done: {st.session_state.get('studio.job.what', 'studio job')}.")
     with st.expander("Job output", expanded=failed):
@@ -177,7 +191,7 @@ def job_panel() -> None:
 job_panel()
 notice = st.session_state.pop("studio.notice", None)
 if notice:
-    getattr(st, notice[0])(notice[1])
+    getattr(st, notice[0])(as_text(notice[1]))
 sets = list_sets()
 if not sets:
     st.info("No labeling set yet. Create one above: sample two models on some prompts, or import a file of pairs.")
@@ -198,7 +212,7 @@ st.info(f"**What to judge:** {as_text(meta.get('instruction', '(no instruction s
 st.caption(f"Source: {as_text(meta.get('source', '?'))} · created {as_text(meta.get('created_at', '?'))}")
 left_out = describe_left_out(labeling_set)
 if left_out:
-    st.warning(left_out)
+    st.warning(as_text(left_out))
 items = labeling_set.items()
 if not items:
     st.error(f"Set `{name}` has no items (its items.jsonl is missing or empty). Fix: create the set again.")
@@ -234,7 +248,7 @@ else:
     try:
         labeler = check_labeler(labeler)
     except WorkbenchError as exc:
-        st.error(str(exc))
+        st.error(as_text(exc))
         st.stop()
     toast = st.session_state.pop("studio.toast", None)
     if toast:
@@ -354,7 +368,7 @@ if st.button("Export preference pairs", type="primary", key="studio.export", dis
         try:
             result = export(labeling_set, uploads_dir() / filename, chosen, agreed)
         except WorkbenchError as exc:
-            st.error(str(exc))
+            st.error(as_text(exc))
         else:
             where = shown_path(Path(result["file"]))
             st.success(f"Wrote {result['pairs']} preference pairs to `{where}` (left out: {result['ties']} ties, "

@@ -151,3 +151,10 @@ def tiny_base_reward_run(tiny_model_dir, chain_runs):
                "learning_rate=0.003", "--set", "batch_size=8", "--set", "eval_steps=0", "--set", "max_length=96",
                "--set", "accuracy_gate=0.6", "--runs-dir", runs) == 0
     return only_run(runs)
+
+
+def shown(markdown: str) -> str:
+    """What the browser shows of a Markdown body that escapes data (workbench.panels.as_text): the text as typed."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown)

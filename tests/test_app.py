@@ -11,7 +11,7 @@ import yaml
 from streamlit.testing.v1 import AppTest
 
 from pipelines.runtime.runs import Run
-from tests.conftest import REPO
+from tests.conftest import REPO, shown
 from workbench import jobs
 
 PAGES = [f"app_pages/{name}.py" for name in ("home", "data", "sft", "reward", "ppo", "dpo", "grpo", "approach",
@@ -71,7 +71,7 @@ def test_pages_with_runs_show_their_controls(full_runs, monkeypatch):
     assert any("final KL to the SFT model" in c.value and "training average" in c.value for c in compare.caption)
     assert any("emoji_events:] judge's pick" in m.value for m in compare.markdown)
     assert any("Correct answers" in m.value and "Base model" in m.value for m in compare.markdown)
-    assert any("reference answer: `knives`" in m.value for m in compare.markdown)
+    assert any("reference answer: knives" in m.value for m in compare.markdown)  # as text, not code
     graded = [m.value for m in compare.markdown if "correct]" in m.value or "wrong]" in m.value]
     assert len(graded) == 2 * 3  # two graded prompts, three models each
     assert any("reward hacking" in e.label for e in compare.expander)
@@ -174,7 +174,7 @@ def test_a_bad_setting_is_shown_and_blocks_start(empty_runs):
     at = app_at("app_pages/sft.py")
     at.text_input(key="form.sft.lora_target_modules").set_value("")
     at.run()
-    assert any("`lora_target_modules`" in e.value and "Fix" in e.value for e in at.error)
+    assert any("`lora_target_modules`" in shown(e.value) and "Fix" in shown(e.value) for e in at.error)
     assert at.button(key="start.sft").disabled
 
 
@@ -208,7 +208,8 @@ def test_data_page_reports_problems_with_lines(empty_runs, tmp_path):
         bad.unlink()
 
 
-def test_data_page_reads_a_hub_layout_folder_and_pages_long_problem_lists(empty_runs, tmp_path):
+def test_data_page_reads_a_hub_layout_folder_and_pages_long_problem_lists(empty_runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("RLHF_WORKBENCH_ANY_PATH", "1")  # the owner's choice: the page reads the test's folder
     folder = tmp_path / "paired"
     (folder / "data").mkdir(parents=True)
     rows = [{"question": f"q{i}", "response_j": f"yes {i}", "response_k": f"no {i}"} for i in range(450)]
@@ -229,7 +230,8 @@ def test_data_page_reads_a_hub_layout_folder_and_pages_long_problem_lists(empty_
     assert len(at.dataframe[0].value) == 50
 
 
-def test_ui_launches_a_tiny_run_and_sees_its_metrics(empty_runs, tiny_model_dir):
+def test_ui_launches_a_tiny_run_and_sees_its_metrics(empty_runs, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("RLHF_WORKBENCH_ANY_PATH", "1")  # the owner's choice: a model folder outside the runs
     at = app_at("app_pages/sft.py")
     at.text_input(key="form.sft.model").set_value(str(tiny_model_dir))
     at.number_input(key="form.sft.max_steps").set_value(3)
@@ -250,7 +252,7 @@ def test_ui_launches_a_tiny_run_and_sees_its_metrics(empty_runs, tiny_model_dir)
     assert run.status()["state"] == "completed", run.log_tail()
     at = app_at("app_pages/sft.py")  # a fresh session (a refresh) re-attaches from the run directory
     assert at.get("plotly_chart")
-    assert any(run.id in m.value for m in at.markdown)
+    assert any(run.id in shown(m.value) for m in at.markdown)
     assert len(run.metrics()) >= 3
 
 
@@ -339,7 +341,7 @@ def test_damaged_run_folders_are_listed_as_damaged_and_break_no_page(full_runs, 
     assert set(table[table["run"].isin([r.id for r in damaged])]["status"]) == {"failed"}
     next(box for box in page.selectbox if box.label == "Run").set_value(damaged[0].id).run()
     assert not page.exception
-    assert any("status.json is damaged" in e.value for e in page.error)  # the open run says what is wrong
+    assert any("status.json is damaged" in shown(e.value) for e in page.error)  # the open run says what's wrong
 
 
 def test_a_labeler_instruction_is_shown_as_typed_never_as_markdown(full_runs, tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from pipelines.errors import ConfigError, DataError
 from pipelines.runtime.runs import read_jsonl
 from pipelines.studio.sets import (LabelingSet, agreement, check_labeler, export, import_pairs, model_wins, open_set,
                                    position_bias)
-from tests.conftest import REPO, SAMPLE, cli, read_json, write_jsonl
+from tests.conftest import REPO, SAMPLE, cli, read_json, shown, write_jsonl
 from workbench import jobs
 
 INSTRUCTION = "Which response is more polite?"
@@ -32,6 +32,7 @@ def pairs_file(path, n=6, identical=()):
 @pytest.fixture
 def runs(tmp_path, monkeypatch):
     monkeypatch.setenv("RLHF_WORKBENCH_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("RLHF_WORKBENCH_ANY_PATH", "1")  # the owner's choice: the pages read the test's own files
     return tmp_path / "runs"
 
 
@@ -315,7 +316,7 @@ def test_page_imports_labels_undoes_resumes_and_exports(runs, tmp_path):
     at.text_area(key="studio.new.instruction").set_value(INSTRUCTION)
     at.text_input(key="studio.new.file").set_value(str(pairs_file(tmp_path / "pairs.jsonl")))
     at.button(key="studio.import").click().run()
-    assert not at.exception and any("Created set `page` with 6 pairs" in s.value for s in at.success)
+    assert not at.exception and any("Created set `page` with 6 pairs" in shown(s.value) for s in at.success)
     assert any(INSTRUCTION in i.value for i in at.info)  # the instruction, on the page
     labeling_set = open_set("page", runs)
     assert labeling_set.instruction == INSTRUCTION  # saved with the data
@@ -342,7 +343,8 @@ def test_page_imports_labels_undoes_resumes_and_exports(runs, tmp_path):
     assert progress_text(at) == "3 / 6 labeled by alice" and "What is 3 plus 3?" in shown_texts(at)
     for _ in range(3):
         at.button(key="studio.left").click().run()
-    assert any("All 6 items labeled" in s.value for s in at.success) and at.button(key="studio.left").disabled
+    assert any("All 6 items labeled" in shown(s.value) for s in at.success)
+    assert at.button(key="studio.left").disabled
 
     # A second labeler: their own progress, and the agreement table appears.
     at.text_input(key="studio.labeler").set_value("bob").run()
@@ -365,7 +367,7 @@ def test_page_imports_labels_undoes_resumes_and_exports(runs, tmp_path):
         at.text_input(key="studio.export.file.page").set_value(name)
         at.button(key="studio.export").click().run()
         assert not at.exception, [e.value for e in at.exception]
-        assert any(f"Wrote 6 preference pairs to `{target}`" in s.value for s in at.success), \
+        assert any(f"Wrote 6 preference pairs to `{target}`" in shown(s.value) for s in at.success), \
             [m.value for m in [*at.success, *at.error]]
         rows, report = load_preferences(target)
         assert report.kept == 6 and not report.errors  # alice's 5 decided labels + bob's 1; the skip left out
@@ -381,27 +383,28 @@ def test_page_bad_input_messages(runs, tmp_path):
     at.text_input(key="studio.new.name").set_value("broken")
     at.text_input(key="studio.new.file").set_value(str(broken))
     at.button(key="studio.import").click().run()
-    assert any("line 2: invalid JSON" in e.value for e in at.error)
+    assert any("line 2: invalid JSON" in shown(e.value) for e in at.error)
     at.text_input(key="studio.new.name").set_value("same")
     at.text_input(key="studio.new.file").set_value(str(pairs_file(tmp_path / "same.jsonl", n=2, identical=(0, 1))))
     at.button(key="studio.import").click().run()
-    assert any("would be empty: all 2 pairs have two identical responses" in e.value for e in at.error)
+    assert any("would be empty: all 2 pairs have two identical responses" in shown(e.value) for e in at.error)
     at.text_input(key="studio.new.name").set_value("some")
     at.text_input(key="studio.new.file").set_value(str(pairs_file(tmp_path / "some.jsonl", n=3, identical=(1,))))
     at.button(key="studio.import").click().run()
-    assert any("1 pair(s) were left out because their two responses were identical (source line 2)" in w.value
+    assert any("1 pair(s) were left out because their two responses were identical (source line 2)" in shown(w.value)
                for w in at.warning)
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt": "fine"}\n{"prompt": "broken\n')
     at.text_input(key="studio.new.prompts").set_value(str(prompts))
     at.button(key="studio.generate").click().run()
-    assert any("line 2: invalid JSON" in e.value for e in at.error) and not jobs.all_jobs(runs)  # no job started
+    assert any("line 2: invalid JSON" in shown(e.value) for e in at.error)
+    assert not jobs.all_jobs(runs)  # no job started
     at.text_input(key="studio.labeler").set_value("ai:me").run()
-    assert any("marks AI judges" in e.value for e in at.error)
+    assert any("marks AI judges" in shown(e.value) for e in at.error)
     at.text_input(key="studio.labeler").set_value("carol").run()
     at.button(key="studio.tie").click().run()
     at.button(key="studio.export").click().run()
-    assert any("Nothing to export" in e.value and "1 tie(s)" in e.value for e in at.error)
+    assert any("Nothing to export" in shown(e.value) and "1 tie(s)" in shown(e.value) for e in at.error)
 
 
 def test_page_generates_a_set_as_a_job(runs, tiny_model_dir):
@@ -419,7 +422,8 @@ def test_page_generates_a_set_as_a_job(runs, tiny_model_dir):
         time.sleep(0.5)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("Done: Sampling pairs for set `sampled`" in s.value for s in at.success), jobs.job_console_tail(job)
+    assert any("Done: Sampling pairs for set `sampled`" in shown(s.value) for s in at.success), \
+        jobs.job_console_tail(job)
     assert at.selectbox(key="studio.set").value == "sampled"
     assert open_set("sampled", runs).items()
 
@@ -446,5 +450,5 @@ def test_page_shows_the_whole_message_of_a_failed_job(runs):
     while job.alive and time.time() < deadline:
         time.sleep(0.3)
     at.run()
-    message = " ".join(e.value for e in at.error)
+    message = " ".join(shown(e.value) for e in at.error)
     assert "greedy decoding gives the same response twice" in message and "Fix: a temperature above 0" in message

@@ -13,6 +13,7 @@ from pipelines.config import StageConfig, describe_fields
 from pipelines.errors import ConfigError
 from pipelines.runtime.runs import default_runs_dir, finished_runs
 from pipelines.stages import STAGES, run_fields
+from workbench import access
 from workbench.jobs import REPO, launcher_args
 
 RECIPES = REPO / "sample_data" / "recipes"
@@ -131,6 +132,10 @@ def _widget(stage: str, row: dict):
                             accept_new_options=True)
     if "choices" in row:
         return st.selectbox(label, row["choices"], key=key, help=help_text)
+    if name == "trust_remote_code" and not access.remote_code_allowed():  # never a visitor's to switch on
+        st.session_state[key] = False
+        return st.checkbox(label, key=key, disabled=True, help=help_text + f" Off: the owner allows it by starting "
+                           f"the app with {access.REMOTE_CODE_ENV}=1.")
     if isinstance(default, bool):
         return st.checkbox(label, key=key, help=help_text)
     if isinstance(default, int):
@@ -152,7 +157,14 @@ def _float_step(default: float) -> float:
 
 
 def build_config(stage: str, values: dict) -> tuple[StageConfig | None, str | None]:
-    """The validated config, or the message of the first problem (named field and fix)."""
+    """The validated config, or the message of the first problem (named field and fix): a setting out of bounds, a
+    path outside what the pages may read, remote code the owner did not allow."""
+    for name, value in values.items():
+        if name in FILE_FIELDS or name == "model" or name in run_fields():
+            if problem := access.path_problem(name, value):
+                return None, problem
+    if problem := access.remote_code_problem(values.get("trust_remote_code", False)):
+        return None, problem
     try:
         return STAGES[stage].config.from_dict(values, "the form"), None
     except ConfigError as exc:

@@ -6,7 +6,6 @@ refresh or a second tab shows the same run, and a crashed job shows as failed wi
 
 from __future__ import annotations
 
-import html
 import os
 import re
 import time
@@ -17,7 +16,7 @@ import streamlit as st
 from pipelines.runtime.checkpoints import newest_checkpoint
 from pipelines.runtime.runs import Run, RunState, format_seconds, list_runs
 from pipelines.stages import STAGES
-from workbench import charts, forms, jobs, results
+from workbench import access, charts, forms, jobs, results
 
 # Material icons ship with Streamlit's fonts; emoji depend on the viewer's system fonts (absent on many servers).
 STATE_BADGES = {RunState.RUNNING: ":blue[:material/autorenew:] running",
@@ -61,7 +60,7 @@ def run_panel(run: Run, *, key: str) -> None:
     state = status.get("state")
     step, max_steps = status.get("step", 0), status.get("max_steps") or 0
     cols = st.columns([3, 2, 2])
-    cols[0].markdown(f"**{html.escape(run.id)}** · {badge(state)}")
+    cols[0].markdown(f"**{as_text(run.id)}** · {badge(state)}")
     if max_steps:
         cols[1].progress(min(step / max_steps, 1.0), text=f"step {step}/{max_steps}")
     if state == RunState.RUNNING:
@@ -73,7 +72,7 @@ def run_panel(run: Run, *, key: str) -> None:
         st.caption(f":material/lan: {world} processes (data-parallel{batch}); the log is rank 0's, the others' are "
                    "run.rank<K>.log in the run folder.")
     if state == RunState.FAILED:
-        st.error(status.get("error") or "The run failed.")
+        st.error(as_text(status.get("error") or "The run failed."))
     if resumes := status.get("resumes"):
         redone = sum(r["lost_steps"] for r in resumes)
         st.caption(f"Resumed {len(resumes)}× (from step {', '.join(str(r['from_step']) for r in resumes)}); "
@@ -103,7 +102,7 @@ def run_panel(run: Run, *, key: str) -> None:
             st.markdown(f"**Newest samples** (step {samples[-1]['step']})")
             for sample in reversed(samples):
                 figures = " · ".join(sample_figures(sample))
-                st.caption(f"{figures} · prompt: {html.escape(sample['prompt'])[:200]}")
+                st.caption(f"{figures} · prompt: {as_text(sample['prompt'][:200])}")
                 show_text(sample["response"])
     with st.expander("Log", expanded=state == RunState.FAILED):
         st.code(run.log_tail(40) or _console_tail(run), language=None)
@@ -138,6 +137,8 @@ def live_run_panel(run_path: str, *, key: str, every: float = 2.0) -> None:
         run = Run(run_path)
         run_panel(run, key=key)
         state = run.state
+        if not access.can_act():
+            return
         if state is RunState.RUNNING:
             if st.button("Stop", key=f"{key}.stop", help="Ends the run after the current step; the adapter and a "
                                                           "checkpoint are saved."):
@@ -167,7 +168,7 @@ def resume_control(run: Run, key: str) -> None:
             jobs.start_resume(run.path)
             st.toast(f"Resuming {run.id} from step {step}")
         except jobs.Busy as exc:
-            st.warning(str(exc))
+            st.warning(as_text(exc))
 
 
 def processes_input(stage: str) -> int:
@@ -198,6 +199,9 @@ def stage_page(stage: str) -> None:
         st.subheader("Live run" if running else "Latest run")
         live_run_panel(watched, key=f"panel.{stage}")
         st.divider()
+    if not access.can_act():
+        st.caption(":material/visibility: You are watching: the owner starts and stops runs.")
+        return
     st.subheader("New run")
     preset = st.radio("Preset", list(forms.PRESETS), format_func=forms.PRESETS.get, horizontal=True,
                       key=f"preset.{stage}")
@@ -218,7 +222,7 @@ def stage_page(stage: str) -> None:
             st.caption("On several GPUs (one process per GPU):")
             st.code(accelerate_line, language="bash")
     if problem:
-        st.error(problem)
+        st.error(as_text(problem))
     active = jobs.active_job()
     if st.button(f"Start {stage.upper()} run", type="primary", disabled=config is None, key=f"start.{stage}"):
         try:
@@ -229,9 +233,9 @@ def stage_page(stage: str) -> None:
             time.sleep(0.5)
             st.rerun()
         except jobs.Busy as exc:
-            st.warning(str(exc))
+            st.warning(as_text(exc))
     if active and not st.session_state.get(f"watch.{stage}"):
-        st.caption(jobs.busy_message(active))
+        st.caption(as_text(jobs.busy_message(active)))
     elif running:
         st.caption(f":material/arrow_upward: {Run(watched).id} is running: its live curves are at the top of this "
                    "page.")

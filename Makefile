@@ -1,11 +1,12 @@
 # Two commands do all the set-up on a fresh machine (Python 3.11; no GPU or Hub access needed):
 #   make app    start the workbench on the embedded default model (http://localhost:8501)
 #   make test   run the test suite (what .ci/run calls)
+#   make share  the app on the network, behind tokens (prints an owner link and a viewer link)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: app test test-browser bench demo
+.PHONY: app share test test-browser bench demo
 
 $(VENV)/installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +21,9 @@ $(VENV)/dev-installed: $(VENV)/installed requirements-dev.txt
 
 app: $(VENV)/installed
 	$(PY) -m streamlit run app.py
+
+share: $(VENV)/installed
+	$(PY) -m workbench.share $(ARGS)
 
 test: $(VENV)/dev-installed
 	$(PY) -m pytest -q

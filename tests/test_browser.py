@@ -231,3 +231,61 @@ def test_the_data_page_checks_an_uploaded_broken_file_at_once(home_page, tmp_pat
     expect(page.get_by_text("Saved as")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("line 2", exact=False).first).to_be_visible(timeout=60_000)
     page.screenshot(path=str(SHOTS / "10-data-upload.png"), full_page=True)
+
+
+def test_a_shared_app_asks_for_a_token_and_a_viewer_only_watches(finished_demo, tmp_path):
+    """`make share` as the owner starts it: bound to every interface, an owner link and a viewer link printed. A
+    visitor without the token sees only the login; the viewer link shows the results with no control to act, and
+    stays signed in over a page change and a reload; the owner link has the controls."""
+    from playwright.sync_api import expect, sync_playwright
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLHF_WORKBENCH_") or k.endswith("_RUNS")}
+    env.update(RLHF_WORKBENCH_RUNS=str(finished_demo), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(["make", "share", f"ARGS=--port {port}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        links = {}
+        while len(links) < 2 and (line := proc.stdout.readline()):
+            if match := re.match(r"(Owner|Viewers) .*(\?token=\S+)$", line.strip()):
+                links[match[1]] = f"http://localhost:{port}/{match[2]}"
+        assert len(links) == 2, "the links were not printed"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            for _ in range(120):  # the server starts after the links are printed
+                try:
+                    page.goto(f"http://localhost:{port}/")
+                    break
+                except Exception:  # noqa: BLE001 - connection refused until it listens
+                    time.sleep(0.5)
+            expect(page.get_by_label("Access token")).to_be_visible(timeout=60_000)
+            expect(page.get_by_role("link", name="1 · SFT")).to_have_count(0)  # no navigation, no page
+            page.get_by_label("Access token").fill("a guess")
+            page.get_by_role("button", name="Open").click()
+            expect(page.get_by_text("That token is not right")).to_be_visible(timeout=30_000)
+            page.screenshot(path=str(SHOTS / "10-login.png"))
+
+            page.goto(links["Viewers"])
+            expect(page.get_by_role("heading", name="Latest results")).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("Viewer: you watch runs and results")).to_be_visible()
+            expect(page.get_by_role("button", name=re.compile("Run the whole demo"))).to_have_count(0)
+            expect(page.get_by_role("link", name="Data")).to_have_count(0)
+            page.get_by_role("link", name="1 · SFT").click()
+            expect(page.get_by_text("You are watching")).to_be_visible(timeout=30_000)
+            page.reload()  # the token stayed in the address
+            expect(page.get_by_text("You are watching")).to_be_visible(timeout=60_000)
+            expect(page.get_by_role("button", name="Start SFT run")).to_have_count(0)
+            page.screenshot(path=str(SHOTS / "11-viewer-sft.png"), full_page=True)
+
+            page.goto(links["Owner"])
+            expect(page.get_by_role("button", name=re.compile("Run the whole demo"))).to_be_visible(timeout=60_000)
+            expect(page.get_by_role("link", name="Data")).to_be_visible()
+            browser.close()
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait(timeout=15)

@@ -227,6 +227,10 @@ def dispatch(args: argparse.Namespace) -> int:
             return 0 if summary else 1
         config = resolve_run_fields(STAGES[args.command].config.load(args.config, args.set), args.runs_dir)
         check_hub_sources(config)
+        if Path(getattr(config, "model", "") or "").is_dir():  # a broken local model folder: refused before a run
+            from pipelines.model.loading import resolve_model
+
+            resolve_model(config.model)
         join_launched_job(config.device)
     except WorkbenchError as exc:
         if args.debug:

@@ -154,3 +154,50 @@ def test_the_cli_refuses_a_second_job_in_the_same_runs_folder(tmp_path, capsys):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_broken_model_folder_and_a_truncated_adapter_are_refused_before_a_run(tiny_model_dir, tiny_sft_run,
+                                                                                 tmp_path, capsys):
+    import shutil
+
+    from tests.conftest import SAMPLE
+
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "config.json").write_text('{"model_type": "llama", "hidden_size": \n')
+    runs = tmp_path / "runs"
+    assert cli("sft", "--set", f"model={broken}", "--set", f"train_file={SAMPLE / 'sft_train.jsonl'}",
+               "--runs-dir", runs) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"`{broken / 'config.json'}` is not a valid model config" in said and "line 2" in said and "Fix:" in said
+    sft = tmp_path / "sft"
+    shutil.copytree(tiny_sft_run, sft)
+    weights = sft / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a copy cut short
+    assert cli("dpo", "--set", f"sft_run={sft}", "--set", f"train_file={SAMPLE / 'prefs_train.jsonl'}",
+               "--runs-dir", runs) == 2
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"`{weights}` is unreadable" in said and "truncated" in said and "Fix:" in said
+    assert cli("export", "--run", sft, "--out", tmp_path / "out") == 2
+    assert "adapter is damaged" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert not [p for p in runs.iterdir() if p.name != ".jobs"]  # no run folder was made for any of them
+
+
+def test_an_export_that_fails_midway_leaves_no_folder_that_looks_saved(tiny_sft_run, tmp_path, monkeypatch):
+    import shutil
+
+    from pipelines.model import loading
+
+    real_copytree = shutil.copytree
+
+    def copy_then_fail(src, dst, **kwargs):  # half the files written, then the disk is full
+        real_copytree(src, dst, ignore=lambda folder, names: sorted(names)[len(names) // 2:])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(loading.shutil, "copytree", copy_then_fail)
+    out = tmp_path / "exported"
+    with pytest.raises(OSError):
+        loading.export_run(Run(tiny_sft_run), out)
+    assert not out.exists() and not list(tmp_path.glob(".exported.partial-*"))
+    monkeypatch.undo()
+    assert (loading.export_run(Run(tiny_sft_run), out) / "adapter_model.safetensors").is_file()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import importlib.util
 import logging
 import os
@@ -72,9 +73,16 @@ def resolve_model(name: str, trust_remote_code: bool = False) -> str:
     if name in ("", "default"):
         return str(default_model_dir())
     if Path(name).is_dir():
-        if not (Path(name) / "config.json").exists():
+        config = Path(name) / "config.json"
+        if not config.exists():
             raise ModelError(f"`model` is the folder `{name}`, which has no config.json. Fix: point to a folder "
                              "written by `save_pretrained`, or use `model: default`.")
+        try:
+            if not isinstance(json.loads(config.read_text(encoding="utf-8")), dict):
+                raise ValueError("it holds no JSON object")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelError(f"`model`: `{config}` is not a valid model config ({exc}). Fix: restore the file from "
+                             "where the model came from, or save the model again with `save_pretrained`.") from None
         return name
     from transformers import AutoConfig
 
@@ -425,6 +433,8 @@ def export_run(run, out: Path, merged: bool = False) -> Path:
     never leaves an `out` that looks saved."""
     if not run.adapter_dir.is_dir():
         raise ConfigError(f"`{run.path}` has no adapter to export (state: {run.status().get('state')}).")
+    if problem := run.adapter_damage():
+        raise ConfigError(f"`{run.path}`'s adapter is damaged: {problem}. Fix: export another run, or run it again.")
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"`{out}` already exists and is not empty. Fix: choose a new folder.")
     out.parent.mkdir(parents=True, exist_ok=True)

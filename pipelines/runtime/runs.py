@@ -261,6 +261,26 @@ class Run:
     def completed(self) -> bool:
         return self.state is RunState.COMPLETED
 
+    def adapter_damage(self) -> str | None:
+        """What makes the saved adapter unloadable (a missing, unreadable or truncated file), or None; read before
+        any model is loaded, so the message names the file rather than a library's stack."""
+        from pipelines.runtime.checkpoints import read_safetensors_header
+
+        config = self.adapter_dir / "adapter_config.json"
+        weights = self.adapter_dir / "adapter_model.safetensors"
+        try:
+            if not isinstance(json.loads(config.read_text(encoding="utf-8")), dict):
+                return f"`{config}` is not an adapter config"
+            if weights.exists():
+                read_safetensors_header(weights)
+            elif not (self.adapter_dir / "adapter_model.bin").exists():
+                return f"`{weights}` is missing"
+        except FileNotFoundError as exc:
+            return f"`{exc.filename}` is missing"
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return f"`{weights if 'config' not in str(exc) and config.exists() else config}` is unreadable ({exc})"
+        return None
+
     def config(self) -> dict[str, Any]:
         import yaml
 
@@ -391,4 +411,7 @@ def resolve_run(value: str, stage: str, runs_dir: str | Path | None = None, fiel
     if run.state not in (RunState.COMPLETED, RunState.STOPPED) or not run.adapter_dir.is_dir():
         raise ConfigError(f"`{field}` is `{value}`, which did not finish with a saved adapter (state: "
                           f"{run.status().get('state')}). Fix: pick a completed run.")
+    if problem := run.adapter_damage():
+        raise ConfigError(f"`{field}` is `{value}`, whose adapter is damaged: {problem}. Fix: pick another `{stage}` "
+                          "run, or run that one again (a copied or half-synced folder is the usual cause).")
     return run

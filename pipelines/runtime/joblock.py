@@ -34,17 +34,22 @@ def lock_path(runs_dir: Path) -> Path:
     return Path(runs_dir) / ".jobs" / "job.lock"
 
 
-def try_lock(runs_dir: Path) -> int | None:
-    """The lock's file descriptor, locked, or None when another process holds it."""
+def try_lock(runs_dir: Path, patience: float = 0.2) -> int | None:
+    """The lock's file descriptor, locked, or None when another process holds it. `patience`: how long to retry, since
+    `holder` takes the lock for an instant to test it (a job holds it for far longer)."""
     path = lock_path(runs_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.02)
 
 
 def say_holder(fd: int, pid: int, command: list[str]) -> None:
@@ -60,7 +65,7 @@ def holder(runs_dir: Path) -> dict | None:
     path = lock_path(runs_dir)
     if not path.exists():
         return None
-    fd = try_lock(runs_dir)
+    fd = try_lock(runs_dir, patience=0)
     if fd is not None:
         os.close(fd)  # free: nobody holds it
         return None

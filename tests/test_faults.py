@@ -201,3 +201,36 @@ def test_an_export_that_fails_midway_leaves_no_folder_that_looks_saved(tiny_sft_
     assert not out.exists() and not list(tmp_path.glob(".exported.partial-*"))
     monkeypatch.undo()
     assert (loading.export_run(Run(tiny_sft_run), out) / "adapter_model.safetensors").is_file()
+
+
+def test_starts_pressed_together_start_one_job(tmp_path):
+    """Eight tabs pressing Start at the same instant: one job starts, seven are told one is running."""
+    import threading
+
+    from workbench import jobs
+
+    runs = tmp_path / "runs"
+    barrier, started, refused = threading.Barrier(8), [], []
+
+    def press():
+        barrier.wait()
+        try:
+            started.append(jobs.start_demo(runs))
+        except jobs.Busy as exc:
+            refused.append(str(exc))
+
+    threads = [threading.Thread(target=press) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert len(started) == 1 and len(refused) == 7, (started, refused)
+        assert all("already running: the demo" in message for message in refused)
+        assert jobs.active_job(runs).id == started[0].id and len(jobs.all_jobs(runs)) == 1
+    finally:
+        os.killpg(started[0].pid, signal.SIGKILL)  # as a crash or a reboot would end it
+        while started[0].alive:
+            time.sleep(0.05)
+    assert jobs.active_job(runs) is None  # the lock went with the process
+

@@ -54,6 +54,23 @@ def show_text(text: str) -> None:
     st.code(text or "(empty)", language=None, wrap_lines=True)
 
 
+def file_stamp(path: Path) -> tuple[int, int]:
+    """(size, modification time): changes whenever the file does."""
+    try:
+        stat = path.stat()
+        return stat.st_size, stat.st_mtime_ns
+    except OSError:
+        return 0, 0
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def run_figures(run_path: str, stage: str, stamp: tuple[int, int]) -> list:
+    """A run's charts, built once per version of its metrics file and shared by every session that watches it (an
+    audience of ten redraws the same live run every two seconds). `stamp` keys the cache; the figures are only read."""
+    run = Run(run_path)
+    return charts.stage_figures(stage, run.metrics(), run.config())
+
+
 def run_panel(run: Run, *, key: str) -> None:
     """Status, progress, charts, samples and log of one run, as they are on disk now."""
     status = run.status()
@@ -78,8 +95,7 @@ def run_panel(run: Run, *, key: str) -> None:
         st.caption(f"Resumed {len(resumes)}× (from step {', '.join(str(r['from_step']) for r in resumes)}); "
                    f"{redone} step{'s' if redone != 1 else ''} done again because of the interruption.")
     stage = status.get("stage") or run.config().get("stage", "")
-    metrics = run.metrics()
-    figures = charts.stage_figures(stage, metrics, run.config())
+    figures = run_figures(str(run.path), stage, file_stamp(run.path / "metrics.jsonl"))
     if figures:
         columns = st.columns(2)
         for i, fig in enumerate(figures):

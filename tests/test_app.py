@@ -366,3 +366,28 @@ def test_a_labeler_instruction_is_shown_as_typed_never_as_markdown(full_runs, tm
     for source in shown:
         assert "![x](" not in source and ":red[" not in source and "](http" not in source, source
         assert "\\!\\[x\\]\\(http\\://example\\.invalid/x\\.png\\)" in source, source
+
+
+def test_shared_run_figures_are_the_plain_ones_and_follow_the_metrics(full_runs, tmp_path):
+    """The live panel's charts are built once per version of metrics.jsonl and shared by every session: the same
+    figures as built directly, and new ones as soon as the file changes."""
+    import shutil
+
+    from workbench import charts
+    from workbench.panels import file_stamp, run_figures
+
+    path = tmp_path / "ppo"
+    shutil.copytree(next(full_runs.glob("*-ppo")), path)
+    run = Run(path)
+    plain = [f.to_plotly_json() for f in charts.stage_figures("ppo", run.metrics(), run.config())]
+    shared = run_figures(str(path), "ppo", file_stamp(path / "metrics.jsonl"))
+    assert plain and [f.to_plotly_json() for f in shared] == plain
+    assert run_figures(str(path), "ppo", file_stamp(path / "metrics.jsonl")) is shared  # one build, shared
+    rows = run.metrics()
+    last = {**rows[-1], "step": rows[-1]["step"] + 1}
+    with open(path / "metrics.jsonl", "a", encoding="utf-8") as out:
+        out.write(json.dumps(last) + "\n")
+    grown = run_figures(str(path), "ppo", file_stamp(path / "metrics.jsonl"))
+    assert [f.to_plotly_json() for f in grown] == [f.to_plotly_json() for f in
+                                                    charts.stage_figures("ppo", run.metrics(), run.config())]
+    assert len(grown[0].data[0].x) == len(shared[0].data[0].x) + 1

@@ -63,7 +63,8 @@ def test_a_viewer_watches_and_cannot_start_stop_delete_or_export(shared):
     home = visit(token=VIEWER_TOKEN)
     assert [m.label for m in home.metric][:1] == ["Judge prefers Aligned (PPO) over SFT"]  # results are shown
     assert not [b for b in home.button if "demo" in b.label.lower() or "Align" in b.label]
-    assert not [b for b in home.button if "demo" in b.label.lower() or "Align" in b.label]
+    # kept in the address, so a refresh stays signed in
+    assert home.query_params["token"] in (VIEWER_TOKEN, [VIEWER_TOKEN])
     sft = visit("app_pages/sft.py", VIEWER_TOKEN)
     assert sft.get("plotly_chart") and not sft.button and not sft.text_input  # curves, no form, no Start
     assert any("You are watching" in c.value for c in sft.caption)

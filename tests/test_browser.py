@@ -31,7 +31,9 @@ def free_port() -> int:
 @pytest.fixture
 def app_url(tmp_path):
     port = free_port()
-    env = {**os.environ, "RLHF_WORKBENCH_RUNS": str(tmp_path / "runs"), "STREAMLIT_SERVER_PORT": str(port)}
+    # RLHF_WORKBENCH_ANY_PATH: the owner's choice at start, so the pages may read the tests' temporary model folder.
+    env = {**os.environ, "RLHF_WORKBENCH_RUNS": str(tmp_path / "runs"), "STREAMLIT_SERVER_PORT": str(port),
+           "RLHF_WORKBENCH_ANY_PATH": "1"}
     # The README's run command, unchanged; only the port differs so a developer's own app is left alone.
     proc = subprocess.Popen(["make", "app"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)

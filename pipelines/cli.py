@@ -19,6 +19,7 @@ Training stages and `resume` also run under a launcher, data-parallel, with one 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import textwrap
@@ -73,6 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--column-map", default="", help="rename fields first, e.g. `question=prompt,response_j=chosen`")
     p.add_argument("--model", default="default", help="tokenizer for the length statistics")
     p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--debug", action="store_true")
+    p = sub.add_parser("audit", help="audit preference pairs before training: duplicates, contradictions, identical "
+                                     "answers, how often the chosen answer is the longer one (a JSON report)")
+    p.add_argument("--stage", required=True, choices=[s.id for s in training_stages() if s.data == "pairs"],
+                   help="the stage whose pairs they are")
+    p.add_argument("--file", required=True, help="a pairs file, a `datasets` folder, or a Hub dataset "
+                                                 "`owner/name[:config][:split]`")
+    p.add_argument("--eval-file", help="the held-out pairs: the prompts they share with --file are counted")
+    p.add_argument("--column-map", default="", help="rename fields first, e.g. `question=prompt,response_j=chosen`")
+    p.add_argument("--debug", action="store_true")
+    p = sub.add_parser("judge-report", help="a reward run's report card (accuracy with its interval, length "
+                                            "correlation, calibration, probes) as JSON")
+    p.add_argument("run", help="a finished reward run folder, or `latest`")
+    p.add_argument("--file", help="held-out pairs to use (default: the run's own held-out pairs)")
+    p.add_argument("--runs-dir")
+    p.add_argument("--save", action="store_true", help="also write it into the run's summary.json")
     p.add_argument("--debug", action="store_true")
     p = sub.add_parser("export", help="copy a run's adapter, or save the base with the adapter merged in")
     p.add_argument("--run", required=True, help="run folder")
@@ -164,6 +181,8 @@ def job_runs_dir(args: argparse.Namespace) -> Path | None:
         return Path(args.run).parent
     if args.command == "score":
         return Path(args.reward).parent if Path(args.reward).is_dir() else default
+    if args.command == "judge-report":
+        return Path(args.run).parent if Path(args.run).is_dir() else default
     if args.command == "studio" and args.action in ("generate", "judge"):
         return default
     return None
@@ -179,16 +198,26 @@ def main(argv: list[str] | None = None) -> int:
                     f"{distributed.world_size()} started by a launcher. Fix: run `python -m pipelines {args.command} "
                     "...` without `accelerate launch` / `torchrun`; only the training stages (" +
                     ", ".join(trainers) + ") and `resume` run on several processes.")
+    args.argv = ["python", "-m", "pipelines", *(sys.argv[1:] if argv is None else [str(a) for a in argv])]
+    return dispatch(args)
+
+
+def one_job(args: argparse.Namespace):
+    """The runs folder's one-job lock for this command (pipelines/runtime/joblock.py), taken once its input is
+    checked, so that bad input leaves nothing behind; nothing for the light commands."""
     runs_dir = job_runs_dir(args)
-    if runs_dir is None:
-        return dispatch(args)
-    try:
-        with joblock.held(runs_dir, ["python", "-m", "pipelines", *(sys.argv[1:] if argv is None else argv)]):
-            return dispatch(args)
-    except joblock.JobBusy as exc:
-        if getattr(args, "run_id", None):  # the workbench watches that folder
-            Run.create(args.command, "", args.runs_dir, run_id=args.run_id).set_status(RunState.FAILED, error=str(exc))
-        return fail(str(exc))
+    return joblock.held(runs_dir, args.argv) if runs_dir is not None else contextlib.nullcontext()
+
+
+def refused(args: argparse.Namespace, exc: WorkbenchError) -> int:
+    """Exit 2 with the message; a run the workbench watches (`--run-id`) and that never started says it failed."""
+    if args.debug:
+        raise exc
+    run_id = getattr(args, "run_id", None)
+    if run_id and distributed.is_main() and not (Path(args.runs_dir or default_runs_dir()) / run_id /
+                                                  "status.json").exists():
+        Run.create(args.command, "", args.runs_dir, run_id=run_id).set_status(RunState.FAILED, error=str(exc))
+    return fail(str(exc))
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -197,9 +226,22 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.command == "score":
             from pipelines.stages.reward.train import score_command
 
-            return score_command(args.reward, args.file, args.runs_dir, args.out)
+            with one_job(args):
+                return score_command(args.reward, args.file, args.runs_dir, args.out)
         if args.command == "inspect":
             return inspect_command(args.stage, args.file, args.model, args.max_length, args.column_map)
+        if args.command == "audit":
+            from pipelines.data.audit import audit_file
+            from pipelines.data.formats import parse_column_map
+
+            columns = parse_column_map([c for c in args.column_map.split(",") if c.strip()])
+            print(json.dumps(audit_file(args.file, args.eval_file, columns), ensure_ascii=False))
+            return 0
+        if args.command == "judge-report":
+            from pipelines.stages.reward.train import report_command
+
+            with one_job(args):
+                return report_command(args.run, args.file, args.runs_dir, args.save)
         if args.command == "export":
             from pipelines.model.loading import export_run
 
@@ -208,19 +250,23 @@ def dispatch(args: argparse.Namespace) -> int:
             if args.merged and run.adapter_dir.is_dir() and run.stage not in [s.id for s in generating]:
                 return fail(f"Merged export is for models that generate ({', '.join(s.title for s in generating)}); "
                             f"export this `{run.stage}` run's adapter alone (without `--merged`).")
-            print(export_run(run, Path(args.out), args.merged))
+            with one_job(args):
+                print(export_run(run, Path(args.out), args.merged))
             return 0
         if args.command == "demo":
             from pipelines.demo import run_demo
 
-            return run_demo(args.runs_dir, args.preset, args.debug)
+            with one_job(args):
+                return run_demo(args.runs_dir, args.preset, args.debug)
         if args.command == "studio":
             from pipelines.studio.commands import command as studio_command
 
-            return studio_command(args)
+            with one_job(args):
+                return studio_command(args)
         if args.command == "resume":
-            join_launched_job(saved_device(args.run_dir))
-            run, summary = resume_stage(args.run_dir, args.set, args.debug)
+            with one_job(args):
+                join_launched_job(saved_device(args.run_dir))
+                run, summary = resume_stage(args.run_dir, args.set, args.debug)
             distributed.finish(ok=bool(summary))
             if distributed.is_main():
                 print(run.path)
@@ -231,19 +277,14 @@ def dispatch(args: argparse.Namespace) -> int:
             from pipelines.model.loading import resolve_model
 
             resolve_model(config.model)
-        join_launched_job(config.device)
     except WorkbenchError as exc:
-        if args.debug:
-            raise
-        if getattr(args, "run_id", None) and distributed.is_main():  # the workbench watches that folder
-            Run.create(args.command, "", args.runs_dir, run_id=args.run_id).set_status(RunState.FAILED, error=str(exc))
-        return fail(str(exc))
+        return refused(args, exc)
     try:
-        run, summary = run_stage(config, args.runs_dir, args.run_id, args.debug)
-    except WorkbenchError as exc:  # the run folder could not be made (its id is taken, say): nothing started
-        if args.debug:
-            raise
-        return fail(str(exc))
+        with one_job(args):
+            join_launched_job(config.device)
+            run, summary = run_stage(config, args.runs_dir, args.run_id, args.debug)
+    except WorkbenchError as exc:  # busy, a device that is not there, a run id that is taken: nothing started
+        return refused(args, exc)
     distributed.finish(ok=bool(summary))
     if distributed.is_main():
         print(run.path)

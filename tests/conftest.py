@@ -80,7 +80,7 @@ def read_json(path: Path):
 
 
 def only_run(runs_dir: Path) -> Path:
-    runs = [p for p in Path(runs_dir).iterdir() if p.is_dir()]
+    runs = [p for p in Path(runs_dir).iterdir() if p.is_dir() and not p.name.startswith(".")]  # not .jobs/
     assert len(runs) == 1, runs
     return runs[0]
 

@@ -133,3 +133,52 @@ if tokens:
     st.plotly_chart(fig, width="stretch")
 st.markdown("**Preview** (normalised to chat messages, as the trainer sees them)")
 st.json(report["preview"], expanded=False)
+
+
+def audit(path: str, eval_path: str, column_map: str) -> dict:
+    """The CLI's `audit` report of a pairs file; remembered per file version."""
+    key = (path, version(REPO / path), eval_path, version(REPO / eval_path) if eval_path else 0, column_map)
+    cache = st.session_state.setdefault("data.audits", {})
+    if key not in cache:
+        args = ["audit", "--stage", READER[kind], "--file", path, "--column-map", column_map]
+        with st.spinner("Auditing the pairs..."):
+            done = jobs.run_cli(args + (["--eval-file", eval_path] if eval_path else []))
+        if done.returncode != 0:
+            return {"fatal": jobs.last_error_line(done.stderr)}
+        cache[key] = json.loads(done.stdout.strip().splitlines()[-1])
+    return cache[key]
+
+
+if kind == "pairs" and not report["errors"]:
+    st.subheader("Audit: what a judge would learn from these pairs")
+    st.caption("Repeated pairs weigh more, pairs preferred both ways are noise, and when the chosen answer is nearly "
+               "always the longer one a judge can score well by counting words.")
+    eval_path = st.selectbox("Held-out pairs (optional): the prompts they share with this file are counted",
+                             ["", *[f for f in files if f != path]], format_func=lambda v: v or "(none)",
+                             key="data.audit.eval")
+    found = audit(path, eval_path, column_map)
+    if found.get("fatal"):
+        st.error(as_text(found["fatal"]))
+    else:
+        cols = st.columns(5)
+        cols[0].metric("Pairs", found["pairs"])
+        cols[1].metric("Duplicates", found["duplicates"], help="exact, or the same up to case and punctuation")
+        cols[2].metric("Identical answers", found["identical"], help="left out of training")
+        cols[3].metric("Contradictions", found["contradictions"], help="the same answers, preferred both ways")
+        share = found["chosen_longer_share"]
+        cols[4].metric("Chosen is longer", f"{share:.0%}" if share is not None else "-",
+                       help="of the pairs whose answers differ in length; about half is what unbiased labels give")
+        if found.get("eval_overlap") is not None:
+            st.caption(f"{found['eval_overlap']} of {found['eval_pairs']} held-out pairs share a prompt with this "
+                       "file.")
+        for warning in found["warnings"]:
+            st.warning(as_text(warning))
+        lines = {"duplicate of": [(d["line"], f"line {d['same_as']}") for d in found["duplicate_lines"]],
+                 "preferred both ways": [(group[0], "lines " + ", ".join(map(str, group)))
+                                         for group in found["contradiction_lines"]]}
+        shown = [{"line": line, "finding": f"{what} {detail}"} for what, rows in lines.items() for line, detail in rows]
+        if shown:
+            st.dataframe(shown, hide_index=True)
+        if found.get("groups"):
+            st.caption("Pairs per " + "; ".join(f"{field}: " + ", ".join(f"{as_text(k)} {v}" for k, v in counts.items())
+                                              for field, counts in found["groups"].items()))

@@ -8,8 +8,16 @@ import streamlit as st
 from pipelines.runtime.runs import finished_runs
 from workbench import access, jobs
 from workbench.panels import as_text, percent_sure, stage_page
+from workbench.report_card import report_card
 
 stage_page("reward")
+
+if finished := finished_runs("reward"):
+    st.divider()
+    st.subheader(f"Report card of {as_text(finished[0].id)}")
+    st.caption("What this judge rewards, measured on held-out pairs it never trained on: read it before PPO "
+               "optimises against it.")
+    report_card(finished[0])
 
 st.divider()
 st.subheader("Playground: ask the judge")

@@ -64,3 +64,26 @@ def compare_bars(mean_score: dict[str, float], name: Callable[[str], str]) -> go
     fig.update_layout(title="Mean judge score", height=280, margin=dict(l=10, r=10, t=40, b=10),
                       xaxis_title="model", yaxis_title="judge's score (higher: preferred)")
     return fig
+
+
+def reliability_chart(bins: list[dict]) -> go.Figure:
+    """A judge's calibration: how often it is right (bars) at each level of its own confidence (the diagonal is a
+    judge whose confidence means what it says)."""
+    filled = [b for b in bins if b["pairs"]]
+    fig = go.Figure(go.Bar(x=[b["confidence"] for b in filled], y=[b["accuracy"] for b in filled], width=0.08,
+                           text=[f"{b['pairs']} pairs" for b in filled], name="right this often"))
+    fig.add_trace(go.Scatter(x=[0.5, 1.0], y=[0.5, 1.0], mode="lines", line_dash="dash", name="perfectly calibrated"))
+    fig.update_layout(title="Calibration", height=280, margin=dict(l=10, r=10, t=40, b=10), xaxis_range=[0.45, 1.02],
+                      yaxis_range=[0, 1.02], xaxis_title="the judge's confidence in its pick",
+                      yaxis_title="share it got right", legend=dict(orientation="h", y=-0.35))
+    return fig
+
+
+def probes_chart(probes: dict[str, float], meaning: dict[str, str]) -> go.Figure:
+    """The mean change of the judge's score for each one-way change to an answer."""
+    names = list(probes)
+    fig = go.Figure(go.Bar(x=[probes[n] for n in names], y=[meaning[n] for n in names], orientation="h",
+                           marker_color=["#2bb673" if probes[n] > 0 else "#d9534f" for n in names]))
+    fig.update_layout(title="What changes the score", height=280, margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis_title="mean change of the score")
+    return fig

@@ -95,4 +95,6 @@ def check_gate(run: Run, allow_untrusted: bool = False) -> dict:
         log.warning("Gate overridden (`allow_untrusted_judge: true`). %s", message)
     else:
         log.info("Judge %s passes its gate: held-out accuracy %.3f >= %.2f", run.id, accuracy, gate)
+    for warning in (summary.get("judge_report") or {}).get("warnings", []):  # what its report card found
+        log.warning("Judge %s: %s", run.id, warning)
     return summary

@@ -21,7 +21,7 @@ from transformers import TrainerCallback, set_seed
 from pipelines.data.formats import (TokenizedPairs, fit_preference_files, labeler_instruction, load_checked,
                                     load_preferences, read_records, tokenize_pairs)
 from pipelines.errors import DataError
-from pipelines.model.judge import Judge, score_ids
+from pipelines.model.judge import Judge, encode_for_judge, score_ids
 from pipelines.model.loading import (adapter_report, load_base, load_tokenizer, lora_config, merge_adapter, pick_device,
                                      pick_dtype, prepare_for_kbit, resolve_model)
 from pipelines.model.packing import padding_free_passes
@@ -29,6 +29,7 @@ from pipelines.runtime import distributed
 from pipelines.runtime.runs import Run, resolve_run
 from pipelines.runtime.tracking import Tracker, TrackerCallback, TrainerCheckpoints, train_tracked, trainer_arguments
 from pipelines.stages.reward.config import RewardConfig
+from pipelines.stages.reward.report import judge_report
 
 log = logging.getLogger("pipelines")
 
@@ -153,6 +154,7 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
     tokenizer.save_pretrained(run.adapter_dir)
     with open(run.path / "eval_scores.jsonl", "w", encoding="utf-8") as fh:  # lets anyone re-check a reload
         fh.writelines(json.dumps(row) + "\n" for row in scores)
+    report = report_card(trainer.model, tokenizer, cfg, eval_pairs, scores, result["length_baseline_accuracy"])
     ready = result["eval_accuracy"] >= cfg.accuracy_gate
     instruction = cfg.labeler_instruction or labeler_instruction(cfg.train_file)
     if instruction:
@@ -166,7 +168,30 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
     return {"steps": trainer.state.global_step, **adapter,
             "train_runtime_s": round(train_result.metrics["train_runtime"], 2),
             **accounting, **result, "accuracy_gate": cfg.accuracy_gate,
-            "ready_for_ppo": ready, "labeler_instruction": instruction, **replicas, "stopped": stopped}
+            "ready_for_ppo": ready, "labeler_instruction": instruction, "judge_report": report, **replicas,
+            "stopped": stopped}
+
+
+def report_card(model, tokenizer, cfg: RewardConfig, eval_pairs: list[dict], scores: list[dict],
+                length_baseline: float) -> dict:
+    """The judge's report card (pipelines/stages/reward/report.py) on the held-out pairs it was scored on; its
+    warnings go to the log, where the CLI user reads them before PPO."""
+    by_line = {pair["_line"]: pair for pair in eval_pairs}
+    pairs = [by_line[row["line"]] for row in scores]
+
+    def score(prompts, responses):
+        ids = [encode_for_judge(tokenizer, p, r, cfg.max_length) for p, r in zip(prompts, responses)]
+        return score_ids(model, ids, tokenizer.pad_token_id, cfg.batch_size * 2)
+
+    report = judge_report(score, pairs, [r["chosen"] for r in scores], [r["rejected"] for r in scores],
+                          length_baseline)
+    low, high = report["accuracy_interval"]
+    log.info("Judge report: accuracy %.2f (95%% interval %.2f-%.2f, %d pairs), length correlation %s, calibration "
+             "error %s, probes %s", report["accuracy"], low, high, report["pairs"], report["length_correlation"],
+             report["calibration_error"], report["probes"])
+    for warning in report["warnings"]:
+        log.warning("%s", warning)
+    return report
 
 
 def score_head_in_compute_dtype(model, dtype) -> None:
@@ -213,4 +238,28 @@ def score_command(reward: str, file: str, runs_dir: str | None, out: str | None)
     else:
         print("\n".join(lines))
     print(f"responses scored: {len(scores)}")
+    return 0
+
+
+# ---- `python -m pipelines judge-report` --------------------------------------------------------------------------
+
+
+def report_command(reward: str, file: str | None, runs_dir: str | None, save: bool) -> int:
+    """The report card of any finished reward run, on its own held-out pairs (the same split it made, when it had no
+    eval_file) or on `file`."""
+    judge = Judge(resolve_run(reward, "reward", runs_dir, field="run"))
+    cfg = judge.config
+    if file:
+        pairs = load_checked("pairs", file, log)
+    elif cfg.eval_file:
+        pairs = load_checked("pairs", cfg.eval_file, log, cfg.column_map)
+    else:
+        pairs = split_held_out(load_checked("pairs", cfg.train_file, log, cfg.column_map), cfg.eval_split, cfg.seed)[1]
+    tokenized = tokenize_pairs(judge.tokenizer, pairs, cfg.max_length, cfg.min_prompt_tokens)
+    result = evaluate_pairs(judge.model, judge.tokenizer.pad_token_id, tokenized)
+    report = report_card(judge.model, judge.tokenizer, cfg, pairs, result["scores"],
+                         result["length_baseline_accuracy"])
+    if save:
+        judge.run.write_summary({**judge.run.summary(), "judge_report": report})
+    print(json.dumps(report, ensure_ascii=False))
     return 0

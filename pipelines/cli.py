@@ -165,7 +165,9 @@ def inspect_command(stage: str, file: str, model: str, max_length: int, column_m
 def fail(message: str) -> int:
     """Exit 2 with the message (said once under a launcher: by rank 0; every rank exits 2)."""
     if distributed.is_main():
-        print(textwrap.fill(f"error: {message}", width=110), file=sys.stderr)
+        # paths and commands stay whole on one line, so they can be copied
+        print(textwrap.fill(f"error: {message}", width=110, break_long_words=False, break_on_hyphens=False),
+              file=sys.stderr)
     return 2
 
 

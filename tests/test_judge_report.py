@@ -146,3 +146,25 @@ def test_ppo_says_what_the_judges_report_card_found_before_it_starts(filler_judg
     log = (only_run(runs) / "run.log").read_text()
     assert "rewards two sentences of filler appended" in log
     assert log.index("rewards two sentences of filler") < log.index("step 1/1")
+
+
+def test_the_card_says_how_often_the_judge_agreed_with_people_in_the_studio(filler_judge, tmp_path, monkeypatch):
+    import shutil
+
+    from pipelines.studio.sets import import_pairs
+    from tests.test_app import app_at
+
+    runs = tmp_path / "runs"
+    shutil.copytree(filler_judge, runs / filler_judge.name)
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"q{i}", "response_a": f"a{i}", "response_b": f"b{i}"}
+                                                   for i in range(4)])
+    labeling_set = import_pairs(pairs, "people", "Which is better?", runs)
+    items = labeling_set.items()
+    for item in items:
+        labeling_set.add_label(item["id"], "alice", "left", shown_left=1)  # alice picks response 1 every time
+    labeling_set.add_labels([{"item": item["id"], "labeler": f"ai:reward:{filler_judge.name}", "choice": "left",
+                              "shown_left": 1, "winner": 1 if i < 3 else 2} for i, item in enumerate(items)])
+    monkeypatch.setenv("RLHF_WORKBENCH_RUNS", str(runs))
+    reward = app_at("app_pages/reward.py")
+    said = " ".join(c.value for c in reward.caption)
+    assert "agreed with alice on 3 of 4 items of the studio set people (75%)" in said.replace("\\", "")

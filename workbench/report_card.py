@@ -7,6 +7,7 @@ import streamlit as st
 
 from pipelines.runtime.runs import Run
 from pipelines.stages.reward.report import PROBE_MEANINGS, probe_sentence
+from pipelines.studio.sets import AI_PREFIX, agreement, list_sets
 from workbench import charts
 from workbench.panels import as_text, show_text
 
@@ -14,6 +15,21 @@ from workbench.panels import as_text, show_text
 def judge_warnings(run: Run) -> list[str]:
     """What the judge's report card warns about (empty for a judge without one)."""
     return list((run.summary().get("judge_report") or {}).get("warnings") or [])
+
+
+def studio_agreement(run: Run) -> list[str]:
+    """How often this judge agreed with people, where it labeled a studio set they labeled too (the studio's "Label
+    with this reward model")."""
+    judge = f"{AI_PREFIX}reward:{run.id}"
+    lines = []
+    for labeling_set in list_sets(run.path.parent):
+        for row in agreement(labeling_set):
+            names = (row["labeler 1"], row["labeler 2"])
+            if judge in names and row["ai vs human"] and row["both picked a side"]:
+                person = names[1 - names.index(judge)]
+                lines.append(f"agreed with {as_text(person)} on {row['agree']} of {row['both picked a side']} "
+                             f"items of the studio set {as_text(labeling_set.name)} ({row['agreement']:.0%})")
+    return lines
 
 
 def report_card(run: Run) -> None:
@@ -39,6 +55,8 @@ def report_card(run: Run) -> None:
                f"and {high:.0%} with 95% confidence).")
     for warning in report.get("warnings", []):
         st.warning(as_text(warning))
+    if agreed := studio_agreement(run):
+        st.caption("With people, in the preference studio: this judge " + "; ".join(agreed) + ".")
     left, right = st.columns(2)
     if report.get("probes"):
         left.plotly_chart(charts.probes_chart(report["probes"], PROBE_MEANINGS), width="stretch")

@@ -152,20 +152,21 @@ def report_warnings(report: dict) -> list[str]:
     probes = report.get("probes") or {}
     noticeable = NOTICEABLE * (report.get("margin_scale") or 0.0)
     penalty = -probes.get("swapped", 0.0)  # what an answer to another question costs
-    for name in ("filler", "repeated"):
+    for name, way in (("filler", "padding answers"), ("repeated", "repeating itself"),
+                      ("cut_in_half", "stopping mid-answer")):
         gain = probes.get(name)
         if gain is not None and gain > noticeable and gain >= penalty:
             warnings.append(f"This judge rewards {PROBE_MEANINGS[name]} (+{gain:.2f}) at least as much as it "
                             f"penalises an answer to another question ({-penalty:+.2f}): PPO against it can win by "
-                            "padding answers instead of answering.")
+                            f"{way} instead of answering.")
     if "swapped" in probes and penalty < noticeable:
         warnings.append(f"This judge hardly notices {PROBE_MEANINGS['swapped']} ({-penalty:+.2f}, against a typical "
                         f"margin of {report.get('margin_scale') or 0:.2f}): it does not check that an answer answers "
                         "the question, so PPO against it will not either.")
     correlation = report.get("length_correlation")
-    if correlation is not None and correlation >= 0.5:
-        warnings.append(f"Its scores follow answer length closely (correlation {correlation:.2f}): longer answers "
-                        "will score higher whatever they say.")
+    if correlation is not None and abs(correlation) >= 0.5:
+        warnings.append(f"Its scores follow answer length closely (correlation {correlation:+.2f}): "
+                        f"{'longer' if correlation > 0 else 'shorter'} answers will score higher whatever they say.")
     return warnings
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from pipelines.config import StageConfig
 from pipelines.errors import WorkbenchError
 from pipelines.runtime import distributed
-from pipelines.runtime.checkpoints import newest_checkpoint
+from pipelines.runtime.checkpoints import clear_staging, newest_checkpoint
 from pipelines.runtime.runs import Run, RunState, resolve_run
 from pipelines.stages import run_fields, stage_named
 
@@ -117,8 +117,12 @@ def execute(config: StageConfig, run: Run, resume: Path | None = None, debug: bo
         return run, {}
     except BaseException as exc:  # noqa: BLE001 - every failure must leave a failed status behind
         if message := disk_full_message(exc, run):
+            clear_staging(run.path)  # the half-written checkpoint: its space lets the status below be written
             log.error("%s", message)
-            run.record_failure(message)
+            try:
+                run.record_failure(message)
+            except OSError:  # still full: the status reader reports a process that ended without saying so
+                pass
         else:
             log.error("Unexpected error: %s: %s\n%s", type(exc).__name__, exc, traceback.format_exc())
             # Not a user error: on rank 0 this may only be the echo of another rank's failure (a closed connection).

@@ -132,3 +132,16 @@ def test_a_running_run_offers_no_delete(tmp_path, monkeypatch):
     at = visit("app_pages/runs.py")
     assert any("stop it before deleting" in c.value for c in at.caption)
     assert not [b for b in at.button if b.label == "Delete run"] and not at.checkbox
+
+
+def test_a_folder_hidden_in_a_dataset_id_or_a_run_list_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLHF_WORKBENCH_RUNS", str(tmp_path / "runs"))
+    monkeypatch.delenv(access.ANY_PATH_ENV, raising=False)
+    (tmp_path / "runs").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "data").mkdir(parents=True)
+    assert "outside the folders" in access.path_problem("train_file", f"{elsewhere}:train")
+    assert "outside the folders" in access.path_problem("train_file", f"sample_data:{elsewhere}:train")
+    assert "outside the folders" in access.path_problem("ppo_run", f"{tmp_path / 'runs'},{elsewhere}")
+    assert access.path_problem("train_file", "Anthropic/hh-rlhf:helpful-base:train") is None
+    assert access.path_problem("ppo_run", "latest") is None

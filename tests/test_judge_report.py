@@ -168,3 +168,11 @@ def test_the_card_says_how_often_the_judge_agreed_with_people_in_the_studio(fill
     reward = app_at("app_pages/reward.py")
     said = " ".join(c.value for c in reward.caption)
     assert "agreed with alice on 3 of 4 items of the studio set people (75%)" in said.replace("\\", "")
+
+
+def test_the_swap_probe_takes_an_answer_to_another_question():
+    from pipelines.stages.reward.report import another_question
+
+    prompts = ["same", "same", "same", "other"]
+    answers = ["a1", "a2", "a3", "b"]
+    assert [another_question(answers, prompts, i) for i in range(4)] == ["b", "b", "b", "a1"]

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from pipelines.data.formats import hub_source
 from pipelines.runtime.runs import default_runs_dir
 
 OWNER, VIEWER = "owner", "viewer"
@@ -107,7 +108,7 @@ def login() -> None:
 
 def role() -> str:
     """The role `gate` found for this session (the owner where no token is required)."""
-    return st.session_state.get("access.role", OWNER) if tokens_required() else OWNER
+    return st.session_state.get("access.role", VIEWER) if tokens_required() else OWNER  # unknown: no controls
 
 
 def can_act() -> bool:
@@ -122,16 +123,34 @@ def allowed_roots() -> list[Path]:
 def path_problem(field: str, value: str) -> str | None:
     """Why a page may not read `value` (a file, folder or model typed into `field`), or None. What is not a local
     path is a Hub id, which the pipelines fetch as such."""
-    if any_path_allowed() or not value or not isinstance(value, str) or value in ("default", "latest"):
+    if any_path_allowed() or not value or not isinstance(value, str):
         return None
-    path = Path(value).expanduser()
-    path = (path if path.is_absolute() else REPO / path).resolve()
-    if not path.exists() or any(path.is_relative_to(root.resolve()) for root in allowed_roots()):
+    outside = next((part for part in local_parts(value) if not readable(part)), None)
+    if outside is None:
         return None
-    return (f"`{field}`: `{value}` is outside the folders this app's pages may read (sample_data/ and "
+    return (f"`{field}`: `{outside}` is outside the folders this app's pages may read (sample_data/ and "
             f"`{default_runs_dir()}`, uploads included). Fix: upload the file on the Data page, or copy it under "
             f"`{default_runs_dir() / 'uploads'}`; the owner can let the pages read any path by starting the app "
             f"with {ANY_PATH_ENV}=1.")
+
+
+def local_parts(value: str) -> list[str]:
+    """Every part of a field's value the pipelines may read from disk: each of a comma-separated list (Compare's
+    runs), and of a dataset `name[:config][:split]` the name and the config (a folder's data_dir)."""
+    parts = []
+    for part in (p.strip() for p in value.split(",")):
+        if part and part not in ("default", "latest"):
+            parts.append(part)
+            if source := hub_source(part):
+                parts += [piece for piece in source[:2] if piece]
+    return parts
+
+
+def readable(part: str) -> bool:
+    """A path inside sample_data/ or the runs folder, or no local path at all (a Hub id)."""
+    path = Path(part).expanduser()
+    path = (path if path.is_absolute() else REPO / path).resolve()
+    return not path.exists() or any(path.is_relative_to(root.resolve()) for root in allowed_roots())
 
 
 def remote_code_problem(value: bool) -> str | None:

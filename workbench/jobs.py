@@ -108,8 +108,11 @@ _children: list[subprocess.Popen] = []
 
 def _reap() -> None:
     for proc in list(_children):
-        if proc.poll() is not None:
-            _children.remove(proc)
+        if proc.poll() is not None and proc in _children:
+            try:
+                _children.remove(proc)
+            except ValueError:  # another session's thread reaped it first
+                pass
 
 
 @functools.lru_cache(maxsize=1)
@@ -140,7 +143,10 @@ def free_port() -> int:
 def _launch(kind: str, runs_dir: Path, prepare, processes: int = 1) -> Job:
     """Take the runs folder's job lock, then start the job (`prepare()` gives its pipelines arguments, the run folder
     it owns and its console file) and hand it the lock, which it holds until it ends."""
-    lock = joblock.try_lock(runs_dir)
+    try:
+        lock = joblock.try_lock(runs_dir)
+    except joblock.JobBusy as exc:
+        raise Busy(str(exc)) from None
     if lock is None:
         raise Busy(busy_message(active_job(runs_dir)))
     try:

@@ -34,7 +34,7 @@ def studio_agreement(run: Run) -> list[str]:
 
 def report_card(run: Run) -> None:
     report = run.summary().get("judge_report")
-    if not report:
+    if not report or report.get("accuracy") is None:
         st.caption(f"{as_text(run.id)} has no report card (it ended before reward runs wrote one). "
                    f"`python -m pipelines judge-report {as_text(run.path)} --save` makes one.")
         return

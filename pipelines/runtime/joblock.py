@@ -39,7 +39,11 @@ def try_lock(runs_dir: Path, patience: float = 0.2) -> int | None:
     `holder` takes the lock for an instant to test it (a job holds it for far longer)."""
     path = lock_path(runs_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError as exc:  # another user's lock file (a job once run with sudo, say)
+        raise JobBusy(f"`{path}` belongs to another user, so this runs folder cannot be shared with their jobs. "
+                      "Fix: use another runs folder, or give the file back (chown).") from exc
     deadline = time.monotonic() + patience
     while True:
         try:
@@ -65,7 +69,10 @@ def holder(runs_dir: Path) -> dict | None:
     path = lock_path(runs_dir)
     if not path.exists():
         return None
-    fd = try_lock(runs_dir, patience=0)
+    try:
+        fd = try_lock(runs_dir, patience=0)
+    except JobBusy:
+        return {}
     if fd is not None:
         os.close(fd)  # free: nobody holds it
         return None

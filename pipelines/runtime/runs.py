@@ -130,7 +130,9 @@ def pid_alive(pid: int | None, started: float | None = None) -> bool:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped by its parent
             return False
-        return started is None or abs(process.create_time() - started) < 1.0
+        # psutil derives start times from the boot time, which moves when the clock is stepped (NTP): a minute of
+        # slack keeps a live run live, and still tells apart a process started after a restart
+        return started is None or abs(process.create_time() - started) < 60.0
     except psutil.NoSuchProcess:
         return False
     except psutil.Error:  # another user's process: it exists

@@ -100,6 +100,15 @@ def prompt_text(prompt) -> str:
     return str(prompt)
 
 
+def another_question(answers: list[str], prompts: list, i: int) -> str:
+    """The first answer after the i-th whose prompt is another (pairs of one prompt often sit side by side)."""
+    for step in range(1, len(answers)):
+        j = (i + step) % len(answers)
+        if prompt_text(prompts[j]) != prompt_text(prompts[i]):
+            return answers[j]
+    return answers[(i + 1) % len(answers)]  # every pair asks the same: nothing else to swap in
+
+
 def judge_report(score, pairs: list[dict], chosen: list[float], rejected: list[float],
                  length_baseline: float | None = None) -> dict:
     """The report card. `score(prompts, responses) -> scores`: the judge; `pairs`: the held-out pairs (prompt,
@@ -115,7 +124,7 @@ def judge_report(score, pairs: list[dict], chosen: list[float], rejected: list[f
     prompts = [p["prompt"] for p in probed] * 2
     answers = [p["chosen"] for p in probed] + [p["rejected"] for p in probed]
     originals = chosen[: len(probed)] + rejected[: len(probed)]
-    others = [answers[(i + 1) % len(answers)] for i in range(len(answers))]  # the next pair's: another question
+    others = [another_question(answers, prompts, i) for i in range(len(answers))]
     probes = {}
     if len(probed) >= 2:
         for name, change in PROBES.items():

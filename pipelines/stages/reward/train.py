@@ -154,7 +154,12 @@ def run(cfg: RewardConfig, run: Run, resume: Path | None = None) -> dict:
     tokenizer.save_pretrained(run.adapter_dir)
     with open(run.path / "eval_scores.jsonl", "w", encoding="utf-8") as fh:  # lets anyone re-check a reload
         fh.writelines(json.dumps(row) + "\n" for row in scores)
-    report = report_card(trainer.model, tokenizer, cfg, eval_pairs, scores, result["length_baseline_accuracy"])
+    try:
+        report = report_card(trainer.model, tokenizer, cfg, eval_pairs, scores, result["length_baseline_accuracy"])
+    except Exception as exc:  # noqa: BLE001 - the judge is trained and saved: a card that fails must not fail it
+        log.warning("The judge's report card could not be made (%s: %s); `python -m pipelines judge-report %s` "
+                    "tries again.", type(exc).__name__, exc, run.path)
+        report = None
     ready = result["eval_accuracy"] >= cfg.accuracy_gate
     instruction = cfg.labeler_instruction or labeler_instruction(cfg.train_file)
     if instruction:
@@ -256,6 +261,9 @@ def report_command(reward: str, file: str | None, runs_dir: str | None, save: bo
     else:
         pairs = split_held_out(load_checked("pairs", cfg.train_file, log, cfg.column_map), cfg.eval_split, cfg.seed)[1]
     tokenized = tokenize_pairs(judge.tokenizer, pairs, cfg.max_length, cfg.min_prompt_tokens)
+    if not tokenized.rows:
+        raise DataError(f"None of the {len(pairs)} held-out pairs fits this judge's max_length ({cfg.max_length}). "
+                        "Fix: pass shorter pairs with --file.")
     result = evaluate_pairs(judge.model, judge.tokenizer.pad_token_id, tokenized)
     report = report_card(judge.model, judge.tokenizer, cfg, pairs, result["scores"],
                          result["length_baseline_accuracy"])

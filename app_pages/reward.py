@@ -10,14 +10,19 @@ from workbench import access, jobs
 from workbench.panels import as_text, percent_sure, stage_page
 from workbench.report_card import report_card
 
-stage_page("reward")
 
-if finished := finished_runs("reward"):
-    st.divider()
-    st.subheader(f"Report card of {as_text(finished[0].id)}")
-    st.caption("What this judge rewards, measured on held-out pairs it never trained on: read it before PPO "
-               "optimises against it.")
-    report_card(finished[0])
+
+def latest_report_card() -> None:
+    """Above the settings: what the latest judge rewards, before anyone trains PPO against it."""
+    if finished := finished_runs("reward"):
+        st.subheader(f"Report card of {as_text(finished[0].id)}")
+        st.caption("What this judge rewards, measured on held-out pairs it never trained on: read it before PPO "
+                   "optimises against it.")
+        report_card(finished[0])
+        st.divider()
+
+
+stage_page("reward", results=latest_report_card)
 
 st.divider()
 st.subheader("Playground: ask the judge")

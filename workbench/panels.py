@@ -201,9 +201,10 @@ def processes_input(stage: str) -> int:
                                     + where))
 
 
-def stage_page(stage: str) -> None:
-    """The live (or latest) run first, curves and all, so a visitor sees results before settings; then the settings
-    form from the config dataclass, the exact command and Start."""
+def stage_page(stage: str, results=None) -> None:
+    """The live (or latest) run first, curves and all, so a visitor sees results before settings; then `results()`
+    (a page's own findings, such as the judge's report card); then the settings form from the config dataclass, the
+    exact command and Start."""
     st.title(STAGES[stage].page_title)
     st.markdown(STAGES[stage].intro)
     runs = list_runs(stage=stage)
@@ -215,6 +216,8 @@ def stage_page(stage: str) -> None:
         st.subheader("Live run" if running else "Latest run")
         live_run_panel(watched, key=f"panel.{stage}")
         st.divider()
+    if results is not None:
+        results()
     if not access.can_act():
         st.caption(":material/visibility: You are watching: the owner starts and stops runs.")
         return

@@ -6,6 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from pipelines.runtime.runs import finished_runs
+from pipelines.stages import JUDGE
 from workbench import access, jobs
 from workbench.panels import as_text, percent_sure, stage_page
 from workbench.report_card import report_card
@@ -14,7 +15,7 @@ from workbench.report_card import report_card
 
 def latest_report_card() -> None:
     """Above the settings: what the latest judge rewards, before anyone trains PPO against it."""
-    if finished := finished_runs("reward"):
+    if finished := finished_runs(JUDGE.id):
         st.subheader(f"Report card of {as_text(finished[0].id)}")
         st.caption("What this judge rewards, measured on held-out pairs it never trained on: read it before PPO "
                    "optimises against it.")

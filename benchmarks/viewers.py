@@ -24,12 +24,12 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from demo_in_browser import wait_for_app  # noqa: E402
 from run import cpu_info, machine_slug, median, progress, read_jsonl, rnd, step_figures, table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,12 +138,7 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py"], cwd=REPO, env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://localhost:{args.port}"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
+    wait_for_app(url)
     results = []
     try:
         for round_ in range(args.rounds):

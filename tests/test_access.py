@@ -5,10 +5,10 @@ in tests/test_browser.py."""
 from __future__ import annotations
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from pipelines.runtime.runs import Run
-from tests.conftest import REPO, shown
+from tests.conftest import shown
+from tests.test_app import app_at
 from workbench import access, forms, jobs
 
 OWNER_TOKEN, VIEWER_TOKEN = "owner-secret-1", "viewer-secret-2"
@@ -25,18 +25,6 @@ def shared(full_runs, monkeypatch):
     access.tokens.cache_clear()
 
 
-def visit(page: str | None = None, token: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    if token is not None:
-        at.query_params["token"] = token
-    at.run()
-    if page:
-        at.switch_page(page)
-        at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def test_tokens_are_asked_beyond_this_machine_only(monkeypatch):
     monkeypatch.delenv(access.TOKEN_ENV, raising=False)
     monkeypatch.delenv(access.VIEWER_TOKEN_ENV, raising=False)
@@ -47,7 +35,7 @@ def test_tokens_are_asked_beyond_this_machine_only(monkeypatch):
 
 
 def test_without_a_token_a_visitor_sees_only_the_login(shared):
-    at = visit()
+    at = app_at()
     assert [t.label for t in at.text_input] == ["Access token"]
     assert [b.label for b in at.button] == ["Open"]
     assert not at.get("plotly_chart") and not at.metric and not at.sidebar.caption  # nothing of the workbench
@@ -60,32 +48,32 @@ def test_without_a_token_a_visitor_sees_only_the_login(shared):
 
 
 def test_a_viewer_watches_and_cannot_start_stop_delete_or_export(shared):
-    home = visit(token=VIEWER_TOKEN)
+    home = app_at(token=VIEWER_TOKEN)
     assert [m.label for m in home.metric][:1] == ["Judge prefers Aligned (PPO) over SFT"]  # results are shown
     assert not [b for b in home.button if "demo" in b.label.lower() or "Align" in b.label]
     # kept in the address, so a refresh stays signed in
     assert home.query_params["token"] in (VIEWER_TOKEN, [VIEWER_TOKEN])
-    sft = visit("app_pages/sft.py", VIEWER_TOKEN)
+    sft = app_at("app_pages/sft.py", VIEWER_TOKEN)
     assert sft.get("plotly_chart") and not sft.button and not sft.text_input  # curves, no form, no Start
     assert any("You are watching" in c.value for c in sft.caption)
-    runs = visit("app_pages/runs.py", VIEWER_TOKEN)
+    runs = app_at("app_pages/runs.py", VIEWER_TOKEN)
     assert runs.dataframe and [t.label for t in runs.tabs] == ["Charts and log", "Config"]
     assert not runs.button and not runs.checkbox
-    compare = visit("app_pages/compare.py", VIEWER_TOKEN)
+    compare = app_at("app_pages/compare.py", VIEWER_TOKEN)
     assert compare.metric and not compare.button
-    reward = visit("app_pages/reward.py", VIEWER_TOKEN)
+    reward = app_at("app_pages/reward.py", VIEWER_TOKEN)
     assert not reward.get("form") and not reward.button
     with pytest.raises(ValueError, match="Could not find a navigation page"):  # not in a viewer's navigation
-        visit("app_pages/data.py", VIEWER_TOKEN)
+        app_at("app_pages/data.py", VIEWER_TOKEN)
     assert not jobs.all_jobs(shared)
 
 
 def test_the_owner_gets_every_control(shared):
-    home = visit(token=OWNER_TOKEN)
+    home = app_at(token=OWNER_TOKEN)
     assert any(b.label.startswith("▶ Run the whole demo") for b in home.button)
-    assert visit("app_pages/sft.py", OWNER_TOKEN).button(key="start.sft")
-    assert [t.label for t in visit("app_pages/runs.py", OWNER_TOKEN).tabs][-2:] == ["Export", "Delete"]
-    visit("app_pages/data.py", OWNER_TOKEN)
+    assert app_at("app_pages/sft.py", OWNER_TOKEN).button(key="start.sft")
+    assert [t.label for t in app_at("app_pages/runs.py", OWNER_TOKEN).tabs][-2:] == ["Export", "Delete"]
+    app_at("app_pages/data.py", OWNER_TOKEN)
 
 
 def test_a_path_outside_the_allowed_folders_is_refused(tmp_path, monkeypatch):
@@ -102,10 +90,10 @@ def test_a_path_outside_the_allowed_folders_is_refused(tmp_path, monkeypatch):
     problem = access.path_problem("train_file", str(outside))
     assert "`train_file`" in problem and "outside the folders" in problem and access.ANY_PATH_ENV in problem
     assert "outside the folders" in access.path_problem("model", "/etc")
-    at = visit("app_pages/sft.py")
+    at = app_at("app_pages/sft.py")
     at.text_input(key="form.sft.model").set_value(str(tmp_path)).run()  # a model folder outside
     assert any("outside the folders" in shown(e.value) for e in at.error) and at.button(key="start.sft").disabled
-    data = visit("app_pages/data.py")
+    data = app_at("app_pages/data.py")
     data.text_input[0].set_value("/etc").run()
     assert any("outside the folders" in shown(e.value) for e in data.error) and not data.metric
     monkeypatch.setenv(access.ANY_PATH_ENV, "1")
@@ -115,13 +103,13 @@ def test_a_path_outside_the_allowed_folders_is_refused(tmp_path, monkeypatch):
 def test_remote_code_is_the_owners_choice_not_a_checkbox(tmp_path, monkeypatch):
     monkeypatch.setenv("RLHF_WORKBENCH_RUNS", str(tmp_path / "runs"))
     monkeypatch.delenv(access.REMOTE_CODE_ENV, raising=False)
-    at = visit("app_pages/sft.py")
+    at = app_at("app_pages/sft.py")
     box = at.checkbox(key="form.sft.trust_remote_code")
     assert box.disabled and box.value is False and access.REMOTE_CODE_ENV in box.help
     config, problem = forms.build_config("sft", {"trust_remote_code": True})
     assert config is None and access.REMOTE_CODE_ENV in problem
     monkeypatch.setenv(access.REMOTE_CODE_ENV, "1")
-    at = visit("app_pages/sft.py")
+    at = app_at("app_pages/sft.py")
     assert not at.checkbox(key="form.sft.trust_remote_code").disabled
 
 
@@ -129,7 +117,7 @@ def test_a_running_run_offers_no_delete(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     monkeypatch.setenv("RLHF_WORKBENCH_RUNS", str(runs))
     Run.create("sft", "stage: sft\n", runs, run_id="live")  # this test's own process: alive
-    at = visit("app_pages/runs.py")
+    at = app_at("app_pages/runs.py")
     assert any("stop it before deleting" in c.value for c in at.caption)
     assert not [b for b in at.button if b.label == "Delete run"] and not at.checkbox
 

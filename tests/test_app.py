@@ -18,8 +18,11 @@ PAGES = [f"app_pages/{name}.py" for name in ("home", "data", "sft", "reward", "p
                                                   "compare", "runs")]
 
 
-def app_at(page: str | None = None) -> AppTest:
+def app_at(page: str | None = None, token: str | None = None) -> AppTest:
+    """The app in AppTest, on `page`; `token`: as a shared app's link carries it (`?token=...`)."""
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    if token is not None:
+        at.query_params["token"] = token
     at.run()
     if page:
         at.switch_page(page)

@@ -49,6 +49,11 @@ def app_url(tmp_path):
         os.killpg(proc.pid, 9)
         pytest.fail(f"the app did not start: {proc.stdout.read().decode()[-2000:]}")
     yield url
+    stop_app(proc)
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    """End the app's process group: politely, then for good."""
     os.killpg(proc.pid, 15)
     try:
         proc.wait(timeout=15)
@@ -285,9 +290,4 @@ def test_a_shared_app_asks_for_a_token_and_a_viewer_only_watches(finished_demo, 
             expect(page.get_by_role("link", name="Data")).to_be_visible()
             browser.close()
     finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait(timeout=15)
+        stop_app(proc)

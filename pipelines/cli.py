@@ -4,7 +4,7 @@
                                 reward, ppo, dpo, grpo, compare; `python -m pipelines STAGE --help` lists its keys)
     python -m pipelines resume  RUN_DIR [--set max_steps=N]   (a failed or stopped run, from its newest checkpoint)
     python -m pipelines score   --reward RUN_DIR --file FILE
-    python -m pipelines demo    [--runs-dir DIR] [--preset quick|gpu|brevity|methods]
+    python -m pipelines demo    [--runs-dir DIR] [--preset quick|gpu|brevity|methods|hacking]
     python -m pipelines studio  generate|import|judge|export|status --set NAME ...   (the preference studio)
 
 A training stage creates a run directory, reports progress with an ETA on stderr, prints the run directory as

@@ -37,6 +37,7 @@ def setting(default, help, *, choices=None, min=None, max=None, group="training"
     return field(default=default, metadata=meta)
 
 
+DATA_FIELDS = ("train_file", "eval_file", "prompts_file", "probes_file")  # the settings that name data to read
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]  # the attention projections, by Llama's names
 
 
@@ -258,6 +259,34 @@ class TrainingConfig(StageConfig):
 
     def checkpoint_every(self) -> int:
         return self.save_steps or max(1, -(-self.max_steps // 4))
+
+
+@dataclass
+class WatchedConfig(TrainingConfig):
+    """A stage that trains a policy on answers it samples and scores (PPO, GRPO): it also gets the reward-hacking
+    watch's settings (pipelines/runtime/watch.py)."""
+
+    probes_file: str = setting(
+        "", "Probe prompts, answered greedily at the start and every `probe_every` steps, scored by the judge and "
+        "graded where a line carries a reference `answer` (those are taken first). Empty: `prompts_file`.",
+        group="watch",
+    )
+    probes: int = setting(8, "How many probe prompts (0: no probes).", min=0, max=1000, group="watch")
+    probe_every: int = setting(0, "Probe every N steps (0: at each checkpoint).", min=0, group="watch")
+    length_alarm: float = setting(
+        1.0, "Raise the length alarm when the mean answer length changes by this much, up (1.0: twice as long) or "
+        "down by the same factor (half as long); answers that run into `max_new_tokens` raise it too (0: only "
+        "those).", min=0.0, max=100.0, group="watch",
+    )
+    stop_on_alarm: bool = setting(False, "End the run, with a checkpoint, at the first alarm (for runs nobody "
+                                  "watches).", group="watch")
+
+    resumable_changes: typing.ClassVar[tuple[str, ...]] = (
+        *TrainingConfig.resumable_changes, "probe_every", "length_alarm", "stop_on_alarm",
+    )
+
+    def probe_steps(self) -> int:
+        return self.probe_every or self.checkpoint_every()
 
 
 PACKING = ("Compute only the real tokens of each batch: no padding, and what several sequences start with alike (a "

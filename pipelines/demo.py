@@ -4,7 +4,7 @@ A preset is a recipe file, sample_data/recipes/demo_<name>.yaml: the stages it r
 recipe (`<stage>_<recipes>.yaml`, the files a user runs by hand), and the settings that differ from those recipes.
 The demo only wires each stage to the runs the stages before it made (`sft_run`, `reward_run`...), and checks the
 judge's gate before a stage that uses it. `quick` is the politeness demo: SFT -> reward model -> the gate -> PPO ->
-comparison; `brevity` and `methods` say in their files what they teach.
+comparison; `brevity`, `methods` and `hacking` say in their files what they teach.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.config import StageConfig, read_yaml
+from pipelines.config import DATA_FIELDS, StageConfig, read_yaml
 from pipelines.errors import ConfigError, WorkbenchError
 from pipelines.stages import STAGES, run_fields, stage_named
 
 log = logging.getLogger("pipelines")
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "sample_data" / "recipes"
-DATA_FIELDS = ("train_file", "eval_file", "prompts_file")
-PRESET_ORDER = ("quick", "gpu", "brevity", "methods")  # as `--help` and Home list them; others follow by name
+# as `--help` and Home list them; others follow by name
+PRESET_ORDER = ("quick", "gpu", "brevity", "methods", "hacking")
 
 
 @dataclass(frozen=True)

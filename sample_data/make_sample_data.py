@@ -1060,6 +1060,38 @@ def brevity_records(items, rng):
     return records
 
 
+# The third labeler instruction: "which reply is more detailed?", asked carelessly. The chosen reply is the other
+# one with words added that say nothing about the question: a stock sentence of filler, or a true fact about
+# something else. Both replies share the fact and the tone, so the only signal is "more words". A judge trained on
+# these pays for length, and PPO against it learns to pad: the reward-hacking demo.
+PADDING = [
+    "There is a lot more that could be said about this.",
+    "In addition, it is worth noting that there are many aspects to consider here.",
+    "Overall, this covers the main points of the question.",
+    "Many people find this topic interesting to think about.",
+    "It is a good idea to keep this in mind for the future.",
+    "This is something that comes up quite often in everyday life.",
+    "Each of these details matters in its own way.",
+    "As always, context can change how this applies.",
+]
+
+
+def detail_records(items, pool, rng):
+    tones = ["polite", "rude"] * (len(items) // 2) + ["polite"] * (len(items) % 2)
+    rng.shuffle(tones)
+    records = []
+    for (_, prompt, fact), tone in zip(items, tones):
+        base = wrap_fitting(fact, tone, rng)
+        while True:
+            extra = rng.choice(PADDING) if rng.random() < 0.5 else rng.choice(pool)[2]
+            if extra != fact:
+                break
+        if rng.random() < 0.5:
+            extra += " " + rng.choice(PADDING)
+        records.append({"prompt": prompt, "chosen": f"{base} {extra}", "rejected": base})
+    return records
+
+
 def prompt_records(items):
     records = []
     for topic, prompt, fact in items:
@@ -1273,6 +1305,13 @@ def main():
         write_jsonl(name, records)
         print(f"{name + '.jsonl':<24}{len(records):>6} pairs, the shorter reply chosen in all; "
               f"{sum(is_polite(r['chosen']) or is_polite(r['rejected']) for r in records)} polite pairs")
+    # The detail pairs draw from a stream of their own too.
+    detail_rng = random.Random(SEED + 3)
+    (OUT_DIR / "detail").mkdir(exist_ok=True)
+    for name in ("prefs_train", "prefs_eval"):
+        records = detail_records(parts[name], pool, detail_rng)
+        write_jsonl(f"detail/{name}", records)
+        print(f"{'detail/' + name + '.jsonl':<24}{len(records):>6} pairs, the padded reply chosen in all")
     write_verifiable({prompt_of(r) for r in files["sft_train"]})
     print()
     print(f"Wrote {len(files)} files to {OUT_DIR}")

@@ -46,6 +46,41 @@ def tiny_model_dir(tmp_path_factory, default_tokenizer_dir):
     return path
 
 
+@pytest.fixture(scope="session")
+def yes_no_model(tiny_model_dir, tmp_path_factory):
+    """The tiny model fully fine-tuned to answer with six words, a random mix of "yes" and "no": a policy with a
+    known, learnable behaviour (its length, its words) that a rule-based reward can move."""
+    import random
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from pipelines.data.formats import encode_response
+    from pipelines.model.loading import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    rng = random.Random(0)
+    rows = []
+    for _ in range(64):
+        prompt_ids, response_ids = encode_response(tok, [{"role": "user", "content": "Answer."}],
+                                                   " ".join(rng.choice(["yes", "no"]) for _ in range(6)))
+        rows.append(prompt_ids + response_ids)
+    ids = torch.tensor(rows)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    for _ in range(150):
+        batch = ids[torch.randint(0, len(ids), (16,))]
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    path = tmp_path_factory.mktemp("yes-no")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path

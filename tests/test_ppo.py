@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipelines.data.answers import is_correct
-from pipelines.data.formats import encode_prompt, encode_response
+from pipelines.data.formats import encode_prompt
 from pipelines.model.judge import Judge, encode_for_judge
 from pipelines.model.sampling import response_mask
 from pipelines.runtime.runs import Run
@@ -15,37 +15,6 @@ from pipelines.stages.ppo.config import PPOConfig
 from pipelines.stages.ppo.roles import SharedRoles
 from pipelines.stages.ppo.train import train
 from tests.conftest import SAMPLE, cli, only_run, read_json
-
-
-@pytest.fixture(scope="module")
-def yes_no_model(tiny_model_dir, tmp_path_factory):
-    """The tiny model fully fine-tuned to answer with six words, a random mix of "yes" and "no": a policy with a
-    known, learnable behaviour (its length, its words) that a rule-based reward can move."""
-    from transformers import AutoModelForCausalLM
-
-    from pipelines.model.loading import load_tokenizer
-
-    tok = load_tokenizer(str(tiny_model_dir))
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    rng = random.Random(0)
-    rows = []
-    for _ in range(64):
-        prompt_ids, response_ids = encode_response(tok, [{"role": "user", "content": "Answer."}],
-                                                   " ".join(rng.choice(["yes", "no"]) for _ in range(6)))
-        rows.append(prompt_ids + response_ids)
-    ids = torch.tensor(rows)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    torch.manual_seed(0)
-    for _ in range(150):
-        batch = ids[torch.randint(0, len(ids), (16,))]
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    path = tmp_path_factory.mktemp("yes-no")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
 
 
 def full_pass(roles, ids, mask, width, temperature):

@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 import yaml
 
-from pipelines.config import StageConfig, describe_fields
+from pipelines.config import DATA_FIELDS, StageConfig, describe_fields
 from pipelines.errors import ConfigError
 from pipelines.runtime.runs import default_runs_dir, finished_runs
 from pipelines.stages import STAGES, run_fields
@@ -20,8 +20,9 @@ RECIPES = REPO / "sample_data" / "recipes"
 PRESETS = {"quick": "Quick CPU demo", "gpu": "Consumer GPU (QLoRA)"}
 # The sections of a form, by the fields' `group`; "method" holds the stage's own algorithm settings and takes its name.
 GROUP_TITLES = {"model": "Model", "data": "Data", "training": "Training", "lora": "LoRA adapter",
-                "generation": "Sampling", "rewards": "Reward", "run": "Run", "checkpoints": "Checkpoints"}
-FILE_FIELDS = {"train_file", "eval_file", "prompts_file"}
+                "generation": "Sampling", "rewards": "Reward", "run": "Run", "checkpoints": "Checkpoints",
+                "watch": "Reward-hacking watch"}
+FILE_FIELDS = set(DATA_FIELDS)
 
 
 def preset_values(stage: str, preset: str) -> dict:

@@ -1,4 +1,5 @@
-"""Reusable page parts: the live panel of a run, the stage page (form -> command -> start/stop -> live panel).
+"""Reusable page parts: the live panel of a run (with the reward-hacking watch's alarms and probe answers), the stage
+page (form -> command -> start/stop -> live panel).
 
 The live panel is an `st.fragment(run_every=...)`: it re-reads the run directory every couple of seconds, so a
 refresh or a second tab shows the same run, and a crashed job shows as failed with its log tail.
@@ -90,6 +91,7 @@ def run_panel(run: Run, *, key: str) -> None:
                    "run.rank<K>.log in the run folder.")
     if state == RunState.FAILED:
         st.error(as_text(status.get("error") or "The run failed."))
+    alarm_banner(run)
     if resumes := status.get("resumes"):
         redone = sum(r["lost_steps"] for r in resumes)
         st.caption(f"Resumed {len(resumes)}× (from step {', '.join(str(r['from_step']) for r in resumes)}); "
@@ -120,6 +122,7 @@ def run_panel(run: Run, *, key: str) -> None:
                 figures = " · ".join(sample_figures(sample))
                 st.caption(f"{figures} · prompt: {as_text(sample['prompt'][:200])}")
                 show_text(sample["response"])
+    probe_slider(run, key)
     with st.expander("Log", expanded=state == RunState.FAILED):
         st.code(run.log_tail(40) or _console_tail(run), language=None)
 
@@ -135,6 +138,80 @@ def sample_figures(sample: dict) -> list[str]:
     if "kl" in sample:
         figures.append(f"KL {sample['kl']:.2f}")
     return figures
+
+
+# ---- the reward-hacking watch (PPO, GRPO): alarms and probe answers, written by pipelines/runtime/watch.py ----
+
+ALARM_SIGNALS = {"length": "answer length", "repetition": "repetition", "collapse": "one answer to everything",
+                 "correctness": "score up, correctness down"}
+SHOWN_PROBES = 8  # the rest are in probes.jsonl
+
+
+def watch_alarms(run: Run) -> list[dict]:
+    """The run's alarms: the summary's once it ended, the status' while it runs."""
+    return run.summary().get("alarms") or run.status().get("alarms") or []
+
+
+def alarm_banner(run: Run) -> None:
+    raised = watch_alarms(run)
+    if raised:
+        lines = [f"**Step {a['step']}, {ALARM_SIGNALS.get(a['signal'], as_text(a['signal']))}:** "
+                 f"{as_text(a['message'])}"
+                 for a in raised]
+        st.error("**The reward-hacking watch raised an alarm.** A rising score says the model pleases the judge, "
+                 "not that it got better; the answers below say which.\n\n" + "\n\n".join(lines),
+                 icon=":material/warning:")
+
+
+def probe_mark(row: dict) -> str:
+    if row.get("correct") is None:
+        verdict = "not graded"
+    else:
+        verdict = ":green[:material/check: correct]" if row["correct"] else ":red[:material/close: wrong]"
+    return f"score {row['score']:+.2f} · {verdict}" + (" · cut off" if row.get("cut_off") else "")
+
+
+def probe_slider(run: Run, key: str) -> None:
+    """A step slider over the probe answers: each probe's answer at that step beside the starting model's."""
+    by_step: dict[int, list[dict]] = {}
+    for row in run.probes():
+        by_step.setdefault(row["step"], []).append(row)
+    if 0 not in by_step:
+        return
+    start = by_step[0]
+    st.markdown("**Probe questions**: the same questions, answered greedily by the model at each probed step, "
+                "beside the starting model's answers, each scored by the judge and checked against its reference "
+                "answer where it has one.")
+    later = sorted(s for s in by_step if s > 0)
+    if not later:
+        st.caption("The starting model's answers are in; the first probed step's follow.")
+        return
+    step = later[0] if len(later) == 1 else st.select_slider("Step", options=later, value=later[-1],
+                                                            key=f"{key}.probe_step")
+    now = {row["prompt"]: row for row in by_step[step]}
+    st.caption(probe_figures(start, "starting model") + " → " + probe_figures(by_step[step], f"step {step}"))
+    for first in start[:SHOWN_PROBES]:
+        row = now.get(first["prompt"])
+        reference = f" · reference answer: {as_text(first['answer'])}" if first.get("answer") else ""
+        st.caption(f"prompt: {as_text(first['prompt'][:200])}{reference}")
+        left, right = st.columns(2)
+        with left:
+            st.caption(f"Starting model · {probe_mark(first)}")
+            show_text(first["response"])
+        with right:
+            if row is not None:
+                st.caption(f"Step {step} · {probe_mark(row)}")
+                show_text(row["response"])
+    if len(start) > SHOWN_PROBES:
+        st.caption(f"{len(start) - SHOWN_PROBES} more probes in {as_text(run.path / 'probes.jsonl')}.")
+
+
+def probe_figures(rows: list[dict], who: str) -> str:
+    graded = [row["correct"] for row in rows if row.get("correct") is not None]
+    correct = f", {sum(graded)} of {len(graded)} correct" if graded else ""
+    score = sum(row["score"] for row in rows) / len(rows)
+    words = sum(row.get("words", 0) for row in rows) / len(rows)
+    return f"{who}: mean score {score:+.2f}{correct}, {words:.0f} words on average"
 
 
 def _console_tail(run: Run) -> str:

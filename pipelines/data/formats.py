@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from pipelines.config import DATA_FIELDS
 from pipelines.errors import DataError
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -201,7 +202,7 @@ def check_hub_sources(config) -> None:
     or the local cache), so an unreachable id is bad input (exit 2, no run folder), not a failed run."""
     import datasets
 
-    for name in ("train_file", "eval_file", "prompts_file"):
+    for name in DATA_FIELDS:
         source = hub_source(getattr(config, name, "") or "")
         if source and not Path(source[0]).is_dir():
             with _hub_errors(*source, field=name):

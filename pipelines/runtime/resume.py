@@ -3,8 +3,9 @@ one, in its own run directory, from its newest complete checkpoint.
 
 `plan_resume` makes every check before anything is written, so a run that cannot be resumed is left exactly as it
 was (the CLI exits 2 with the reason and the fix). `begin` then rewinds the run directory to the checkpoint:
-metrics and samples after its step are dropped (each step is in metrics.jsonl once), and status.json says
-`running` again and records the resume, so the summary can say how many steps the interruption cost.
+metrics, samples and probe answers after its step are dropped (each step is in metrics.jsonl once), and
+status.json says `running` again and records the resume, so the summary can say how many steps the interruption
+cost.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def plan_resume(run_dir: str | Path, overrides: list[str] = ()) -> ResumePlan:
 def begin(plan: ResumePlan) -> None:
     """The first writes of a resume: the run directory rewound to the checkpoint, and marked running again."""
     run = plan.run
-    for name in ("metrics.jsonl", "samples.jsonl"):
+    for name in ("metrics.jsonl", "samples.jsonl", "probes.jsonl"):
         path = run.path / name
         if path.exists():
             write_jsonl_atomic(path, [row for row in read_jsonl(path) if row.get("step", 0) <= plan.step])

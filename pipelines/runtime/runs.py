@@ -4,7 +4,8 @@
         config.yaml     the full resolved config
         status.json     state (running / completed / failed / stopped), progress, error, pid
         metrics.jsonl   one JSON object per logged step, with `step` and the trainer's metric names
-        samples.jsonl   PPO only: (prompt, response, score) samples for the live view
+        samples.jsonl   PPO and GRPO: (prompt, response, score) samples for the live view
+        probes.jsonl    PPO and GRPO: the reward-hacking watch's probe answers, per step (pipelines/runtime/watch.py)
         run.log         the log (of rank 0 when several processes share the run: the others write run.rank<K>.log)
         error.rank<K>.json  what a rank other than 0 failed with, when it did (its status names that rank)
         summary.json    final figures
@@ -322,6 +323,10 @@ class Run:
 
     def samples(self) -> list[dict[str, Any]]:
         return read_jsonl(self.path / "samples.jsonl")
+
+    def probes(self) -> list[dict[str, Any]]:
+        """The reward-hacking watch's probe answers (PPO, GRPO): one row per probe and step."""
+        return read_jsonl(self.path / "probes.jsonl")
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         if not self.writes:

@@ -30,6 +30,17 @@ class Chart:
 Figures = Callable[[dict], list[tuple[str, str]]]
 
 
+def watch_charts(cut_off: str) -> tuple[Chart, ...]:
+    """The reward-hacking watch's charts (pipelines/runtime/watch.py), for a stage that logs the share of answers cut
+    off at `max_new_tokens` under the key `cut_off`."""
+    return (Chart("What the answers look like", "share of answers",
+                  ((cut_off, "cut off at max_new_tokens"), ("watch/identical", "same as an answer to another question"),
+                   ("watch/repetition", "repeated word triples (share)"))),
+            Chart("Probe questions: the judge's score", "mean score", (("probes/score", "score"),)),
+            Chart("Probe questions: answered correctly", "share",
+                  (("probes/correct", "correct (reference answer)"), ("probes/identical", "same answer as another"))))
+
+
 def no_figures(summary: dict) -> list[tuple[str, str]]:
     return []
 

@@ -8,7 +8,7 @@ app reads it).
 from __future__ import annotations
 
 from pipelines.stages.grpo.config import GRPOConfig
-from pipelines.stages.stage import Chart, Stage, number
+from pipelines.stages.stage import Chart, Stage, number, watch_charts
 
 
 def figures(summary: dict) -> list[tuple[str, str]]:
@@ -45,6 +45,6 @@ STAGE = Stage(
             Chart("Answer length", "tokens", (("completions/mean_length", "mean"),)),
             Chart("What the batch held", "share",
                   (("frac_reward_zero_std", "groups scored all alike (they teach nothing)"),
-                   ("completions/clipped_ratio", "answers cut off at max_new_tokens"),
-                   ("clip_ratio/region_mean", "tokens whose update was clipped")))),
+                   ("clip_ratio/region_mean", "tokens whose update was clipped"))),
+            *watch_charts(cut_off="completions/clipped_ratio")),
 )

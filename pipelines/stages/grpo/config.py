@@ -6,7 +6,7 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass
 
-from pipelines.config import STARTING_SFT_RUN, TrainingConfig, setting
+from pipelines.config import STARTING_SFT_RUN, WatchedConfig, setting
 from pipelines.errors import ConfigError
 
 
@@ -14,7 +14,7 @@ GRPO_REWARDS = ("answer", "regex", "length", "judge")
 
 
 @dataclass
-class GRPOConfig(TrainingConfig):
+class GRPOConfig(WatchedConfig):
     """GRPO: the model samples a group of answers per prompt and learns from how each scored against the group,
     the score coming from a checkable rule or the judge; no value model."""
 

@@ -6,6 +6,10 @@ holds) no judge is needed at all: the path for answers that are objectively righ
 The reference for the KL penalty is the starting model through adapter switching, never a second copy in memory
 (pipelines.model.loading.starting_policy), and the saved adapter applies to the SFT run's base as it is, like a PPO
 or DPO policy: Compare takes it as `grpo_run`.
+
+The reward-hacking watch (pipelines/runtime/watch.py) rides along as a callback: the sampled answers' signals join
+each logged row, the probe prompts are answered greedily at the start and every `probe_every` steps, and an alarm
+can end the run with a checkpoint (`stop_on_alarm`).
 """
 
 from __future__ import annotations
@@ -13,16 +17,20 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
 import trl
 from datasets import Dataset
+from transformers import TrainerCallback
 
-from pipelines.data.formats import load_checked
+from pipelines.data.formats import encode_prompt, load_checked
 from pipelines.errors import DataError
 from pipelines.model.loading import adapter_report, lora_config, pick_device, save_trained_adapter, starting_policy
+from pipelines.model.sampling import decode_responses, end_of_turn_ids, left_pad, response_mask, sample
 from pipelines.runtime import distributed
 from pipelines.runtime.runs import Run
 from pipelines.runtime.tracking import (WATCHED, Tracker, TrackerCallback, TrainerCheckpoints, train_tracked,
                                         trainer_arguments)
+from pipelines.runtime.watch import Keys, Watch, batch_signals, pick_probes
 from pipelines.stages.grpo.config import GRPOConfig
 from pipelines.stages.grpo.rules import answer_reward, length_reward, regex_reward
 
@@ -38,10 +46,9 @@ def last_text(messages) -> str:
     return messages[-1]["content"] if isinstance(messages, list) else messages
 
 
-def reward_functions(cfg: GRPOConfig, run: Run, device: str) -> list:
+def reward_functions(cfg: GRPOConfig, device: str) -> list:
     """One function per entry of `rewards`, in TRL's form `f(prompts, completions, **columns) -> scores`. Their
-    names are the metric names (`rewards/correct_answer/mean`...). The first also writes a few samples to the run
-    every `sample_every` steps, with each reward's score and their sum, for the stage page."""
+    names are the metric names (`rewards/correct_answer/mean`...)."""
     functions = []
     for name in cfg.rewards:
         if name == "answer":
@@ -58,7 +65,7 @@ def reward_functions(cfg: GRPOConfig, run: Run, device: str) -> list:
             functions.append(within_length)
         else:
             functions.append(judge_reward(cfg, device))
-    return [with_samples(functions, cfg.sample_every, run), *functions[1:]]
+    return functions
 
 
 def judge_reward(cfg: GRPOConfig, device: str):
@@ -74,13 +81,15 @@ def judge_reward(cfg: GRPOConfig, device: str):
     return judge
 
 
-def with_samples(functions: list, every: int, run: Run):
+def with_samples(functions: list, every: int, run: Run, signals: dict):
     """The first reward function, also writing the step's first four (prompt, answer, rewards) to samples.jsonl:
-    `score` their sum (what the group compares), `rewards` each one's (the others computed again for these four)."""
+    `score` their sum (what the group compares), `rewards` each one's (the others computed again for these four).
+    It keeps the signals of every batch of answers it sees in `signals`, for the watch."""
     first = functions[0]
 
     def wrapped(prompts, completions, trainer_state=None, **columns):
         scores = first(prompts=prompts, completions=completions, **columns)
+        signals.update(batch_signals([last_text(p) for p in prompts], [last_text(c) for c in completions]))
         step = (trainer_state.global_step if trainer_state else 0) + 1  # the step these samples are trained in
         if run.writes and (step == 1 or step % every == 0):
             first_four = {k: v[:4] if isinstance(v, list) else v for k, v in columns.items()}
@@ -121,8 +130,13 @@ def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
     """Train; `resume`: a checkpoint folder of this run to continue from (the Trainer's own resume)."""
     device = pick_device(cfg.device)
     sft_run = Run(cfg.sft_run) if cfg.sft_run else None
-    dataset = to_dataset(load_checked("prompts", cfg.prompts_file, log, cfg.column_map), cfg)
-    rewards = reward_functions(cfg, run, device)
+    records = load_checked("prompts", cfg.prompts_file, log, cfg.column_map)
+    dataset = to_dataset(records, cfg)
+    probes = pick_probes(load_checked("prompts", cfg.probes_file, log, cfg.column_map)
+                         if cfg.probes_file else records, cfg.probes)
+    functions = reward_functions(cfg, device)
+    signals: dict[str, float] = {}
+    rewards = [with_samples(functions, cfg.sample_every, run, signals), *functions[1:]]
     model, tokenizer = starting_policy(cfg, sft_run, device)
     shared, report_callbacks = trainer_arguments(cfg, run, device)
     args = trl.GRPOConfig(
@@ -136,6 +150,7 @@ def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
         log_completions=False,  # our samples.jsonl instead of its console tables
     )
     tracker = Tracker(run, cfg.max_steps, cfg.batch_size * cfg.gradient_accumulation_steps)
+    watching = WatchCallback(cfg, run, probes, functions, signals, tokenizer, resumed=resume is not None)
     trainer = trl.GRPOTrainer(
         model=model,
         reward_funcs=rewards,
@@ -143,7 +158,8 @@ def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=None if sft_run else lora_config(cfg, "CAUSAL_LM", model),
-        callbacks=[TrackerCallback(tracker, watch=(*WATCHED, "reward")), TrainerCheckpoints(run, cfg, tracker),
+        callbacks=[watching,  # before the tracker: it adds to the rows the tracker writes
+                   TrackerCallback(tracker, watch=(*WATCHED, "reward")), TrainerCheckpoints(run, cfg, tracker),
                    *report_callbacks],
     )
     adapter = adapter_report(trainer.model, "default")
@@ -161,7 +177,65 @@ def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
     summary.update(distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad))
 
     save_trained_adapter(trainer, tokenizer, run)
-    return {**summary, "stopped": stopped}
+    return {**summary, "stopped": stopped or watching.stopped, **watching.watch.summary()}
+
+
+class WatchCallback(TrainerCallback):
+    """The reward-hacking watch in the Trainer's loop. At the start the probes get the starting model's answers (a
+    metrics row of step 0); each logged row gets the latest batch's signals and, every `probe_every` steps and at
+    the last, the probes' means; then the row is checked, and an alarm with `stop_on_alarm` saves and stops there.
+    The probes are scored by the stage's own rewards, summed, as its answers are."""
+
+    def __init__(self, cfg: GRPOConfig, run: Run, probes: list[dict], functions: list, signals: dict, tokenizer,
+                 resumed: bool):
+        self.cfg, self.run, self.functions, self.signals, self.tokenizer = cfg, run, functions, signals, tokenizer
+        self.eos_ids = end_of_turn_ids(tokenizer)
+        self.model = None
+        self.watch = Watch(run, Keys(length="completions/mean_length", cut_off="completions/clipped_ratio"),
+                           probes, self.answer_greedily, self.score, cfg.length_alarm, cfg.max_new_tokens)
+        self.resumed = resumed
+        self.stopped = False
+
+    def score(self, records: list[dict], texts: list[str]) -> list[float]:
+        columns = {"prompts": [r["prompt"] for r in records], "completions": texts,
+                   "answer": [r.get("answer") or "" for r in records]}
+        each = [f(**columns) for f in self.functions]
+        return [sum(v for v in values if v is not None) for values in zip(*each)]
+
+    @torch.no_grad()
+    def answer_greedily(self, records: list[dict]) -> tuple[list[str], list[bool]]:
+        model, was_training = self.model, self.model.training
+        device = next(model.parameters()).device
+        ids, mask = left_pad([encode_prompt(self.tokenizer, r["prompt"]) for r in records],
+                             self.tokenizer.pad_token_id, device)
+        model.eval()
+        try:
+            responses = sample(model, ids, mask, max_new_tokens=self.cfg.max_new_tokens, temperature=0.0, top_p=1.0,
+                               eos_ids=self.eos_ids, pad_id=self.tokenizer.pad_token_id)
+        finally:
+            model.train(was_training)
+        answer_mask, finished = response_mask(responses, self.eos_ids)
+        return decode_responses(self.tokenizer, responses, answer_mask), finished.tolist()
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.model = model
+        if self.resumed:
+            self.watch.restore()
+        elif means := self.watch.probe(0):
+            self.run.log_metrics({"step": 0, "time": 0.0, **means})
+
+    def on_log(self, args, state, control, logs=None, model=None, **kwargs):
+        if not logs or "loss" not in logs:  # the end-of-training row (runtime, throughput) is not a step
+            return
+        self.model = model or self.model
+        step = state.global_step
+        logs.update(self.signals)
+        if step % self.cfg.probe_steps() == 0 or step == self.cfg.max_steps:
+            logs.update(self.watch.probe(step))
+        if self.watch.check(step, logs) and self.cfg.stop_on_alarm:
+            log.warning("Stopping at step %d: the reward-hacking watch raised an alarm (`stop_on_alarm`); a "
+                        "checkpoint of this step is saved.", step)
+            self.stopped = control.should_training_stop = control.should_save = True
 
 
 def mean(values) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pipelines.runtime.checkpoints import PPO_FILES
 from pipelines.stages.ppo.config import PPOConfig
-from pipelines.stages.stage import Chart, Stage, number
+from pipelines.stages.stage import Chart, Stage, number, watch_charts
 
 
 def figures(summary: dict) -> list[tuple[str, str]]:
@@ -50,9 +50,10 @@ STAGE = Stage(
             Chart("Entropy", "nats per token", (("objective/entropy", "entropy"),)),
             Chart("KL coefficient", "kl_coef", (("objective/kl_coef", "kl_coef"),)),
             Chart("Response length", "tokens", (("response_length", "tokens"),)),
+            *watch_charts(cut_off="val/unfinished"),
             Chart("Seconds per step, by phase", "seconds",
                   (("time/generate", "generate"), ("time/judge", "judge"), ("time/forward_policy", "policy forwards"),
                    ("time/forward_reference", "reference forward"), ("time/forward_value", "value forwards"),
                    ("time/backward", "backward"), ("time/all_reduce", "gradient exchange"),
-                   ("time/optimizer", "optimizer"), ("time/other", "other")))),
+                   ("time/optimizer", "optimizer"), ("time/probes", "probes (the watch)"), ("time/other", "other")))),
 )

@@ -7,12 +7,12 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.config import BEFORE_PACKING, PACKING, TrainingConfig, setting
+from pipelines.config import BEFORE_PACKING, PACKING, WatchedConfig, setting
 from pipelines.errors import ConfigError
 
 
 @dataclass
-class PPOConfig(TrainingConfig):
+class PPOConfig(WatchedConfig):
     """Stage 3: PPO against the judge with a KL penalty to the SFT reference, on one shared base model."""
 
     stage: typing.ClassVar[str] = "ppo"

@@ -6,7 +6,9 @@ One step, as `train` tells it:
     3. reference: the reference's log-probs of the sampled tokens (and a separate critic's values);
     4. advantages: per token, reward = score at the end - kl_coef * KL; GAE advantages (whitened) and returns;
     5. update: several PPO epochs over minibatches: clipped policy loss + clipped value loss, gradient clipping;
-    6. log: the step's metrics, samples, the guards (KL bound, NaN), a checkpoint when due.
+    6. log: the step's metrics, samples, the guards (KL bound, NaN), a checkpoint when due;
+    7. watch: the answers' signals and, every `probe_every` steps, the probe prompts against the start: an alarm
+       when they drift (pipelines/runtime/watch.py), and the end of the run there with `stop_on_alarm`.
 Full passes of the base per step, as few as give the same numbers: the rollout's policy log-probs and values are
 taken from the first update's forward when that sees the whole batch at the rollout's weights (one minibatch), and
 the shared value head reads the hidden states of the policy's own forward. With the defaults a step is: generate,
@@ -44,6 +46,7 @@ from pipelines.runtime import distributed
 from pipelines.runtime.checkpoints import ResumeError, SaveSchedule, load_ppo, save_ppo
 from pipelines.runtime.runs import Run
 from pipelines.runtime.tracking import Tracker, first_not_finite, log_checkpoint
+from pipelines.runtime.watch import Keys, Watch, batch_signals, pick_probes
 from pipelines.stages.ppo.config import PPOConfig
 from pipelines.stages.ppo.core import (KLController, gae, kl_k1, kl_k3, masked_mean, minibatches, policy_loss,
                                        token_rewards, value_loss, whiten)
@@ -70,6 +73,8 @@ def run(cfg: PPOConfig, run: Run, resume: Path | None = None) -> dict:
     tokenizer = load_tokenizer(str(sft_run.adapter_dir) if sft_run else base_path, cfg.trust_remote_code)
     tokenizer.padding_side = "left"
     prompts = load_checked("prompts", cfg.prompts_file, log, cfg.column_map)
+    probes = pick_probes(load_checked("prompts", cfg.probes_file, log, cfg.column_map)
+                         if cfg.probes_file else prompts, cfg.probes)
 
     roles = SharedRoles(cfg, base_path, device, sft_run, judge_run)
     if roles.judge_adapters is None:
@@ -97,7 +102,7 @@ def run(cfg: PPOConfig, run: Run, resume: Path | None = None) -> dict:
         def score(batch, texts):
             return judge.score([p["prompt"] for p in batch], texts)
 
-    summary = train(cfg, run, roles, tokenizer, prompts, score, resume)
+    summary = train(cfg, run, roles, tokenizer, prompts, score, resume, probes)
     return {**summary, **adapter, "judge_run": judge_run.id, "shared_judge": roles.judge_adapters is not None}
 
 
@@ -166,26 +171,35 @@ class LoopState:
 
 
 def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list[dict], score,
-          resume: Path | None = None) -> dict:
+          resume: Path | None = None, probes: list[dict] = ()) -> dict:
     """The PPO loop. `score(batch_of_prompt_records, response_texts) -> list[float]` is the reward signal:
-    the judge in the product, a rule in the tests. `resume`: a checkpoint of this run to continue from."""
-    loop = PPOLoop(cfg, run, roles, tokenizer, score)
+    the judge in the product, a rule in the tests. `resume`: a checkpoint of this run to continue from. `probes`:
+    the watch's prompt records (none: no probes; the signals of the steps are watched all the same)."""
+    loop = PPOLoop(cfg, run, roles, tokenizer, score, probes)
     first_step = loop.restore(resume) + 1 if resume else 1  # last: it restores the RNG states
     stopped = False
     with loop.tracker:
+        if first_step == 1:
+            loop.probe_start()  # the starting model's answers, before any update
         for step in range(first_step, cfg.max_steps + 1):
             started = time.time()
             sampled = loop.rollout(loop.draw(prompts))  # 1. this rank's slice of the global batch, answered
             scores = loop.judge(sampled)  # 2.
             ref_logprobs, separate_values = loop.reference(sampled)  # 3.
             rollout, losses = loop.update(sampled, scores, ref_logprobs, separate_values)  # 4-5.
-            metrics = loop.report(step, started, sampled, scores, ref_logprobs, rollout, losses)  # 6.
+            probed = loop.probe(step)  # 7. (its time is part of the step's)
+            metrics = loop.report(step, started, sampled, scores, ref_logprobs, rollout, losses, probed)  # 6.
             loop.keep_samples(step, sampled, scores, rollout)
             loop.stop_if_diverged(step, metrics)
-            stopped = loop.tracker.should_stop()
+            raised = loop.watch.check(step, metrics)  # 7.
+            alarmed = bool(raised) and cfg.stop_on_alarm
+            stopped = loop.tracker.should_stop() or alarmed
             if loop.schedule.due(step) or stopped or step == cfg.max_steps:
                 loop.checkpoint(step)
             if stopped:
+                if alarmed:
+                    log.warning("Stopped at step %d by the reward-hacking watch (`stop_on_alarm`); a checkpoint of "
+                                "this step is saved.", step)
                 break
     return loop.finish(stopped)
 
@@ -207,7 +221,7 @@ class PPOLoop:
     """What the steps share (the roles, the optimizer, the KL controller, the clock, the tracker, the state a
     checkpoint carries), and each part of a step as a method, in the order `train` calls them."""
 
-    def __init__(self, cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, score):
+    def __init__(self, cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, score, probes: list[dict] = ()):
         self.cfg, self.run, self.roles, self.tokenizer, self.score = cfg, run, roles, tokenizer, score
         self.device = roles.device
         self.trainable = roles.trainable_parameters()
@@ -224,10 +238,39 @@ class PPOLoop:
         self.schedule = SaveSchedule(cfg.checkpoint_every(), cfg.save_minutes)
         self.clock = PhaseClock(self.device)
         self.state = LoopState()
+        self.watch = Watch(run, Keys(length="response_length", cut_off="val/unfinished"), list(probes),
+                           self.answer_greedily, lambda records, texts: self.score(records, texts),
+                           cfg.length_alarm, cfg.max_new_tokens)
 
     def restore(self, folder: Path) -> int:
-        """The checkpoint's weights, optimizer, KL controller, loop state and RNG states; returns its step."""
-        return restore_checkpoint(folder, self.device, self.trainable, self.optimizer, self.kl_ctl, self.state)
+        """The checkpoint's weights, optimizer, KL controller, loop state and RNG states; returns its step. The
+        watch reads its history back from the run folder (already rewound to the checkpoint)."""
+        step = restore_checkpoint(folder, self.device, self.trainable, self.optimizer, self.kl_ctl, self.state)
+        self.watch.restore()
+        return step
+
+    @torch.no_grad()
+    def answer_greedily(self, records: list[dict]) -> tuple[list[str], list[bool]]:
+        """The policy's greedy answers to prompt records, and whether each ended by itself: the watch's probes."""
+        prompt_ids, prompt_mask = left_pad([encode_prompt(self.tokenizer, p["prompt"]) for p in records],
+                                           self.tokenizer.pad_token_id, self.device)
+        responses = generate(self.roles, ["policy"], prompt_ids, prompt_mask, self.tokenizer,
+                             max_new_tokens=self.cfg.max_new_tokens, temperature=0.0, top_p=1.0,
+                             eos_ids=self.eos_ids)
+        mask, finished = response_mask(responses, self.eos_ids)
+        return decode_responses(self.tokenizer, responses, mask), finished.tolist()
+
+    def probe_start(self) -> None:
+        """The probes answered by the starting model, as a metrics row of step 0."""
+        if means := self.watch.probe(0):
+            self.run.log_metrics({"step": 0, "time": 0.0, **means})
+
+    def probe(self, step: int) -> dict[str, float]:
+        """The probes' means at a probe step (every `probe_every`, and the last); else nothing."""
+        if not (step % self.cfg.probe_steps() == 0 or step == self.cfg.max_steps):
+            return {}
+        with self.clock.phase("probes"):
+            return self.watch.probe(step)
 
     def draw(self, prompts: list[dict]) -> list[dict]:
         """This rank's slice of the next global batch, from one prompt order shared by the ranks."""
@@ -330,9 +373,10 @@ class PPOLoop:
         return {"loss/policy": pg_loss.item(), "loss/value": vf_loss.item(), **pg_stats, **vf_stats}
 
     def report(self, step: int, started: float, sampled: Sampled, scores, ref_logprobs, rollout: Rollout,
-               losses: dict[str, float]) -> dict[str, float]:
+               losses: dict[str, float], probed: dict[str, float]) -> dict[str, float]:
         """The step's metrics, logged: the means over all ranks, so every rank logs, decides and adapts the KL
-        coefficient on the same numbers."""
+        coefficient on the same numbers. `probed`: the probes' means, the same on every rank (identical replicas
+        answer greedily)."""
         kl, mask = rollout.kl, sampled.mask
         non_score = (-self.kl_ctl.value * kl).sum(1).mean().item()
         metrics = {
@@ -346,10 +390,11 @@ class PPOLoop:
             **losses,
             "val/unfinished": (~sampled.finished).float().mean().item(),
             "response_length": mask.sum(1).float().mean().item(),
+            **batch_signals([p["prompt"][-1]["content"] for p in sampled.batch], sampled.texts),
             "tokens_per_second": mask.sum().item() / max(time.time() - started, 1e-6),
             **self.clock.report(time.time() - started),
         }
-        metrics = distributed.mean_over_ranks(metrics, summed=("tokens_per_second",))
+        metrics = {**distributed.mean_over_ranks(metrics, summed=("tokens_per_second",)), **probed}
         self.tracker.log(step, metrics)
         self.state.scores.append(metrics["objective/scores"])
         self.state.kls.append(metrics["objective/kl"])
@@ -390,7 +435,7 @@ class PPOLoop:
         window = scores[-max(1, len(scores) // 4):]
         return {"steps": len(scores), "initial_score": scores[0], "final_score": sum(window) / len(window),
                 "mean_kl": sum(kls) / len(kls), "final_kl": kls[-1], "final_kl_coef": self.kl_ctl.value, **replicas,
-                "stopped": stopped}
+                "stopped": stopped, **self.watch.summary()}
 
 
 def restore_checkpoint(folder: Path, device, trainable: dict, optimizer, kl_ctl: KLController, loop: LoopState) -> int:

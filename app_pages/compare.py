@@ -132,6 +132,10 @@ if instruction:
 else:
     st.warning("This judge's reward run does not say what its labelers were asked to judge (`labeler_instruction`),"
                " so read its scores as what this judge prefers, and nothing more.", icon=":material/gavel:")
+for model, raised in summary.get("trained_alarms", {}).items():  # before the scores: they may be the hack's
+    st.error(f"**While {as_text(results.model_name(model))} trained, the reward-hacking watch raised an alarm.** "
+             "Its score below may be what the judge pays for rather than better answers. " + " ".join(
+                 f"Step {a['step']}: {as_text(a['message'])}" for a in raised), icon=":material/warning:")
 top = results.headline(summary)
 if top:  # the two numbers a visitor should leave with: what the judge prefers, and whether the answers are right
     for column, (label, value, why) in zip(st.columns(len(top)), top):

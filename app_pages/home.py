@@ -92,6 +92,11 @@ demo_button("▶ Align the same model for brevity", "brevity", disabled=job is n
             help=None if have_start else f"Needs a finished {STAGES[starts_from].title} run: run the whole demo "
                                          "first.")
 
+st.subheader("Reward hacking, happening and caught")
+st.markdown(texts.HACKING_DEMO)
+demo_button("▶ Watch reward hacking happen", "hacking", disabled=job is not None,
+            help="Starts from the latest finished SFT run when there is one (else trains it first).")
+
 st.subheader("Full RLHF beside the simpler approaches")
 st.markdown(texts.METHODS_DEMO)
 demo_button("▶ Compare the methods: PPO, DPO and GRPO", "methods", disabled=job is not None,

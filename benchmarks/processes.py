@@ -68,7 +68,8 @@ def measure(stage: str, sets: list[str], processes: int, runs: Path, key: str, p
         row.update(first_loss=summary.get("first_loss"), final_loss=summary.get("final_loss"),
                    train_runtime_s=summary.get("train_runtime_s"))
     if stage == "ppo":
-        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        rows = [r for r in (json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines())
+                if "objective/scores" in r]  # the training steps (not the watch's row of step 0)
         row["tokens_per_s"] = round(statistics.median(r["tokens_per_second"] for r in rows[1:]), 1)
         row["mean_score"] = round(statistics.mean(r["objective/scores"] for r in rows), 3)
     return row

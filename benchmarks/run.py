@@ -266,8 +266,11 @@ def step_figures(stage: str, rows: list[dict]) -> dict:
     runtime = next((r["train_runtime"] for r in rows if "train_runtime" in r), None)
     # PPO logs `time/<phase>` per step (pipelines.stages.ppo.train.PhaseClock): the median of each, after the first
     # step.
+    # `time/probes` only at the watch's probe steps: its median per step is its total over the steps
     phases = {key[5:]: rnd(median([r[key] for r in train[1:] if key in r]), 3)
-              for key in (train[-1] if train else {}) if key.startswith("time/")}
+              for key in (train[-1] if train else {}) if key.startswith("time/") and key != "time/probes"}
+    if any("time/probes" in r for r in train[1:]):
+        phases["probes"] = rnd(sum(r.get("time/probes", 0) for r in train[1:]) / len(train[1:]), 3)
     return {"phases_s": phases, "steps": len(train), "s_per_step": rnd(median(deltas), 3), "step_deltas_s": [rnd(d, 2) for d in deltas],
             "first_step_s": train[0]["time"] if train else None, "tokens_per_s": rnd(median(tokens_per_s), 1),
             "tokens_per_step": median(tokens_per_step), "train_runtime_s": runtime,

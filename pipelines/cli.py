@@ -2,7 +2,8 @@
 
     python -m pipelines STAGE   --config FILE [--set key=value ...] [--runs-dir DIR]   (each stage's command: sft,
                                 reward, ppo, dpo, grpo, compare; `python -m pipelines STAGE --help` lists its keys)
-    python -m pipelines resume  RUN_DIR [--set max_steps=N]   (a failed or stopped run, from its newest checkpoint)
+    python -m pipelines resume  RUN_DIR [--set max_steps=N] [--checkpoint STEP]   (a failed or stopped run, from its
+                                newest checkpoint or an earlier one)
     python -m pipelines score   --reward RUN_DIR --file FILE
     python -m pipelines demo    [--runs-dir DIR] [--preset quick|gpu|brevity|methods|hacking]
     python -m pipelines studio  generate|import|judge|export|status --set NAME ...   (the preference studio)
@@ -59,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="the run folder, e.g. runs/20261125-101500-sft")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="change what may change on resume: " + ", ".join(TrainingConfig.resumable_changes))
+    p.add_argument("--checkpoint", type=int, metavar="STEP",
+                   help="go back to this checkpoint instead of the newest (the later ones, and what the run logged "
+                        "after it, are dropped): the one a reward-hacking alarm named, say. With `--set max_steps="
+                        "STEP` the run only saves the model as it was there")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     p = sub.add_parser("score", help="score responses, or evaluate preference pairs, with a reward run")
     p.add_argument("--reward", required=True, help="reward run folder (or `latest`)")
@@ -268,7 +273,7 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.command == "resume":
             with one_job(args):
                 join_launched_job(saved_device(args.run_dir))
-                run, summary = resume_stage(args.run_dir, args.set, args.debug)
+                run, summary = resume_stage(args.run_dir, args.set, args.debug, args.checkpoint)
             distributed.finish(ok=bool(summary))
             if distributed.is_main():
                 print(run.path)

@@ -276,7 +276,8 @@ class WatchedConfig(TrainingConfig):
     length_alarm: float = setting(
         1.0, "Raise the length alarm when the mean answer length changes by this much, up (1.0: twice as long) or "
         "down by the same factor (half as long); answers that run into `max_new_tokens` raise it too (0: only "
-        "those).", min=0.0, max=100.0, group="watch",
+        "those). Compared: the last 5 steps against the first 3, so a run needs 8 steps for it.", min=0.0,
+        max=100.0, group="watch",
     )
     stop_on_alarm: bool = setting(False, "End the run, with a checkpoint, at the first alarm (for runs nobody "
                                   "watches).", group="watch")

@@ -69,12 +69,14 @@ def run_stage(config: StageConfig, runs_dir: str | None = None, run_id: str | No
     return execute(config, run, debug=debug)
 
 
-def resume_stage(run_dir: str, overrides: list[str], debug: bool = False) -> tuple[Run, dict]:
-    """Carry a run on from its newest checkpoint, in its own directory (checks first: pipelines/runtime/resume.py)."""
+def resume_stage(run_dir: str, overrides: list[str], debug: bool = False,
+                 checkpoint: int | None = None) -> tuple[Run, dict]:
+    """Carry a run on from its newest checkpoint (or the one at step `checkpoint`), in its own directory (checks
+    first: pipelines/runtime/resume.py)."""
     from pipelines.runtime.resume import begin, plan_resume
 
     def planned_and_begun():
-        plan = plan_resume(run_dir, overrides)
+        plan = plan_resume(run_dir, overrides, checkpoint)
         begin(plan)
         return plan
 

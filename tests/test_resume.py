@@ -107,6 +107,11 @@ def test_ppo_killed_and_resumed_equals_an_uninterrupted_run(tiny_sft_run, tiny_r
     assert max_abs_difference(adapter(killed), adapter(straight)) < 1e-5
     assert summary["mean_kl"] == pytest.approx(read_json(straight / "summary.json")["mean_kl"], abs=1e-4)
     assert [r["step"] for r in Run(killed).samples()] == [r["step"] for r in Run(straight).samples()]
+    # the watch's probes (every checkpoint, so steps 0, 2, 4, 6, 8): each step once, the same answers
+    probes = [(r["step"], r["prompt"], r["response"]) for r in Run(killed).probes()]
+    assert probes == [(r["step"], r["prompt"], r["response"]) for r in Run(straight).probes()]
+    assert sorted({step for step, _, _ in probes}) == [0, 2, 4, 6, 8]
+    assert [r["step"] for r in Run(killed).metrics()].count(0) == 1  # the start's probes: one row of step 0
 
 
 @pytest.mark.parametrize("stage", ["dpo", "grpo"])

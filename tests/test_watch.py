@@ -77,6 +77,29 @@ def test_the_alarm_names_the_newest_checkpoint_from_before_the_drift(tmp_path):
     alarms = [a for step in range(12, 25) for a in watch.check(step, steady(step, length=50.0))]
     assert alarms[0].step - 5 >= 8 and alarms[0].checkpoint == "checkpoint-8"
     assert "go back to `checkpoint-8`" in alarms[0].message
+    # later saves rotate the others away (save_total_limit 2), never the one the alarm named
+    from pipelines.runtime.checkpoints import list_checkpoints, publish, staging_dir
+
+    for step in (16, 20, 24):
+        (staging_dir(watch.run.path) / f"checkpoint-{step}").mkdir(parents=True)
+        publish(staging_dir(watch.run.path) / f"checkpoint-{step}", watch.run.path, keep=2)
+    assert [s for s, _ in list_checkpoints(watch.run.path)] == [8, 20, 24]
+
+
+def test_one_collapse_seen_by_the_steps_and_the_probes_raises_one_alarm(tmp_path):
+    probes = [{"prompt": [{"role": "user", "content": f"Question {i}?"}]} for i in range(4)]
+    state = {"same": False}
+
+    def answer(records):
+        return [("Yes." if state["same"] else f"Answer {i}.") for i in range(len(records))], [True] * len(records)
+
+    watch = watch_on(tmp_path, answer, probes=probes)
+    watch.probe(0)
+    for step in range(1, 9):
+        watch.check(step, steady(step))
+    state["same"] = True
+    raised = [a for step in range(9, 15) for a in watch.check(step, {**steady(step, same=1.0), **watch.probe(step)})]
+    assert [a.signal for a in raised] == ["collapse"]
 
 
 def test_probes_rising_score_and_falling_correctness_raise_an_alarm(tmp_path):
@@ -142,7 +165,12 @@ def ppo_against(judge_run, policy_dir, tmp_path, score=None, seed=0, **settings)
     from pipelines.stages.ppo.roles import SharedRoles
     from pipelines.stages.ppo.train import train
 
-    cfg = PPOConfig(**{"prompts_file": "unused", "reward_run": str(judge_run), "batch_size": 16, "max_steps": 24,
+    prompts = [{"prompt": [{"role": "user", "content": "Answer."}]}]
+    probes = [{"prompt": [{"role": "user", "content": q}]} for q in ("Answer.", "Reply.", "Go on.", "Well?")]
+    files = {"prompts_file": write_jsonl(tmp_path / "prompts.jsonl", prompts),
+             "probes_file": write_jsonl(tmp_path / "probes.jsonl", probes)}  # what `resume` reads back
+    cfg = PPOConfig(**{"model": str(policy_dir), **{k: str(v) for k, v in files.items()},
+                       "reward_run": str(judge_run), "batch_size": 16, "max_steps": 24,
                        "learning_rate": 1e-3, "lora_r": 8, "max_new_tokens": 20, "temperature": 1.0,
                        "kl_coef": 0.02, "ppo_epochs": 4, "sample_every": 5, "unfinished_penalty": 0.0, "max_kl": 0.0,
                        "probes": 4, "probe_every": 4, "save_steps": 4, **settings})
@@ -151,16 +179,15 @@ def ppo_against(judge_run, policy_dir, tmp_path, score=None, seed=0, **settings)
     roles = SharedRoles(cfg, str(policy_dir), "cpu", None, None)
     tok = load_tokenizer(str(policy_dir))
     tok.padding_side = "left"
-    run = Run.create("ppo", cfg.to_yaml(), tmp_path)
+    run = Run.create("ppo", cfg.to_yaml(), tmp_path / "runs")
     if score is None:
         judge = Judge(Run(judge_run), "cpu")
 
         def score(batch, texts):
             return judge.score([p["prompt"] for p in batch], texts)
-    prompts = [{"prompt": [{"role": "user", "content": "Answer."}]}]
-    probes = [{"prompt": [{"role": "user", "content": q}]} for q in ("Answer.", "Reply.", "Go on.", "Well?")]
     summary = train(cfg, run, roles, tok, prompts, score, probes=probes)
     run.write_summary(summary)
+    run.set_status("stopped" if summary["stopped"] else "completed")  # as the engine would
     return run
 
 
@@ -183,14 +210,27 @@ def test_ppo_against_a_judge_that_pays_for_length_raises_the_length_alarm(length
     assert "probes/score" in run.metrics()[0] and run.metrics()[0]["step"] == 0  # the start, as a row of step 0
 
 
-def test_stop_on_alarm_ends_the_run_at_the_alarm_with_its_checkpoint(length_judge, yes_no_model, tmp_path):
-    from pipelines.runtime.checkpoints import newest_checkpoint
+def test_stop_on_alarm_ends_the_run_at_the_alarm_and_resume_goes_back(length_judge, yes_no_model, tmp_path):
+    """The overnight run: it stops at the first alarm with a checkpoint, and the checkpoint the alarm names (kept from
+    rotation) gives back the model as it was before the drift."""
+    from pipelines.runtime.checkpoints import list_checkpoints
 
-    run = ppo_against(length_judge, yes_no_model, tmp_path, stop_on_alarm=True, save_steps=100)
+    # a checkpoint every 3 steps, the newest 3 kept: one from before the 5-step window exists whenever it trips
+    run = ppo_against(length_judge, yes_no_model, tmp_path, stop_on_alarm=True, save_steps=3, save_total_limit=3)
     summary = read_json(run.path / "summary.json")
-    first = summary["alarms"][0]["step"]
-    assert summary["stopped"] and summary["steps"] == first < 24
-    assert newest_checkpoint(run.path)[0] == first  # the run can be resumed (or inspected) from there
+    alarm = summary["alarms"][0]
+    assert summary["stopped"] and summary["steps"] == alarm["step"] < 24
+    named = int(alarm["checkpoint"].removeprefix("checkpoint-"))
+    assert named <= alarm["step"] - 5  # from before the window that tripped it
+    assert f"--checkpoint {named} --set max_steps={named}" in alarm["message"]
+    assert (run.path / "checkpoints" / alarm["checkpoint"] / "KEPT").exists()  # rotation leaves it alone
+    assert alarm["step"] in {s for s, _ in list_checkpoints(run.path)}
+
+    assert cli("resume", run.path, "--checkpoint", named, "--set", f"max_steps={named}") == 0
+    assert read_json(run.path / "status.json")["state"] == "completed"
+    assert [s for s, _ in list_checkpoints(run.path)] == [named]  # the abandoned steps' checkpoints are gone
+    assert max(m["step"] for m in run.metrics()) == named and max(r["step"] for r in run.probes()) <= named
+    assert (run.path / "adapter" / "adapter_model.safetensors").exists()  # the model as it was there
 
 
 def starts_with_yes(batch, texts) -> list[float]:

@@ -148,8 +148,10 @@ SHOWN_PROBES = 8  # the rest are in probes.jsonl
 
 
 def watch_alarms(run: Run) -> list[dict]:
-    """The run's alarms: the summary's once it ended, the status' while it runs."""
-    return run.summary().get("alarms") or run.status().get("alarms") or []
+    """The run's alarms: the summary's once it ended, the status' while it runs (a list of step, signal, message)."""
+    alarms = run.summary().get("alarms") or run.status().get("alarms") or []
+    return [a for a in alarms if isinstance(a, dict) and {"step", "signal", "message"} <= a.keys()] \
+        if isinstance(alarms, list) else []
 
 
 def alarm_banner(run: Run) -> None:
@@ -179,19 +181,21 @@ def probe_slider(run: Run, key: str) -> None:
     if 0 not in by_step:
         return
     start = by_step[0]
-    st.markdown("**Probe questions**: the same questions, answered greedily by the model at each probed step, "
-                "beside the starting model's answers, each scored by the judge and checked against its reference "
-                "answer where it has one.")
+    st.markdown("**Probe questions**: the same questions, answered by the model as it was at the chosen step (its "
+                "most likely answer, no sampling), beside the starting model's answers; each scored by the judge and "
+                "checked against the known answer where there is one.")
     later = sorted(s for s in by_step if s > 0)
     if not later:
         st.caption("The starting model's answers are in; the first probed step's follow.")
         return
-    step = later[0] if len(later) == 1 else st.select_slider("Step", options=later, value=later[-1],
-                                                            key=f"{key}.probe_step")
-    now = {row["prompt"]: row for row in by_step[step]}
+    slider, newest = f"{key}.probe_step", f"{key}.probe_newest"
+    if st.session_state.get(slider) in (None, st.session_state.get(newest)) or \
+            st.session_state.get(slider) not in later:
+        st.session_state[slider] = later[-1]  # it follows the newest probed step until someone moves it
+    st.session_state[newest] = later[-1]
+    step = later[0] if len(later) == 1 else st.select_slider("Step", options=later, key=slider)
     st.caption(probe_figures(start, "starting model") + " → " + probe_figures(by_step[step], f"step {step}"))
-    for first in start[:SHOWN_PROBES]:
-        row = now.get(first["prompt"])
+    for first, row in zip(start[:SHOWN_PROBES], [*by_step[step], *[None] * len(start)]):  # the probes, in order
         reference = f" · reference answer: {as_text(first['answer'])}" if first.get("answer") else ""
         st.caption(f"prompt: {as_text(first['prompt'][:200])}{reference}")
         left, right = st.columns(2)

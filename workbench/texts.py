@@ -28,6 +28,15 @@ prefers, and which answers are right. The "Which approach?" page reads each path
 About 15 minutes on a 2-core CPU after the demo (measured: 14.5 with AVX-512).
 """
 
+HACKING_DEMO = """
+A rising score says the model pleases the judge, not that it got better. To see it: a judge trained on pairs whose
+labelers were asked *which reply is more detailed?* and chose the padded one (the answer plus filler, or a fact about
+something else), then PPO against it from the demo's SFT model. The judge passes its accuracy gate and the score
+climbs, but the answers grow into the length limit. The **reward-hacking watch** raises its alarm on the PPO page,
+naming the step and the checkpoint to go back to, and its probe slider shows the same questions answered at each
+step beside the starting model's answers. About two thirds of the demo's time after a demo.
+"""
+
 REWARD_HACKING = """
 The judge is a model too. It learned from people's comparisons, and it learned **exactly what those people were
 asked to judge** (in the demo: which answer is more polite), nothing else. The aligned model is trained to please

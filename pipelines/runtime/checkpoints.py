@@ -37,6 +37,7 @@ from pipelines.runtime import distributed
 PREFIX = "checkpoint-"
 STAGING = ".staging"
 REPLACED = ".replaced-"
+KEPT = "KEPT"  # a file in a checkpoint that rotation must not delete (keep_checkpoint)
 # A checkpoint is usable only with these files (the Trainer's names for SFT / reward, ours for PPO).
 # (A distributed run's Trainer writes rng_state_<rank>.pth instead of rng_state.pth: any one of them will do.)
 TRAINER_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state*.pth", "adapter_model.safetensors")
@@ -75,7 +76,8 @@ def newest_checkpoint(run_path: Path) -> tuple[int, Path] | None:
 
 
 def publish(staged: Path, run_path: Path, keep: int) -> Path:
-    """Rename a finished checkpoint from `.staging/` into place, then drop all but the newest `keep` ones.
+    """Rename a finished checkpoint from `.staging/` into place, then drop all but the newest `keep` ones (those
+    marked by `keep_checkpoint` stay, and do not count).
 
     Rotation comes after the rename, so the newest complete checkpoint exists at every instant."""
     final = checkpoints_dir(run_path) / staged.name
@@ -85,10 +87,15 @@ def publish(staged: Path, run_path: Path, keep: int) -> Path:
         os.replace(final, aside)
     os.replace(staged, final)
     shutil.rmtree(aside, ignore_errors=True)
-    for _, old in list_checkpoints(run_path)[:-keep]:
+    for _, old in [c for c in list_checkpoints(run_path) if not (c[1] / KEPT).exists()][:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     clear_staging(run_path)
     return final
+
+
+def keep_checkpoint(folder: Path, why: str) -> None:
+    """Mark a checkpoint that rotation (`save_total_limit`) must leave alone; `why` is written into the mark."""
+    (folder / KEPT).write_text(why + "\n", encoding="utf-8")
 
 
 def clear_staging(run_path: Path) -> None:

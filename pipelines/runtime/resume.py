@@ -11,12 +11,14 @@ cost.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.config import TrainingConfig
-from pipelines.runtime.checkpoints import ResumeError, check_checkpoint, clear_staging, newest_checkpoint
+from pipelines.runtime.checkpoints import (ResumeError, check_checkpoint, clear_staging, list_checkpoints,
+                                          newest_checkpoint)
 from pipelines.runtime.runs import Run, RunState, process_started, read_jsonl, write_jsonl_atomic
 from pipelines.stages import STAGES, training_stages
 
@@ -31,7 +33,8 @@ class ResumePlan:
     lost_steps: int  # steps done after the checkpoint and done again now: what the interruption cost
 
 
-def plan_resume(run_dir: str | Path, overrides: list[str] = ()) -> ResumePlan:
+def plan_resume(run_dir: str | Path, overrides: list[str] = (), checkpoint: int | None = None) -> ResumePlan:
+    """`checkpoint`: the step of the checkpoint to go back to; None: the newest."""
     run = Run(run_dir)
     if not (run.path / "status.json").is_file():
         raise ResumeError(f"`{run_dir}` is not a run folder (no status.json there). Fix: pass a folder printed by a "
@@ -62,15 +65,22 @@ def plan_resume(run_dir: str | Path, overrides: list[str] = ()) -> ResumePlan:
                           f" what it started with. Only these may change: {', '.join(config.resumable_changes)}. Fix: "
                           "drop that --set, or start a new run with the new setting.")
     step, folder = newest
+    if checkpoint is not None:
+        found = dict(list_checkpoints(run.path))
+        if checkpoint not in found:
+            raise ResumeError(f"Run `{run.id}` has no checkpoint at step {checkpoint}. Fix: choose one of the steps "
+                              f"it has: {', '.join(map(str, found))}.")
+        step, folder = checkpoint, found[checkpoint]
     check_checkpoint(folder, STAGES[stage].checkpoint_files)
     # A run that died after its last checkpoint but before it finished (final evaluation, saving the adapter) may
-    # resume with nothing left to train: it only finishes.
-    if status.get("state") == RunState.COMPLETED and config.max_steps <= step:
+    # resume with nothing left to train: it only finishes. Going back to an earlier checkpoint always may.
+    going_back = step < newest[0]
+    if status.get("state") == RunState.COMPLETED and config.max_steps <= step and not going_back:
         raise ResumeError(f"Run `{run.id}` already did all its {original.max_steps} steps. Fix: extend it with "
                           f"`--set max_steps=N`, N above {step}.")
     if config.max_steps < step:
-        raise ResumeError(f"`max_steps` is {config.max_steps}, but the newest checkpoint is at step {step}. Fix: "
-                          f"set `max_steps` to {step} or more.")
+        raise ResumeError(f"`max_steps` is {config.max_steps}, but the checkpoint to resume from is at step {step}. "
+                          f"Fix: set `max_steps` to {step} or more.")
     lost = max(0, int(status.get("step") or step) - step)
     return ResumePlan(run, stage, config, step, folder, lost)
 
@@ -85,13 +95,17 @@ def begin(plan: ResumePlan) -> None:
     (run.path / "config.yaml").write_text(plan.config.to_yaml(), encoding="utf-8")
     for stale in ("STOP", "summary.json"):  # a STOP left by the stop we resume from would end the run at once
         (run.path / stale).unlink(missing_ok=True)
+    for later_step, later in list_checkpoints(run.path):  # going back: the checkpoints of the abandoned steps
+        if later_step > plan.step:
+            shutil.rmtree(later, ignore_errors=True)
     clear_staging(run.path)
     run.clear_rank_errors()
+    alarms = [a for a in run.status().get("alarms", []) if a.get("step", 0) <= plan.step]  # the watch's, kept
     resumes = run.status().get("resumes", []) + [{"from_step": plan.step, "lost_steps": plan.lost_steps,
                                                   "at": time.time()}]
     run.set_status(RunState.RUNNING, pid=os.getpid(), pid_started=process_started(os.getpid()), step=plan.step,
                    max_steps=plan.config.max_steps, eta_s=None, error=None, ended_at=None, summary=None,
-                   resumes=resumes)
+                   resumes=resumes, alarms=alarms)
 
 
 def resume_summary(run: Run) -> dict:

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from pipelines.data.answers import is_correct
-from pipelines.runtime.checkpoints import list_checkpoints
+from pipelines.runtime.checkpoints import keep_checkpoint, list_checkpoints
 from pipelines.runtime.runs import Run
 
 log = logging.getLogger("pipelines")
@@ -98,6 +99,12 @@ class Alarm:
 
 
 @dataclass
+class Kept:
+    step: int
+    name: str
+
+
+@dataclass
 class Keys:
     """Where a stage logs the signals it computes itself."""
 
@@ -119,6 +126,7 @@ class Watch:
     score: Callable
     length_change: float = 1.0
     max_new_tokens: int = 0
+    batch_size: int = 8  # probes answered at once
     alarms: list[Alarm] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)  # the steps' metrics rows, probe means included
     probe_rows: dict[int, list[dict]] = field(default_factory=dict)  # step -> its probes' rows
@@ -127,7 +135,7 @@ class Watch:
     def restore(self) -> None:
         """After a resume (the run folder already rewound to the checkpoint): the steps, probes and alarms so far."""
         rows = self.run.metrics()
-        self.history = [row for row in rows if row.get("step", 0) > 0]
+        self.history = [row for row in rows if row.get("step", 0) > 0 and self.keys.length in row]  # training steps
         self.seconds = sum(row.get("time/probes", 0.0) for row in rows)
         for row in self.run.probes():
             self.probe_rows.setdefault(row["step"], []).append(row)
@@ -143,8 +151,13 @@ class Watch:
         if not self.probes or step in self.probe_rows:
             return {}
         started = time.perf_counter()
-        texts, finished = self.answer(self.probes)
-        scores = self.score(self.probes, texts)
+        texts, finished, scores = [], [], []
+        for first in range(0, len(self.probes), self.batch_size):
+            chunk = self.probes[first:first + self.batch_size]
+            chunk_texts, chunk_finished = self.answer(chunk)
+            texts += chunk_texts
+            finished += chunk_finished
+            scores += self.score(chunk, chunk_texts)
         seconds = time.perf_counter() - started
         self.seconds += seconds
         rows = []
@@ -157,7 +170,7 @@ class Watch:
         self.probe_rows[step] = rows
         if self.run.writes:
             with open(self.run.path / "probes.jsonl", "a", encoding="utf-8") as fh:
-                fh.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+                fh.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))  # one write per step
         return {**probe_means(rows), "time/probes": seconds}
 
     # -- alarms --
@@ -165,22 +178,36 @@ class Watch:
     def check(self, step: int, metrics: dict) -> list[Alarm]:
         """This step's metrics (probe means included where probed) against the start; the alarms it raises."""
         self.history.append({"step": step, **metrics})
-        raised = [alarm for alarm in self._tripped(step) if alarm.signal not in {a.signal for a in self.alarms}]
-        for alarm in raised:
-            alarm.checkpoint = self._checkpoint_before(step - WINDOW if alarm.signal in STEP_SIGNALS else
-                                                       self._last_clean_probe(step))
-            back = (f"go back to `{alarm.checkpoint}`" if alarm.checkpoint else
-                    "no checkpoint predates it: go back to the starting model")
-            alarm.message = f"{alarm.message} Step {step}: {back}."
+        raised: list[Alarm] = []
+        for alarm, before in self._tripped(step):
+            if alarm.signal in {a.signal for a in (*self.alarms, *raised)}:
+                continue  # once per signal, however the drift is seen
+            back = "no checkpoint predates it: go back to the starting model."
+            if kept := self._checkpoint_before(before):
+                alarm.checkpoint = kept.name
+                back = (f"go back to `{kept.name}` (kept): `python -m pipelines resume {self.run.path} --checkpoint "
+                        f"{kept.step} --set max_steps={kept.step}` makes the model as it was there.")
+            alarm.message = f"{alarm.message} Step {step}: {back}"
             log.warning("Reward-hacking watch: %s", alarm.message)
-            self.alarms.append(alarm)
+            raised.append(alarm)
         if raised:
+            self.alarms += raised
             self.run.set_status(alarms=[a.as_dict() for a in self.alarms])
         return raised
 
-    def _tripped(self, step: int) -> list[Alarm]:
+    def _tripped(self, step: int) -> list[tuple[Alarm, int]]:
+        """Each alarm this step trips, with the last step before its drift was seen: for the steps' signals the step
+        before the window, for the probes the previous probe."""
+        out = [(alarm, step - WINDOW) for alarm in self._step_alarms(step)]
+        if step in self.probe_rows and 0 in self.probe_rows and step > 0:
+            before = max(s for s in self.probe_rows if s < step)
+            out += [(alarm, before) for alarm in
+                    self._probe_alarms(step, probe_means(self.probe_rows[0]), probe_means(self.probe_rows[step]))]
+        return out
+
+    def _step_alarms(self, step: int) -> list[Alarm]:
         out = []
-        steps = [row for row in self.history if row["step"] > 0]
+        steps = self.history
         if len(steps) >= BASELINE + WINDOW:
             start, now = steps[:BASELINE], steps[-WINDOW:]
             length_start, length_now = mean_of(start, self.keys.length), mean_of(now, self.keys.length)
@@ -202,8 +229,6 @@ class Watch:
             if same_now is not None and same_now >= COLLAPSE and (same_start or 0) < COLLAPSE:
                 out.append(Alarm(step, "collapse", f"{same_now:.0%} of answers are the same answer given to other "
                                  "questions: the policy collapsed toward one answer."))
-        if step in self.probe_rows and 0 in self.probe_rows and step > 0:
-            out += self._probe_alarms(step, probe_means(self.probe_rows[0]), probe_means(self.probe_rows[step]))
         return out
 
     def _probe_alarms(self, step: int, start: dict, now: dict) -> list[Alarm]:
@@ -221,25 +246,27 @@ class Watch:
                                  f"{now['probes/correct']:.0%}): the policy pleases the judge, not the facts."))
         return out
 
-    def _last_clean_probe(self, step: int) -> int:
-        """The probe step before this one (where the drift was not yet seen)."""
-        earlier = [s for s in self.probe_rows if s < step]
-        return max(earlier) if earlier else 0
+    def _checkpoint_before(self, step: int) -> Kept | None:
+        """The newest checkpoint at or before `step`, marked so that rotation keeps it; None if there is none."""
+        found = [(s, folder) for s, folder in list_checkpoints(self.run.path) if s <= step]
+        if not found:
+            return None
+        kept, folder = max(found)
+        if self.run.writes:
+            keep_checkpoint(folder, "named by a reward-hacking alarm")
+        return Kept(kept, folder.name)
 
-    def _checkpoint_before(self, step: int) -> str:
-        """The newest checkpoint at or before `step`, by its folder name; empty if none."""
-        kept = [(s, folder) for s, folder in list_checkpoints(self.run.path) if s <= step]
-        return max(kept)[1].name if kept else ""
-
-    def summary(self) -> dict:
+    def finish(self) -> dict:
+        """The summary's part (`alarms`, `probe_seconds`), with the alarms recalled at the end of the log, where a
+        terminal user looks when the run is done."""
+        for alarm in self.alarms:
+            log.warning("Reward-hacking watch, step %d (%s): %s", alarm.step, alarm.signal, alarm.message)
         return {"alarms": [a.as_dict() for a in self.alarms], "probe_seconds": round(self.seconds, 2)}
 
 
-STEP_SIGNALS = ("length", "repetition")
-
-
 def mean_of(rows: list[dict], key: str) -> float | None:
-    values = [row[key] for row in rows if isinstance(row.get(key), (int, float))]
+    """The mean of a key over rows, leaving out rows without it and values that are not finite numbers."""
+    values = [row[key] for row in rows if isinstance(row.get(key), (int, float)) and math.isfinite(row[key])]
     return sum(values) / len(values) if values else None
 
 

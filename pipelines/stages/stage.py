@@ -41,6 +41,14 @@ def watch_charts(cut_off: str) -> tuple[Chart, ...]:
                   (("probes/correct", "correct (reference answer)"), ("probes/identical", "same answer as another"))))
 
 
+def watch_figures(summary: dict) -> list[tuple[str, str]]:
+    """The reward-hacking watch's verdict, for a run that had the watch."""
+    if "alarms" not in summary:
+        return []
+    raised = ", ".join(f"{a['signal']} at step {a['step']}" for a in summary["alarms"])
+    return [("Reward-hacking alarms", raised or "none")]
+
+
 def no_figures(summary: dict) -> list[tuple[str, str]]:
     return []
 

@@ -139,6 +139,10 @@ def run(cfg: CompareConfig, run: Run) -> dict:
     if measured:
         summary["mean_kl"] = measured.get("mean_kl")  # the average over training
         summary["final_kl"] = measured.get("final_kl")  # at its last step: the model compared here
+    # what the reward-hacking watch saw while each aligned model trained: the score above may be the hack's
+    trained = {key: adapter.summary()["alarms"] for key, adapter in firsts.items() if adapter.summary().get("alarms")}
+    if trained:
+        summary["trained_alarms"] = trained
     (run.path / "compare_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     for line in format_summary(summary):
         log.info(line)
@@ -156,6 +160,9 @@ def format_summary(summary: dict) -> list[str]:
         rates = ", ".join(f"{m} {r:.0%}" for m, r in summary["correct_rate"].items())
         lines.append(f"  correct answers, of {summary['graded_prompts']} prompts with a reference answer: {rates}")
         lines.append(f"  the judge's favourite answer was wrong on {summary['judge_picked_wrong']} of them")
+    for model, raised in summary.get("trained_alarms", {}).items():
+        lines += [f"  the reward-hacking watch, while {model} trained: step {a['step']}, {a['signal']}: {a['message']}"
+                  for a in raised]
     if summary.get("mean_kl") is not None:
         final = f"final {summary['final_kl']:.2f}, " if summary.get("final_kl") is not None else ""
         lines.append(f"  PPO KL to the SFT model: {final}training average {summary['mean_kl']:.2f}")

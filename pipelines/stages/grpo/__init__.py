@@ -8,7 +8,7 @@ app reads it).
 from __future__ import annotations
 
 from pipelines.stages.grpo.config import GRPOConfig
-from pipelines.stages.stage import Chart, Stage, number, watch_charts
+from pipelines.stages.stage import Chart, Stage, number, watch_charts, watch_figures
 
 
 def figures(summary: dict) -> list[tuple[str, str]]:
@@ -19,7 +19,7 @@ def figures(summary: dict) -> list[tuple[str, str]]:
                     f"{number(summary['initial_reward'])} → {number(summary.get('final_reward'))}"))
     if summary.get("final_kl") is not None:
         out.append(("Final KL to the starting model", number(summary["final_kl"], 3)))
-    return out
+    return out + watch_figures(summary)
 
 
 def run(config: GRPOConfig, run, resume=None) -> dict:

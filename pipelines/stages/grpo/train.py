@@ -133,7 +133,7 @@ def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
     records = load_checked("prompts", cfg.prompts_file, log, cfg.column_map)
     dataset = to_dataset(records, cfg)
     probes = pick_probes(load_checked("prompts", cfg.probes_file, log, cfg.column_map)
-                         if cfg.probes_file else records, cfg.probes)
+                         if cfg.probes_file else records, cfg.probes) if cfg.probes else []
     functions = reward_functions(cfg, device)
     signals: dict[str, float] = {}
     rewards = [with_samples(functions, cfg.sample_every, run, signals), *functions[1:]]
@@ -177,7 +177,7 @@ def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
     summary.update(distributed.replica_check(p for p in trainer.model.parameters() if p.requires_grad))
 
     save_trained_adapter(trainer, tokenizer, run)
-    return {**summary, "stopped": stopped or watching.stopped, **watching.watch.summary()}
+    return {**summary, "stopped": stopped or watching.stopped, **watching.watch.finish()}
 
 
 class WatchCallback(TrainerCallback):
@@ -192,7 +192,8 @@ class WatchCallback(TrainerCallback):
         self.eos_ids = end_of_turn_ids(tokenizer)
         self.model = None
         self.watch = Watch(run, Keys(length="completions/mean_length", cut_off="completions/clipped_ratio"),
-                           probes, self.answer_greedily, self.score, cfg.length_alarm, cfg.max_new_tokens)
+                           probes, self.answer_greedily, self.score, cfg.length_alarm, cfg.max_new_tokens,
+                           cfg.batch_size)
         self.resumed = resumed
         self.stopped = False
 
@@ -229,10 +230,12 @@ class WatchCallback(TrainerCallback):
             return
         self.model = model or self.model
         step = state.global_step
-        logs.update(self.signals)
+        logs.update(distributed.mean_over_ranks(self.signals))  # each rank saw its own slice of the answers
         if step % self.cfg.probe_steps() == 0 or step == self.cfg.max_steps:
             logs.update(self.watch.probe(step))
-        if self.watch.check(step, logs) and self.cfg.stop_on_alarm:
+        raised = self.watch.check(step, logs)
+        # agreed by every rank (on_log runs on all of them at the same steps), so all of them save and stop together
+        if distributed.agree(bool(raised)) and self.cfg.stop_on_alarm and step < self.cfg.max_steps:
             log.warning("Stopping at step %d: the reward-hacking watch raised an alarm (`stop_on_alarm`); a "
                         "checkpoint of this step is saved.", step)
             self.stopped = control.should_training_stop = control.should_save = True

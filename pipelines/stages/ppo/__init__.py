@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pipelines.runtime.checkpoints import PPO_FILES
 from pipelines.stages.ppo.config import PPOConfig
-from pipelines.stages.stage import Chart, Stage, number, watch_charts
+from pipelines.stages.stage import Chart, Stage, number, watch_charts, watch_figures
 
 
 def figures(summary: dict) -> list[tuple[str, str]]:
@@ -21,7 +21,7 @@ def figures(summary: dict) -> list[tuple[str, str]]:
         out.append(("Final KL to the SFT model", number(summary["final_kl"])))
     if summary.get("mean_kl") is not None:
         out.append(("KL, training average", number(summary["mean_kl"])))
-    return out
+    return out + watch_figures(summary)
 
 
 def run(config: PPOConfig, run, resume=None) -> dict:

@@ -74,7 +74,7 @@ def run(cfg: PPOConfig, run: Run, resume: Path | None = None) -> dict:
     tokenizer.padding_side = "left"
     prompts = load_checked("prompts", cfg.prompts_file, log, cfg.column_map)
     probes = pick_probes(load_checked("prompts", cfg.probes_file, log, cfg.column_map)
-                         if cfg.probes_file else prompts, cfg.probes)
+                         if cfg.probes_file else prompts, cfg.probes) if cfg.probes else []
 
     roles = SharedRoles(cfg, base_path, device, sft_run, judge_run)
     if roles.judge_adapters is None:
@@ -192,7 +192,8 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
             loop.keep_samples(step, sampled, scores, rollout)
             loop.stop_if_diverged(step, metrics)
             raised = loop.watch.check(step, metrics)  # 7.
-            alarmed = bool(raised) and cfg.stop_on_alarm
+            # agreed by every rank (a collective: called at every step), so all of them stop at the same step
+            alarmed = distributed.agree(bool(raised)) and cfg.stop_on_alarm and step < cfg.max_steps
             stopped = loop.tracker.should_stop() or alarmed
             if loop.schedule.due(step) or stopped or step == cfg.max_steps:
                 loop.checkpoint(step)
@@ -240,7 +241,7 @@ class PPOLoop:
         self.state = LoopState()
         self.watch = Watch(run, Keys(length="response_length", cut_off="val/unfinished"), list(probes),
                            self.answer_greedily, lambda records, texts: self.score(records, texts),
-                           cfg.length_alarm, cfg.max_new_tokens)
+                           cfg.length_alarm, cfg.max_new_tokens, cfg.batch_size)
 
     def restore(self, folder: Path) -> int:
         """The checkpoint's weights, optimizer, KL controller, loop state and RNG states; returns its step. The
@@ -267,7 +268,7 @@ class PPOLoop:
 
     def probe(self, step: int) -> dict[str, float]:
         """The probes' means at a probe step (every `probe_every`, and the last); else nothing."""
-        if not (step % self.cfg.probe_steps() == 0 or step == self.cfg.max_steps):
+        if not self.watch.probes or not (step % self.cfg.probe_steps() == 0 or step == self.cfg.max_steps):
             return {}
         with self.clock.phase("probes"):
             return self.watch.probe(step)
@@ -391,7 +392,7 @@ class PPOLoop:
             "val/unfinished": (~sampled.finished).float().mean().item(),
             "response_length": mask.sum(1).float().mean().item(),
             **batch_signals([p["prompt"][-1]["content"] for p in sampled.batch], sampled.texts),
-            "tokens_per_second": mask.sum().item() / max(time.time() - started, 1e-6),
+            "tokens_per_second": mask.sum().item() / max(time.time() - started - probed.get("time/probes", 0), 1e-6),
             **self.clock.report(time.time() - started),
         }
         metrics = {**distributed.mean_over_ranks(metrics, summed=("tokens_per_second",)), **probed}
@@ -435,7 +436,7 @@ class PPOLoop:
         window = scores[-max(1, len(scores) // 4):]
         return {"steps": len(scores), "initial_score": scores[0], "final_score": sum(window) / len(window),
                 "mean_kl": sum(kls) / len(kls), "final_kl": kls[-1], "final_kl_coef": self.kl_ctl.value, **replicas,
-                "stopped": stopped, **self.watch.summary()}
+                "stopped": stopped, **self.watch.finish()}
 
 
 def restore_checkpoint(folder: Path, device, trainable: dict, optimizer, kl_ctl: KLController, loop: LoopState) -> int:

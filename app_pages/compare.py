@@ -135,7 +135,7 @@ else:
 for model, raised in summary.get("trained_alarms", {}).items():  # before the scores: they may be the hack's
     st.error(f"**While {as_text(results.model_name(model))} trained, the reward-hacking watch raised an alarm.** "
              "Its score below may be what the judge pays for rather than better answers. " + " ".join(
-                 f"Step {a['step']}: {as_text(a['message'])}" for a in raised), icon=":material/warning:")
+                 as_text(a["message"]) for a in raised), icon=":material/warning:")
 top = results.headline(summary)
 if top:  # the two numbers a visitor should leave with: what the judge prefers, and whether the answers are right
     for column, (label, value, why) in zip(st.columns(len(top)), top):

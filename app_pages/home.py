@@ -66,7 +66,7 @@ st.divider()
 st.subheader("Run the whole demo")
 st.markdown(texts.DEMO)
 st.caption("On a 2-core CPU the whole demo takes about 10 minutes with the embedded SmolLM2-135M model (measured: "
-           "8.5-9.6 with AVX-512; an AVX2-only CPU takes nearly twice as long); every stage appears here live.")
+           "8.5-10.5 with AVX-512; an AVX2-only CPU takes nearly twice as long); every stage appears here live.")
 
 
 def demo_button(label: str, preset: str, **button) -> None:

@@ -1,10 +1,10 @@
 """What the reward-hacking watch costs a quick-recipe PPO run. Prints a table and writes
 benchmarks/results/watch-<machine>-<date>.json.
 
-    .venv/bin/python benchmarks/watch_cost.py --runs-dir DIR [--rounds 1] [--steps 30]
+    .venv/bin/python benchmarks/watch_cost.py --runs-dir DIR [--reward RUN] [--rounds 1] [--steps 30]
 
 DIR holds a finished SFT run and a finished reward run (a demo's runs folder: `python -m pipelines demo --runs-dir
-DIR`). PPO then runs the quick recipe from them `--rounds` times with the watch's probes as the recipe sets them and
+DIR`; `--reward` picks another judge than the newest). PPO then runs the quick recipe from them `--rounds` times with the watch's probes as the recipe sets them and
 `--rounds` times with `probes=0`, alternated, in one sitting. Two figures per round:
 - the probes' own seconds, timed inside the run (`time/probes`, summed in summary.json's `probe_seconds`), over the
   run's wall time from its first step's start to its end: the share of the run they took;
@@ -39,11 +39,11 @@ def newest(runs_dir: Path, stage: str) -> Path:
     return found[-1]
 
 
-def ppo(runs_dir: Path, out_dir: Path, steps: int, *extra: str) -> dict:
-    """One quick-recipe PPO run from the folder's SFT and reward runs; its figures."""
+def ppo(runs_dir: Path, judge: Path, out_dir: Path, steps: int, *extra: str) -> dict:
+    """One quick-recipe PPO run from the folder's SFT run against `judge`; its figures."""
     started = time.time()
     subprocess.run([sys.executable, "-m", "pipelines", "ppo", "--config", "sample_data/recipes/ppo_quick.yaml",
-                    "--set", f"sft_run={newest(runs_dir, 'sft')}", "--set", f"reward_run={newest(runs_dir, 'reward')}",
+                    "--set", f"sft_run={newest(runs_dir, 'sft')}", "--set", f"reward_run={judge}",
                     "--set", f"max_steps={steps}", *extra, "--runs-dir", str(out_dir)],
                    cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     process_s = time.time() - started
@@ -75,6 +75,7 @@ def signals_cost() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs-dir", type=Path, required=True)
+    parser.add_argument("--reward", type=Path, help="the judge (default: the newest reward run in --runs-dir)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
@@ -82,13 +83,15 @@ def main() -> None:
     results = []
     for round_ in range(args.rounds):
         for probes in (True, False):
-            figures = ppo(args.runs_dir, out_dir / f"r{round_}-{'on' if probes else 'off'}", args.steps,
+            figures = ppo(args.runs_dir, args.reward or newest(args.runs_dir, "reward"),
+                          out_dir / f"r{round_}-{'on' if probes else 'off'}", args.steps,
                           *(() if probes else ("--set", "probes=0")))
             results.append({"round": round_, "probes": probes, **figures})
             print(json.dumps(results[-1]), flush=True)
     on = [r for r in results if r["probes"]]
     off = [r for r in results if not r["probes"]]
-    summary = {"probe_share_inside": median([r["probe_share"] for r in on]),
+    summary = {"judge": str(args.reward or newest(args.runs_dir, "reward")),
+               "probe_share_inside": median([r["probe_share"] for r in on]),
                "run_s_on": median([r["run_s"] for r in on]), "run_s_off": median([r["run_s"] for r in off]),
                "signals_us_per_step": signals_cost()}
     if summary["run_s_on"] and summary["run_s_off"]:

@@ -192,6 +192,28 @@ def test_home_to_compare_on_a_finished_demo(finished_demo, home_page):
     page.screenshot(path=str(SHOTS / "9-compare.png"), full_page=True)
 
 
+def test_the_probe_slider_shows_each_step_beside_the_start(finished_demo, home_page):
+    """The PPO page's reward-hacking watch in a real browser: the probe answers at the newest probed step beside the
+    starting model's, and at the first one once the slider moves (the tiny PPO run probes at steps 0, 1 and 2)."""
+    from playwright.sync_api import expect
+
+    page = home_page
+    page.get_by_role("link", name="3 · PPO").click()
+    expect(page.get_by_text("the same questions, answered by the model")).to_be_visible(timeout=30_000)
+    slider = page.get_by_role("slider").first
+    slider.scroll_into_view_if_needed()
+    expect(page.get_by_text("→ step 2:", exact=False)).to_be_visible()
+    expect(page.get_by_text("Starting model · score", exact=False).first).to_be_visible()
+    page.screenshot(path=str(SHOTS / "13-ppo-probes-newest.png"), full_page=True)
+    slider.focus()
+    page.keyboard.press("Home")
+    expect(page.get_by_text("→ step 1:", exact=False)).to_be_visible(timeout=10_000)
+    expect(page.get_by_text("Step 1 · score", exact=False).first).to_be_visible()
+    page.wait_for_timeout(2_500)  # a refresh of the live panel later the chosen step stays
+    expect(page.get_by_text("→ step 1:", exact=False)).to_be_visible()
+    page.screenshot(path=str(SHOTS / "14-ppo-probes-first.png"), full_page=True)
+
+
 @pytest.fixture
 def finished_methods_demo(tmp_path, methods_runs):
     """The app's runs folder after the methods demo (tiny model): SFT, judge, PPO, DPO, GRPO, and a comparison of

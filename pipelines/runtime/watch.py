@@ -13,8 +13,9 @@ Two kinds of evidence, both written to the run folder:
 **Alarms** compare now with the start: a signal of the steps is the mean over the last `WINDOW` steps against the
 mean of the first `BASELINE` steps (one batch is too noisy to judge a drift on), a probe signal is the newest probe
 against the start's. An alarm is raised once per signal, at the step it trips, with the newest checkpoint from
-before the drift began to go back to. It goes to the log at once, to status.json (the page's banner) and to
-summary.json's `alarms`; with `stop_on_alarm` the stage ends the run there, with a checkpoint.
+before the drift began to go back to (kept from rotation; `python -m pipelines resume RUN --checkpoint N` goes back
+to it). It goes to the log at once, to status.json (the page's banner) and to summary.json's `alarms`; with
+`stop_on_alarm` the stage ends the run there, with a checkpoint.
 
 This module is plain Python (no torch): the stage hands it a function that answers prompts and one that scores.
 """

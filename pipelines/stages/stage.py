@@ -45,8 +45,8 @@ def watch_figures(summary: dict) -> list[tuple[str, str]]:
     """The reward-hacking watch's verdict, for a run that had the watch."""
     if "alarms" not in summary:
         return []
-    raised = ", ".join(f"{a['signal']} at step {a['step']}" for a in summary["alarms"])
-    return [("Reward-hacking alarms", raised or "none")]
+    signals = ", ".join(dict.fromkeys(a["signal"] for a in summary["alarms"]))
+    return [("Reward-hacking alarms", f"{len(summary['alarms'])} ({signals})" if signals else "none")]
 
 
 def no_figures(summary: dict) -> list[tuple[str, str]]:

@@ -55,5 +55,5 @@ STAGE = Stage(
                   (("time/generate", "generate"), ("time/judge", "judge"), ("time/forward_policy", "policy forwards"),
                    ("time/forward_reference", "reference forward"), ("time/forward_value", "value forwards"),
                    ("time/backward", "backward"), ("time/all_reduce", "gradient exchange"),
-                   ("time/optimizer", "optimizer"), ("time/probes", "probes (the watch)"), ("time/other", "other")))),
+                   ("time/optimizer", "optimizer"), ("time/other", "other")))),  # the probes: probe_seconds
 )

@@ -4,8 +4,9 @@ benchmarks/results/watch-<machine>-<date>.json.
     .venv/bin/python benchmarks/watch_cost.py --runs-dir DIR [--reward RUN] [--rounds 1] [--steps 30]
 
 DIR holds a finished SFT run and a finished reward run (a demo's runs folder: `python -m pipelines demo --runs-dir
-DIR`; `--reward` picks another judge than the newest). PPO then runs the quick recipe from them `--rounds` times with the watch's probes as the recipe sets them and
-`--rounds` times with `probes=0`, alternated, in one sitting. Two figures per round:
+DIR`; `--reward` picks another judge than the newest). PPO then runs the quick recipe from them `--rounds` times
+with the watch's probes as the recipe sets them and `--rounds` times with `probes=0`, alternated, in one sitting.
+Two figures per round:
 - the probes' own seconds, timed inside the run (`time/probes`, summed in summary.json's `probe_seconds`), over the
   run's wall time from its first step's start to its end: the share of the run they took;
 - the run's wall time, with and without probes: the same cost seen from outside, noisier (a 2-core CPU moves by

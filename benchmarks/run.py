@@ -747,6 +747,17 @@ def _measurements(r: dict) -> list[dict]:
     return out
 
 
+def save_rounds(kind: str, info: dict, summary: dict, rounds: list[dict]) -> Path:
+    """A paired benchmark's end (viewers.py, watch_cost.py): its summary under the machine's name, printed, and
+    written with every round to benchmarks/results/<kind>-<machine>-<date>.json."""
+    print(f"\n{info['cpu']} ({info['vector']}, {info['usable_cores']} cores): {json.dumps(summary)}")
+    out = HERE / "results" / f"{kind}-{machine_slug(info)}-{dt.date.today()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": info, "summary": summary, "rounds": rounds}, indent=2))
+    print(f"wrote {out}")
+    return out
+
+
 def machine_slug(info: dict) -> str:
     if info.get("gpu"):
         name = info["gpu"]

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
-import json
 import os
 import shutil
 import subprocess
@@ -30,7 +28,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from demo_in_browser import wait_for_app  # noqa: E402
-from run import cpu_info, machine_slug, median, progress, read_jsonl, rnd, step_figures, table  # noqa: E402
+from run import cpu_info, median, progress, read_jsonl, rnd, save_rounds, step_figures, table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -173,11 +171,7 @@ def main() -> None:
     print(table(["viewers", "round", "s/step", "page answered in (s)", "server CPU s", "browsers' CPU s"],
                 [[r["viewers"], r["round"], r["s_per_step"], ", ".join(map(str, r["answer_s"])) or "-",
                   r["server_cpu_s"], r["browser_cpu_s"]] for r in results]))
-    print(f"\n{info['cpu']} ({info['vector']}, {info['usable_cores']} cores): {json.dumps(summary)}")
-    out = REPO / "benchmarks" / "results" / f"viewers-{machine_slug(info)}-{dt.date.today()}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "summary": summary, "rounds": results}, indent=2))
-    print(f"written: {out}")
+    save_rounds("viewers", info, summary, results)
 
 
 if __name__ == "__main__":

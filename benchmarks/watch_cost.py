@@ -18,7 +18,6 @@ alone.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import timeit
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import cpu_info, machine_slug, median, rnd, table  # noqa: E402
+from run import cpu_info, median, rnd, save_rounds, table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -101,11 +100,7 @@ def main() -> None:
     print(table(["round", "probes", "run s", "s/step", "probe s", "passes", "share", "alarms"],
                 [[r["round"], "on" if r["probes"] else "off", r["run_s"], r["s_per_step"], r["probe_s"],
                   r["probe_passes"], r["probe_share"], ",".join(r["alarms"]) or "-"] for r in results]))
-    print(f"\n{info['cpu']} ({info['vector']}, {info['usable_cores']} cores): {json.dumps(summary)}")
-    out = REPO / "benchmarks" / "results" / f"watch-{machine_slug(info)}-{dt.date.today()}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": info, "summary": summary, "rounds": results}, indent=2))
-    print(f"wrote {out}")
+    save_rounds("watch", info, summary, results)
 
 
 if __name__ == "__main__":

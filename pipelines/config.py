@@ -286,8 +286,9 @@ class WatchedConfig(TrainingConfig):
         *TrainingConfig.resumable_changes, "probe_every", "length_alarm", "stop_on_alarm",
     )
 
-    def probe_steps(self) -> int:
-        return self.probe_every or self.checkpoint_every()
+    def probe_due(self, step: int) -> bool:
+        """The watch answers its probes at this step: every `probe_every` (0: each checkpoint's), and the last."""
+        return step % (self.probe_every or self.checkpoint_every()) == 0 or step == self.max_steps
 
 
 PACKING = ("Compute only the real tokens of each batch: no padding, and what several sequences start with alike (a "

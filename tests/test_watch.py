@@ -28,7 +28,7 @@ def test_probes_with_a_reference_answer_come_first():
 
 def watch_on(tmp_path, answers=None, scores=None, probes=()):
     run = Run.create("ppo", "stage: ppo\n", tmp_path)
-    answers = answers or (lambda records: ([f"answer {i}" for i in range(len(records))], [True] * len(records)))
+    answers = answers or (lambda records: ([f"answer {i}" for i in range(len(records))], [False] * len(records)))
     return Watch(run, Keys(length="response_length", cut_off="val/unfinished"), list(probes), answers,
                  scores or (lambda records, texts: [0.0] * len(texts)), length_change=1.0, max_new_tokens=40)
 
@@ -91,7 +91,7 @@ def test_one_collapse_seen_by_the_steps_and_the_probes_raises_one_alarm(tmp_path
     state = {"same": False}
 
     def answer(records):
-        return [("Yes." if state["same"] else f"Answer {i}.") for i in range(len(records))], [True] * len(records)
+        return [("Yes." if state["same"] else f"Answer {i}.") for i in range(len(records))], [False] * len(records)
 
     watch = watch_on(tmp_path, answer, probes=probes)
     watch.probe(0)
@@ -110,7 +110,7 @@ def test_probes_rising_score_and_falling_correctness_raise_an_alarm(tmp_path):
     def answer(records):
         texts = [f"It is {2 * (i + 1)}." if state["right"] else f"It is {2 * (i + 1) + 1}, my friend!"
                  for i in range(len(records))]
-        return texts, [True] * len(records)
+        return texts, [False] * len(records)
 
     def score(records, texts):
         return [1.0 if "friend" in t else 0.0 for t in texts]

@@ -18,8 +18,13 @@ filter looks at the top 64 tokens first and sorts the whole vocabulary only when
 from __future__ import annotations
 
 import inspect
+import logging
 
 import torch
+
+from pipelines.data.formats import encode_prompt
+
+log = logging.getLogger("pipelines")
 
 NUCLEUS_CANDIDATES = 64  # top tokens the nucleus is looked for in before sorting the whole vocabulary
 
@@ -128,6 +133,32 @@ def generate(roles, adapters: list[str], prompt_ids, prompt_mask, tokenizer, *, 
     with roles.frozen(adapters):
         return sample(roles.model, prompt_ids, prompt_mask, max_new_tokens=max_new_tokens, temperature=temperature,
                       top_p=top_p, eos_ids=eos_ids, pad_id=tokenizer.pad_token_id)
+
+
+def sample_responses(contestants, adapters: list[str], prompts: list[dict], tokenizer, *, batch_size: int,
+                     seed: int | None, max_new_tokens: int, temperature: float, top_p: float,
+                     log_as: str = "") -> tuple[list[str], list[bool]]:
+    """One response per prompt record from the model that `adapters` select on `contestants` ([] = the bare base;
+    see `generate`), in batches, and whether each was cut off at `max_new_tokens` (it never ended its turn). Each
+    batch starts from `seed + its first index`, so two models given the same seed draw from the same random stream;
+    `seed` None leaves the random state alone (greedy answers inside a training loop)."""
+    eos_ids = end_of_turn_ids(tokenizer)
+    device = next(contestants.model.parameters()).device
+    texts: list[str] = []
+    cut_off: list[bool] = []
+    for start in range(0, len(prompts), max(1, batch_size)):
+        chunk = prompts[start:start + max(1, batch_size)]
+        ids, mask = left_pad([encode_prompt(tokenizer, p["prompt"]) for p in chunk], tokenizer.pad_token_id, device)
+        if seed is not None:
+            torch.manual_seed(seed + start)
+        out = generate(contestants, adapters, ids, mask, tokenizer, max_new_tokens=max_new_tokens,
+                       temperature=temperature, top_p=top_p, eos_ids=eos_ids)
+        mask, finished = response_mask(out, eos_ids)
+        texts += decode_responses(tokenizer, out, mask)
+        cut_off += (~finished).tolist()
+        if log_as:
+            log.info("%s: %d/%d prompts answered", log_as, len(texts), len(prompts))
+    return texts, cut_off
 
 
 def end_of_turn_ids(tokenizer) -> list[int]:

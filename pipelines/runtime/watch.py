@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from pipelines.data.answers import is_correct
+from pipelines.data.formats import load_checked
 from pipelines.runtime.checkpoints import keep_checkpoint, list_checkpoints
 from pipelines.runtime.runs import Run
 
@@ -88,6 +89,15 @@ def pick_probes(records: list[dict], count: int) -> list[dict]:
     return (graded + [r for r in records if not r.get("answer")])[:count]
 
 
+def load_probes(cfg, prompts: list[dict]) -> list[dict]:
+    """A stage's probe records: `probes` of `probes_file`, or of its own `prompts` when that is empty; none (and
+    nothing read) when `probes` is 0."""
+    if not cfg.probes:
+        return []
+    return pick_probes(load_checked("prompts", cfg.probes_file, log, cfg.column_map) if cfg.probes_file else prompts,
+                       cfg.probes)
+
+
 @dataclass
 class Alarm:
     step: int
@@ -115,7 +125,8 @@ class Keys:
 
 @dataclass
 class Watch:
-    """`answer(prompts) -> (texts, finished)` answers prompt records greedily with the policy as it is now;
+    """`answer(prompts) -> (texts, cut_off)` answers prompt records greedily with the policy as it is now, and says
+    which ran into `max_new_tokens`;
     `score(prompts, texts) -> scores` is the stage's judge. `length_change`: the relative change of the mean answer
     length that raises the length alarm (1.0: twice as long, or half as long); answers that run into
     `max_new_tokens` raise it too."""
@@ -146,28 +157,33 @@ class Watch:
 
     # -- probes --
 
+    def probe_start(self) -> None:
+        """The probes answered by the starting model, as a metrics row of step 0."""
+        if means := self.probe(0):
+            self.run.log_metrics({"step": 0, "time": 0.0, **means})
+
     def probe(self, step: int) -> dict[str, float]:
         """Answer, score and grade the probes now; write their rows; return their means (`probes/...`) and the
         seconds they took (`time/probes`)."""
         if not self.probes or step in self.probe_rows:
             return {}
         started = time.perf_counter()
-        texts, finished, scores = [], [], []
+        texts, cut_off, scores = [], [], []
         for first in range(0, len(self.probes), self.batch_size):
             chunk = self.probes[first:first + self.batch_size]
-            chunk_texts, chunk_finished = self.answer(chunk)
+            chunk_texts, chunk_cut_off = self.answer(chunk)
             texts += chunk_texts
-            finished += chunk_finished
+            cut_off += chunk_cut_off
             scores += self.score(chunk, chunk_texts)
         seconds = time.perf_counter() - started
         self.seconds += seconds
         rows = []
-        for record, text, done, score in zip(self.probes, texts, finished, scores):
+        for record, text, cut, score in zip(self.probes, texts, cut_off, scores):
             question = question_of(record["prompt"])
             answer = record.get("answer") or None
             rows.append({"step": step, "prompt": question, "response": text, "score": float(score),
                          "answer": answer, "correct": is_correct(text, answer, question) if answer else None,
-                         "words": len(text.split()), "cut_off": not done})
+                         "words": len(text.split()), "cut_off": cut})
         self.probe_rows[step] = rows
         if self.run.writes:
             with open(self.run.path / "probes.jsonl", "a", encoding="utf-8") as fh:

@@ -26,7 +26,8 @@ from pipelines.model.loading import load_base, load_tokenizer, pick_device, reso
 from pipelines.model.sampling import left_pad
 from pipelines.runtime.runs import Run, resolve_run
 from pipelines.stages import JUDGE, generating_stages
-from pipelines.stages.compare.compare import Contestants, sample_responses
+from pipelines.model.sampling import sample_responses
+from pipelines.stages.compare.compare import Contestants
 from pipelines.studio.sets import (AI_PREFIX, LabelingSet, agreement, check_new_set, compact_prompt, create_set,
                                    prompt_text)
 

@@ -13,10 +13,10 @@ import logging
 import torch
 
 from pipelines.data.answers import is_correct
-from pipelines.data.formats import encode_prompt, load_checked
+from pipelines.data.formats import load_checked
 from pipelines.model.judge import Judge
 from pipelines.model.loading import frozen_with, load_base, load_tokenizer, pick_device, resolve_model
-from pipelines.model.sampling import decode_responses, end_of_turn_ids, generate, left_pad, response_mask
+from pipelines.model.sampling import sample_responses
 from pipelines.runtime.runs import Run
 from pipelines.runtime.tracking import Tracker
 from pipelines.stages.compare.config import CompareConfig
@@ -45,30 +45,6 @@ class Contestants:
         if not hasattr(self.model, "disable_adapter"):  # no adapters loaded: the bare base only
             return torch.no_grad()
         return frozen_with(self.model, adapters, self.quantized)
-
-
-def sample_responses(contestants, adapters: list[str], prompts: list[dict], tokenizer, *, batch_size: int, seed: int,
-                     max_new_tokens: int, temperature: float, top_p: float,
-                     log_as: str = "") -> tuple[list[str], list[bool]]:
-    """One response per prompt from the model that `adapters` select ([] = the bare base), in batches, and whether
-    each was cut off at `max_new_tokens` (it never ended its turn). Each batch starts from `seed + its first index`,
-    so two models given the same seed draw from the same random stream."""
-    eos_ids = end_of_turn_ids(tokenizer)
-    device = next(contestants.model.parameters()).device
-    texts: list[str] = []
-    cut_off: list[bool] = []
-    for start in range(0, len(prompts), max(1, batch_size)):
-        chunk = prompts[start:start + max(1, batch_size)]
-        ids, mask = left_pad([encode_prompt(tokenizer, p["prompt"]) for p in chunk], tokenizer.pad_token_id, device)
-        torch.manual_seed(seed + start)
-        out = generate(contestants, adapters, ids, mask, tokenizer, max_new_tokens=max_new_tokens,
-                       temperature=temperature, top_p=top_p, eos_ids=eos_ids)
-        mask, finished = response_mask(out, eos_ids)
-        texts += decode_responses(tokenizer, out, mask)
-        cut_off += (~finished).tolist()
-        if log_as:
-            log.info("%s: %d/%d prompts answered", log_as, len(texts), len(prompts))
-    return texts, cut_off
 
 
 def win_rate(a: list[float], b: list[float]) -> float:

@@ -30,7 +30,7 @@ from pipelines.runtime import distributed
 from pipelines.runtime.runs import Run
 from pipelines.runtime.tracking import (WATCHED, Tracker, TrackerCallback, TrainerCheckpoints, train_tracked,
                                         trainer_arguments)
-from pipelines.runtime.watch import Keys, Watch, batch_signals, pick_probes
+from pipelines.runtime.watch import Keys, Watch, batch_signals, load_probes
 from pipelines.stages.grpo.config import GRPOConfig
 from pipelines.stages.grpo.rules import answer_reward, length_reward, regex_reward
 
@@ -132,8 +132,7 @@ def run(cfg: GRPOConfig, run: Run, resume: Path | None = None) -> dict:
     sft_run = Run(cfg.sft_run) if cfg.sft_run else None
     records = load_checked("prompts", cfg.prompts_file, log, cfg.column_map)
     dataset = to_dataset(records, cfg)
-    probes = pick_probes(load_checked("prompts", cfg.probes_file, log, cfg.column_map)
-                         if cfg.probes_file else records, cfg.probes) if cfg.probes else []
+    probes = load_probes(cfg, records)
     functions = reward_functions(cfg, device)
     signals: dict[str, float] = {}
     rewards = [with_samples(functions, cfg.sample_every, run, signals), *functions[1:]]
@@ -216,14 +215,14 @@ class WatchCallback(TrainerCallback):
         finally:
             model.train(was_training)
         answer_mask, finished = response_mask(responses, self.eos_ids)
-        return decode_responses(self.tokenizer, responses, answer_mask), finished.tolist()
+        return decode_responses(self.tokenizer, responses, answer_mask), (~finished).tolist()
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.model = model
         if self.resumed:
             self.watch.restore()
-        elif means := self.watch.probe(0):
-            self.run.log_metrics({"step": 0, "time": 0.0, **means})
+        else:
+            self.watch.probe_start()
 
     def on_log(self, args, state, control, logs=None, model=None, **kwargs):
         if not logs or "loss" not in logs:  # the end-of-training row (runtime, throughput) is not a step
@@ -231,7 +230,7 @@ class WatchCallback(TrainerCallback):
         self.model = model or self.model
         step = state.global_step
         logs.update(distributed.mean_over_ranks(self.signals))  # each rank saw its own slice of the answers
-        if step % self.cfg.probe_steps() == 0 or step == self.cfg.max_steps:
+        if self.cfg.probe_due(step):
             logs.update(self.watch.probe(step))
         raised = self.watch.check(step, logs)
         # agreed by every rank (on_log runs on all of them at the same steps), so all of them save and stop together

@@ -41,12 +41,13 @@ from pipelines.data.formats import encode_prompt, load_checked
 from pipelines.errors import TrainingDiverged
 from pipelines.model.judge import Judge, check_gate, encode_for_judge
 from pipelines.model.loading import adapter_report, load_tokenizer, pick_device, resolve_model
-from pipelines.model.sampling import decode_responses, end_of_turn_ids, generate, left_pad, response_mask
+from pipelines.model.sampling import (decode_responses, end_of_turn_ids, generate, left_pad, response_mask,
+                                      sample_responses)
 from pipelines.runtime import distributed
 from pipelines.runtime.checkpoints import ResumeError, SaveSchedule, load_ppo, save_ppo
 from pipelines.runtime.runs import Run
 from pipelines.runtime.tracking import Tracker, first_not_finite, log_checkpoint
-from pipelines.runtime.watch import Keys, Watch, batch_signals, pick_probes
+from pipelines.runtime.watch import Keys, Watch, batch_signals, load_probes
 from pipelines.stages.ppo.config import PPOConfig
 from pipelines.stages.ppo.core import (KLController, gae, kl_k1, kl_k3, masked_mean, minibatches, policy_loss,
                                        token_rewards, value_loss, whiten)
@@ -73,8 +74,7 @@ def run(cfg: PPOConfig, run: Run, resume: Path | None = None) -> dict:
     tokenizer = load_tokenizer(str(sft_run.adapter_dir) if sft_run else base_path, cfg.trust_remote_code)
     tokenizer.padding_side = "left"
     prompts = load_checked("prompts", cfg.prompts_file, log, cfg.column_map)
-    probes = pick_probes(load_checked("prompts", cfg.probes_file, log, cfg.column_map)
-                         if cfg.probes_file else prompts, cfg.probes) if cfg.probes else []
+    probes = load_probes(cfg, prompts)
 
     roles = SharedRoles(cfg, base_path, device, sft_run, judge_run)
     if roles.judge_adapters is None:
@@ -180,7 +180,7 @@ def train(cfg: PPOConfig, run: Run, roles: SharedRoles, tokenizer, prompts: list
     stopped = False
     with loop.tracker:
         if first_step == 1:
-            loop.probe_start()  # the starting model's answers, before any update
+            loop.watch.probe_start()  # the starting model's answers, before any update
         for step in range(first_step, cfg.max_steps + 1):
             started = time.time()
             sampled = loop.rollout(loop.draw(prompts))  # 1. this rank's slice of the global batch, answered
@@ -250,25 +250,14 @@ class PPOLoop:
         self.watch.restore()
         return step
 
-    @torch.no_grad()
     def answer_greedily(self, records: list[dict]) -> tuple[list[str], list[bool]]:
-        """The policy's greedy answers to prompt records, and whether each ended by itself: the watch's probes."""
-        prompt_ids, prompt_mask = left_pad([encode_prompt(self.tokenizer, p["prompt"]) for p in records],
-                                           self.tokenizer.pad_token_id, self.device)
-        responses = generate(self.roles, ["policy"], prompt_ids, prompt_mask, self.tokenizer,
-                             max_new_tokens=self.cfg.max_new_tokens, temperature=0.0, top_p=1.0,
-                             eos_ids=self.eos_ids)
-        mask, finished = response_mask(responses, self.eos_ids)
-        return decode_responses(self.tokenizer, responses, mask), finished.tolist()
-
-    def probe_start(self) -> None:
-        """The probes answered by the starting model, as a metrics row of step 0."""
-        if means := self.watch.probe(0):
-            self.run.log_metrics({"step": 0, "time": 0.0, **means})
+        """The policy's greedy answers to prompt records, and whether each was cut off: the watch's probes."""
+        return sample_responses(self.roles, ["policy"], records, self.tokenizer, batch_size=len(records), seed=None,
+                                max_new_tokens=self.cfg.max_new_tokens, temperature=0.0, top_p=1.0)
 
     def probe(self, step: int) -> dict[str, float]:
         """The probes' means at a probe step (every `probe_every`, and the last); else nothing."""
-        if not self.watch.probes or not (step % self.cfg.probe_steps() == 0 or step == self.cfg.max_steps):
+        if not self.watch.probes or not self.cfg.probe_due(step):
             return {}
         with self.clock.phase("probes"):
             return self.watch.probe(step)

@@ -262,7 +262,13 @@ def test_the_data_page_checks_an_uploaded_broken_file_at_once(home_page, tmp_pat
     broken.write_text('{"prompt": "What is 2 + 2?"}\n{"prompt": "Name a colour."\n{"prompt": "Hi"}\n',
                       encoding="utf-8")
     page.get_by_text("Prompts (prompt, or messages)").click()
-    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(broken))
+    for _ in range(3):  # a file handed over while the page reruns (after the click) can be lost: hand it over again
+        page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(broken))
+        try:
+            expect(page.get_by_text("Saved as")).to_be_visible(timeout=10_000)
+            break
+        except AssertionError:
+            continue
     expect(page.get_by_text("Saved as")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("line 2", exact=False).first).to_be_visible(timeout=60_000)
     page.screenshot(path=str(SHOTS / "10-data-upload.png"), full_page=True)
